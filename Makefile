@@ -1,0 +1,187 @@
+# weft — plain Makefile. `make help` lists the targets.
+#
+# Layout: runtime/*.c + runtime/switch_$(ARCH).S -> build/libweft.{a,so}, build/weft.pc
+#         tests/test_*.c -> one Criterion binary build/tests/weft_tests
+#         tests/lto_*.c  -> one binary each, built with -O2 -flto together with the runtime
+#         examples/*.c   -> build/examples/NAME, bench/*.c -> build/bench/NAME
+
+CC      ?= cc
+ifeq ($(origin CC),default)
+CC      := cc
+endif
+PREFIX  ?= /usr/local
+BUILD   ?= build
+ARCH    := $(shell $(CC) -dumpmachine | cut -d- -f1)
+
+WARN    := -Wall -Wextra -Werror
+CSTD    := -std=gnu11
+OPT     ?= -O2 -g
+SANFLAGS ?=
+# Sanitizer and valgrind builds replace the allocator with the tool's own.
+ALLOC_LIB ?= -ljemalloc
+CFLAGS_LIB := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) -fPIC -fvisibility=hidden -pthread \
+              -D_GNU_SOURCE -Iinclude
+CFLAGS_APP := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) -pthread -D_GNU_SOURCE -Iinclude -Iruntime
+LDLIBS_APP := $(ALLOC_LIB) -pthread -lm
+
+LIB_SRC := $(wildcard runtime/*.c)
+LIB_ASM := $(wildcard runtime/switch_$(ARCH).S)
+LIB_OBJ := $(patsubst runtime/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) \
+           $(patsubst runtime/%.S,$(BUILD)/obj/%.o,$(LIB_ASM))
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_OBJ := $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SRC))
+LTO_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/lto_*.c))
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+
+.PHONY: all lib deps test test-asan test-tsan valgrind demo examples benches bench bench-quick \
+        install clean help check-aarch64 soak
+.DEFAULT_GOAL := all
+
+all: deps lib examples
+
+lib: $(BUILD)/libweft.a $(BUILD)/libweft.so $(BUILD)/weft.pc
+
+# ---------------------------------------------------------------- dependencies
+# Header we need -> Debian package that provides it.
+DEP_PKGS := /usr/include/jemalloc/jemalloc.h:libjemalloc-dev \
+            /usr/include/criterion/criterion.h:libcriterion-dev \
+            /usr/include/valgrind/valgrind.h:valgrind
+MISSING  := $(strip $(foreach d,$(DEP_PKGS),$(if $(wildcard $(word 1,$(subst :, ,$(d)))),,$(word 2,$(subst :, ,$(d))))))
+
+deps:
+ifneq ($(MISSING),)
+	@if [ "$$(id -u)" = 0 ]; then \
+	  echo "weft: installing missing Debian packages: $(MISSING)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(MISSING); \
+	else \
+	  echo "weft: missing Debian packages: $(MISSING)"; \
+	  echo "weft: install them with:  sudo apt-get update && sudo apt-get install -y $(MISSING)"; \
+	  exit 1; \
+	fi
+else
+	@true
+endif
+
+# ---------------------------------------------------------------- library
+$(BUILD)/obj/%.o: runtime/%.c $(wildcard runtime/*.h) include/weft.h | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_LIB) -c $< -o $@
+
+$(BUILD)/obj/%.o: runtime/%.S | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_LIB) -c $< -o $@
+
+$(BUILD)/libweft.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libweft.so: $(LIB_OBJ)
+	$(CC) -shared $(SANFLAGS) -Wl,-soname,libweft.so.0 -o $@ $^ $(ALLOC_LIB) -pthread
+
+$(BUILD)/weft.pc: Makefile
+	@mkdir -p $(BUILD)
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
+	  'Name: weft' 'Description: multithreaded work-stealing runtime of stackful tasks' \
+	  'Version: 0.1.0' 'Cflags: -I$${includedir} -pthread' \
+	  'Libs: -L$${libdir} -lweft -ljemalloc -pthread' > $@
+
+# ---------------------------------------------------------------- programs
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libweft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_APP) $< -o $@ $(BUILD)/libweft.a $(LDLIBS_APP)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libweft.a $(wildcard bench/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_APP) $< -o $@ $(BUILD)/libweft.a $(LDLIBS_APP)
+
+examples: $(EXAMPLES)
+benches: $(BENCHES)
+
+$(BUILD)/tests/%.o: tests/%.c $(wildcard tests/*.h) include/weft.h $(wildcard runtime/*.h) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_APP) -c $< -o $@
+
+$(BUILD)/tests/weft_tests: $(TEST_OBJ) $(BUILD)/libweft.a
+	$(CC) $(SANFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libweft.a -lcriterion $(LDLIBS_APP)
+
+# The migration test compiles the runtime into itself under LTO, so the
+# compiler sees across the switch and could hoist thread-locals if the
+# runtime let it.
+$(BUILD)/tests/lto_%: tests/lto_%.c $(LIB_SRC) $(LIB_ASM) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -O2 -flto -g $(SANFLAGS) -pthread -D_GNU_SOURCE -Iinclude -Iruntime \
+	  $< $(LIB_SRC) $(LIB_ASM) -o $@ -lcriterion $(LDLIBS_APP)
+
+TEST_ENV ?=
+CRITERION_FLAGS ?= --jobs 2
+test: deps $(BUILD)/tests/weft_tests $(LTO_TESTS)
+	@for t in $(LTO_TESTS); do echo "== $$t"; $(TEST_ENV) $$t $(CRITERION_FLAGS) || exit 1; done
+	@echo "== $(BUILD)/tests/weft_tests"
+	@$(TEST_ENV) $(BUILD)/tests/weft_tests $(CRITERION_FLAGS)
+
+# Instrumented runs of the same suite. Fiber annotations live in runtime/context.h.
+test-asan:
+	$(MAKE) test BUILD=build/asan CC=$(CC) OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" ALLOC_LIB= \
+	  TEST_ENV="ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1"
+
+test-tsan:
+	$(MAKE) test BUILD=build/tsan CC=$(CC) OPT="-O1 -g" SANFLAGS="-fsanitize=thread" ALLOC_LIB= \
+	  TEST_ENV="TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1"
+
+VALGRIND := valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
+            --errors-for-leak-kinds=definite,indirect --trace-children=yes --quiet \
+            --suppressions=/dev/null
+valgrind:
+	$(MAKE) $(BUILD)/valgrind/tests/weft_tests BUILD=$(BUILD)/valgrind ALLOC_LIB= OPT="-O1 -g"
+	WEFT_VALGRIND=1 $(VALGRIND) $(BUILD)/valgrind/tests/weft_tests --jobs 1
+
+# ---------------------------------------------------------------- demo, bench
+demo: all
+	$(BUILD)/examples/demo
+
+BENCH_ARGS ?=
+bench: lib benches
+	@mkdir -p bench/results
+	@for b in $(BENCHES); do echo "== $$b"; $$b $(BENCH_ARGS) | tee bench/results/$$(basename $$b).txt || exit 1; done
+	@cat bench/results/*.txt | awk '/^bench: /{print $$2","$$3","$$4}' > bench/results/all.csv
+	@echo "results: bench/results/all.csv"
+
+bench-quick:
+	$(MAKE) bench BENCH_ARGS=--quick
+
+# ---------------------------------------------------------------- aarch64
+# Cross-builds the switch test for aarch64 and runs it under qemu-user when
+# Debian's gcc-aarch64-linux-gnu and qemu-user are installed.
+AARCH64_CC ?= aarch64-linux-gnu-gcc
+check-aarch64:
+	@if ! command -v $(AARCH64_CC) >/dev/null; then \
+	  echo "check-aarch64: $(AARCH64_CC) not installed (apt-get install gcc-aarch64-linux-gnu); skipped"; exit 0; fi; \
+	mkdir -p $(BUILD)/aarch64 && \
+	$(AARCH64_CC) $(CSTD) $(WARN) -O2 -mbranch-protection=standard -D_GNU_SOURCE -Iinclude -Iruntime \
+	  tests/arch/switch_check.c runtime/context.c runtime/switch_aarch64.S -static \
+	  -o $(BUILD)/aarch64/switch_check && \
+	if command -v qemu-aarch64 >/dev/null; then qemu-aarch64 $(BUILD)/aarch64/switch_check; \
+	else echo "check-aarch64: built; qemu-user not installed, not run"; fi
+
+# ---------------------------------------------------------------- install
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/weft.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libweft.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libweft.so $(DESTDIR)$(PREFIX)/lib/libweft.so.0
+	ln -sf libweft.so.0 $(DESTDIR)$(PREFIX)/lib/libweft.so
+	sed 's|^prefix=.*|prefix=$(PREFIX)|' $(BUILD)/weft.pc > $(DESTDIR)$(PREFIX)/lib/pkgconfig/weft.pc
+
+clean:
+	rm -rf build
+
+help:
+	@echo "make          build/libweft.a, build/libweft.so, build/weft.pc, examples"
+	@echo "make demo     build everything and run the main demo"
+	@echo "make test     build and run every test (Criterion)"
+	@echo "make test-asan / test-tsan / valgrind   the same suite instrumented"
+	@echo "make bench / bench-quick   benchmarks (results in bench/results/)"
+	@echo "make install PREFIX=DIR    headers, libraries, pkg-config file"
+	@echo "make check-aarch64         cross-build and run the aarch64 switch check under qemu"

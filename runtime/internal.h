@@ -1,0 +1,151 @@
+/*
+ * What the scheduler layer shares between its files (sched.c: workers,
+ * queues, parking; task.c: task lifetime, waits and wakes) and offers to the
+ * services above it (time, I/O, and later sync, net, fs...).
+ */
+#ifndef WEFT_INTERNAL_H
+#define WEFT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "../include/weft.h"
+#include "alloc.h"
+#include "context.h"
+#include "poller.h"
+#include "queue.h"
+#include "stack.h"
+#include "task.h"
+#include "timer.h"
+
+/* Fairness and tuning constants (reasoning in sched.c). */
+#define WEFT_EVENT_INTERVAL 61    /* ticks between maintenance passes */
+#define WEFT_MAX_LIFO_RUNS 3      /* consecutive LIFO-slot runs before the cap */
+#define WEFT_BUDGET 128           /* cooperative operations per slice */
+#define WEFT_TASK_POOL_MAX 1024   /* control blocks cached per worker */
+#define WEFT_TASK_CHUNK 64        /* control blocks per allocation */
+
+typedef struct weft__stats {
+    _Atomic uint64_t tasks_run, steals, tasks_stolen, parks, global_pulls, overflows, lifo_capped;
+} weft__stats;
+
+typedef struct weft__worker {
+    /* Owner-only hot state. */
+    weft__task *current;    /* task running on this worker, NULL in the scheduler */
+    weft__task *prev;       /* task that just switched away; see after_switch */
+    weft__task *lifo;
+    uint32_t tick;
+    uint8_t lifo_runs;
+    uint8_t searching;      /* counted in rt->idle as searching */
+    uint8_t sleeping;       /* on rt->sleepers (guarded by rt->idle_lock) */
+    uint8_t woken_to_search;
+    unsigned index;
+    uint64_t rng;
+    struct weft_runtime *rt;
+    weft__ctx sched_ctx;    /* the worker thread's own stack */
+    weft__stack_cache stacks;
+    weft__task *task_free;
+    unsigned ntask_free;
+    uint64_t next_id;
+    uint64_t now_tick;      /* ms since runtime start, cached per loop iteration */
+    weft__task *pinned_head, *pinned_tail; /* runnable pinned tasks (owner-only) */
+
+    weft__lq lq;
+    weft__wheel wheel;
+    weft__poller poller;
+
+    /* Pinned tasks woken by other threads. */
+    pthread_mutex_t inbox_lock;
+    weft__task *inbox_head, *inbox_tail;
+    _Atomic unsigned inbox_n;
+
+    weft__stats stats;
+    pthread_t thread;
+} __attribute__((aligned(64))) weft__worker;
+
+typedef struct weft__task_chunk {
+    struct weft__task_chunk *next;
+    _Atomic unsigned orphans; /* handles still held after the runtime was freed */
+    weft__task tasks[WEFT_TASK_CHUNK];
+} weft__task_chunk;
+
+struct weft_runtime {
+    unsigned nworkers;
+    weft__worker **workers;
+    weft__inject inject;
+
+    /* Idle coordination (see the protocol at the top of sched.c). */
+    _Atomic uint64_t idle;      /* unparked << 32 | searching */
+    pthread_mutex_t idle_lock;
+    unsigned *sleepers;
+    unsigned nsleepers;
+
+    _Atomic int shutdown;
+    weft__stack_pool stacks;
+    unsigned default_cls;
+
+    /* Control blocks: every chunk ever made, and the shared free list. */
+    pthread_mutex_t tfree_lock;
+    weft__task *tfree;
+    unsigned ntfree;
+    weft__task_chunk *chunks;
+    _Atomic uint64_t ext_ids;
+
+    int64_t start_ns;
+    pthread_mutex_t start_lock;
+    pthread_cond_t start_cond;
+    unsigned started;
+};
+
+/* ---- sched.c */
+
+/* The worker the calling thread runs, or NULL. Reads the thread-local
+ * through a call the compiler cannot fold or hoist across a suspension. */
+weft__worker *weft__cur_worker(void);
+/* Makes t runnable (it must be ours to queue: just woken or just spawned). */
+void weft__schedule(weft_runtime *rt, weft__task *t, int spawned);
+/* Called right after every switch lands, with the worker it landed on. */
+void weft__after_switch(weft__worker *w);
+/* Suspends the running task self on w with the given ACT_* action and runs
+ * something else. Returns the worker self resumed on (not for ACT_EXIT). */
+weft__worker *weft__switch_out(weft__worker *w, weft__task *self, int action);
+void weft__wake_sleepers(weft_runtime *rt);
+uint64_t weft__now_tick(weft_runtime *rt, int64_t ns);
+int64_t weft__clock_ns(void);
+
+/* ---- task.c */
+
+weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *arg,
+                           const weft_spawn_opts *opts, int *err);
+void weft__task_finish(weft__worker *w, weft__task *t);
+void weft__task_release(weft__worker *w, weft__task *t);
+void weft__task_entry(void *arg, void *data);
+void weft__task_free_chunks(weft_runtime *rt);
+
+/* The running task, or NULL outside a task. */
+static inline weft__task *weft__cur_task(void)
+{
+    weft__worker *w = weft__cur_worker();
+    return w ? w->current : NULL;
+}
+
+/* Waits. A wait is: token = weft__wait_prepare(self); register (self, token)
+ * with every waker; loop { if condition: break; weft__park(self); };
+ * unregister. Wakers set their condition first, then weft__wake(t, token). */
+uint64_t weft__wait_prepare(weft__task *self);
+void weft__park(weft__task *self);
+void weft__wake(weft__task *t, uint64_t token);
+/* Adapter with the poller's and timer wheel's callback signature. */
+void weft__wake_cb(weft__task *t, uint64_t token, void *ctx);
+
+/* Waiters that work for tasks and plain threads alike. */
+void weft__waiter_init(weft__waiter *wt);
+void weft__waiter_fire(weft__waiter *wt);
+void weft__waiter_wait(weft__waiter *wt);
+
+/* Cooperative budget: every service operation that completes without
+ * suspending calls this; when the slice's budget is spent it yields. */
+void weft__coop_consume(void);
+
+#endif

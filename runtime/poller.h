@@ -1,0 +1,70 @@
+/*
+ * The per-worker poller: descriptor readiness and the place a worker sleeps.
+ *
+ * Layering: the poller knows descriptors, readiness and opaque waiters (a task
+ * pointer plus a wait token). It does not run or queue tasks: poll hands every
+ * waiter whose descriptor became ready to a callback, as Go's netpoll hands a
+ * list to findrunnable, and the scheduler readies them. A second backend
+ * (io_uring) implements the same weft__poller_* calls.
+ *
+ * Descriptor state lives in a process-wide table indexed by fd. Each entry
+ * has a generation, bumped by weft__fd_close, and events carry the generation
+ * they were registered with, so an event for a closed descriptor whose number
+ * was reused is dropped instead of waking the new owner's waiter.
+ *
+ * Readiness is edge-triggered and remembered per direction (as in Go's
+ * pollDesc): an event with no waiter leaves the direction "ready", and the
+ * next waiter consumes that instead of sleeping. Callers always try the
+ * operation first and wait only on EAGAIN.
+ */
+#ifndef WEFT_POLLER_H
+#define WEFT_POLLER_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct weft_task;
+
+typedef void (*weft__ready_fn)(struct weft_task *task, uint64_t token, void *ctx);
+
+typedef struct weft__poller {
+    int epfd;
+    int evfd;                 /* wakes a sleeping poller from other threads */
+    _Atomic int sleeping;     /* 1 while in (or about to enter) epoll_wait */
+    _Atomic int wake_pending; /* coalesces eventfd writes */
+} weft__poller;
+
+int weft__poller_init(weft__poller *p);
+void weft__poller_destroy(weft__poller *p);
+/* Waits up to timeout_ms (-1 forever, 0 don't block) and passes every waiter
+ * made ready to fn. Returns the number of descriptor events, or a negative
+ * errno. */
+int weft__poller_poll(weft__poller *p, int timeout_ms, weft__ready_fn fn, void *ctx);
+/* Any thread: makes a sleeping (or next) poll return. Coalesced: many wakes
+ * before the poller runs again cost one eventfd write. */
+void weft__poller_wake(weft__poller *p);
+
+/* ------------------------------------------------ descriptor waits */
+
+enum { WEFT__DIR_READ = 0, WEFT__DIR_WRITE = 1 };
+
+/* Registers a wait for one direction of fd by `task` with `token`, using
+ * poller p if fd is not registered anywhere yet. Returns 1 if the direction
+ * is already ready (consumed; do not sleep), 0 if the waiter was installed
+ * (sleep, then call weft__fd_unwait), or -EBADF, -EEXIST (another waiter),
+ * -ENOMEM, -EPERM (fd cannot be polled, e.g. a regular file). */
+int weft__fd_wait(weft__poller *p, int fd, int dir, struct weft_task *task, uint64_t token,
+                  uint32_t *gen_out);
+/* Ends a wait installed by weft__fd_wait. Returns 1 if the direction fired
+ * (readiness consumed), 0 if not (timeout or spurious), -EBADF if the
+ * descriptor was closed with weft__fd_close meanwhile. */
+int weft__fd_unwait(int fd, int dir, uint32_t gen);
+/* Closes fd, handing its waiters to wake (their unwait reports -EBADF).
+ * Returns 0 or close()'s negative errno. */
+int weft__fd_close(int fd, weft__ready_fn wake, void *ctx);
+/* Drops every registration made through p (its epoll is going away). */
+void weft__fd_forget_poller(weft__poller *p);
+/* Frees the descriptor table (at process exit; for leak checkers). */
+void weft__fd_table_free(void);
+
+#endif

@@ -1,0 +1,104 @@
+/*
+ * epoll backend of the poller (see poller.h).
+ *
+ * One epoll instance and one eventfd per worker. Descriptors are registered
+ * once, edge-triggered for both directions, on their first wait; readiness is
+ * then remembered in the descriptor table, so a wait costs no epoll_ctl.
+ *
+ * Wake-ups from other threads are coalesced: `wake_pending` is set by the
+ * first waker and cleared by the poller when it drains the eventfd, so a
+ * burst of wakes costs one write() and one read().
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "poller.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+void weft__fd_ready(weft__poller *p, uint64_t data, int rd, int wr, weft__ready_fn fn, void *ctx);
+
+#define EVFD_DATA UINT64_MAX
+#define MAX_EVENTS 256
+
+int weft__poller_init(weft__poller *p)
+{
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (p->epfd < 0)
+        return -errno;
+    p->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (p->evfd < 0) {
+        int e = errno;
+        close(p->epfd);
+        return -e;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EVFD_DATA};
+    if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->evfd, &ev) < 0) {
+        int e = errno;
+        close(p->epfd);
+        close(p->evfd);
+        return -e;
+    }
+    atomic_init(&p->sleeping, 0);
+    atomic_init(&p->wake_pending, 0);
+    return 0;
+}
+
+void weft__poller_destroy(weft__poller *p)
+{
+    weft__fd_forget_poller(p);
+    close(p->evfd);
+    close(p->epfd);
+    p->epfd = p->evfd = -1;
+}
+
+int weft__poller_register(weft__poller *p, int fd, uint64_t data)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u64 = data};
+    if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+        return 0;
+    if (errno == EEXIST) /* registered under an older generation: update it */
+        return epoll_ctl(p->epfd, EPOLL_CTL_MOD, fd, &ev) == 0 ? 0 : -errno;
+    return -errno;
+}
+
+void weft__poller_wake(weft__poller *p)
+{
+    if (atomic_exchange_explicit(&p->wake_pending, 1, memory_order_acq_rel))
+        return; /* a wake is already on its way */
+    uint64_t one = 1;
+    ssize_t r = write(p->evfd, &one, sizeof one);
+    (void)r; /* EAGAIN means the counter is already non-zero: still awake-able */
+}
+
+int weft__poller_poll(weft__poller *p, int timeout_ms, weft__ready_fn fn, void *ctx)
+{
+    struct epoll_event evs[MAX_EVENTS];
+    int n = epoll_wait(p->epfd, evs, MAX_EVENTS, timeout_ms);
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno;
+    int count = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t data = evs[i].data.u64;
+        uint32_t e = evs[i].events;
+        if (data == EVFD_DATA) {
+            uint64_t v;
+            ssize_t r = read(p->evfd, &v, sizeof v);
+            (void)r;
+            /* Cleared after the read: a wake that lands after this store
+             * writes the eventfd again, so none is lost. */
+            atomic_store_explicit(&p->wake_pending, 0, memory_order_release);
+            continue;
+        }
+        int err = (e & (EPOLLERR | EPOLLHUP)) != 0;
+        int rd = err || (e & (EPOLLIN | EPOLLRDHUP | EPOLLPRI));
+        int wr = err || (e & EPOLLOUT);
+        weft__fd_ready(p, data, rd, wr, fn, ctx);
+        count++;
+    }
+    return count;
+}

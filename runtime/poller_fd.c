@@ -1,0 +1,216 @@
+/*
+ * The descriptor table of the poller layer (backend independent): per fd, the
+ * generation, the poller it is registered with, and one waiter and one
+ * "ready" flag per direction. See poller.h for the protocol.
+ *
+ * Each entry has a tiny spinlock: the critical sections are a few stores, and
+ * the two parties (the waiting task and the poller that saw the event) rarely
+ * meet on one descriptor at the same instant.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "poller.h"
+#include "alloc.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <unistd.h>
+
+int weft__poller_register(weft__poller *p, int fd, uint64_t data);
+
+#define CHUNK_SHIFT 12
+#define CHUNK (1u << CHUNK_SHIFT)
+#define MAX_CHUNKS (1u << 14) /* 64M descriptors */
+
+typedef struct fdstate {
+    _Atomic int lock;
+    uint32_t gen;
+    weft__poller *poller;
+    uint8_t ready[2];
+    uint8_t waiting[2];
+    struct weft_task *task[2];
+    uint64_t token[2];
+} fdstate;
+
+static fdstate *_Atomic chunks[MAX_CHUNKS];
+static pthread_mutex_t chunk_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static fdstate *lookup(int fd, int create)
+{
+    if (fd < 0 || (unsigned)fd >= CHUNK * MAX_CHUNKS)
+        return NULL;
+    unsigned c = (unsigned)fd >> CHUNK_SHIFT;
+    fdstate *ch = atomic_load_explicit(&chunks[c], memory_order_acquire);
+    if (!ch) {
+        if (!create)
+            return NULL;
+        pthread_mutex_lock(&chunk_lock);
+        ch = atomic_load_explicit(&chunks[c], memory_order_relaxed);
+        if (!ch) {
+            ch = weft__calloc(CHUNK, sizeof *ch);
+            if (ch)
+                atomic_store_explicit(&chunks[c], ch, memory_order_release);
+        }
+        pthread_mutex_unlock(&chunk_lock);
+        if (!ch)
+            return NULL;
+    }
+    return &ch[(unsigned)fd & (CHUNK - 1)];
+}
+
+static void lock(fdstate *s)
+{
+    while (atomic_exchange_explicit(&s->lock, 1, memory_order_acquire))
+        while (atomic_load_explicit(&s->lock, memory_order_relaxed))
+            weft__cpu_relax();
+}
+
+static void unlock(fdstate *s) { atomic_store_explicit(&s->lock, 0, memory_order_release); }
+
+int weft__fd_wait(weft__poller *p, int fd, int dir, struct weft_task *task, uint64_t token,
+                  uint32_t *gen_out)
+{
+    fdstate *s = lookup(fd, 1);
+    if (!s)
+        return fd < 0 ? -EBADF : -ENOMEM;
+    lock(s);
+    if (!s->poller) {
+        /* First wait since open (or since weft__fd_close): register with the
+         * caller's poller, edge-triggered for both directions. */
+        s->ready[0] = s->ready[1] = 0;
+        int rc = weft__poller_register(p, fd, ((uint64_t)s->gen << 32) | (uint32_t)fd);
+        if (rc < 0) {
+            unlock(s);
+            return rc;
+        }
+        s->poller = p;
+    }
+    *gen_out = s->gen;
+    if (s->ready[dir]) {
+        s->ready[dir] = 0;
+        unlock(s);
+        return 1;
+    }
+    if (s->waiting[dir]) {
+        unlock(s);
+        return -EEXIST;
+    }
+    s->waiting[dir] = 1;
+    s->task[dir] = task;
+    s->token[dir] = token;
+    unlock(s);
+    return 0;
+}
+
+int weft__fd_unwait(int fd, int dir, uint32_t gen)
+{
+    fdstate *s = lookup(fd, 0);
+    if (!s)
+        return -EBADF;
+    lock(s);
+    int rc;
+    if (s->gen != gen) {
+        rc = -EBADF;
+    } else {
+        s->waiting[dir] = 0;
+        s->task[dir] = NULL;
+        rc = s->ready[dir];
+        s->ready[dir] = 0;
+    }
+    unlock(s);
+    return rc;
+}
+
+/* Called by the backend for each event: marks readiness and hands over the
+ * waiters. Stale generations and foreign pollers are ignored. */
+void weft__fd_ready(weft__poller *p, uint64_t data, int rd, int wr, weft__ready_fn fn, void *ctx)
+{
+    int fd = (int)(uint32_t)data;
+    uint32_t gen = (uint32_t)(data >> 32);
+    fdstate *s = lookup(fd, 0);
+    if (!s)
+        return;
+    struct weft_task *t[2] = {NULL, NULL};
+    uint64_t tok[2] = {0, 0};
+    lock(s);
+    if (s->gen != gen || s->poller != p) {
+        unlock(s);
+        return;
+    }
+    int fire[2] = {rd, wr};
+    for (int d = 0; d < 2; d++) {
+        if (!fire[d])
+            continue;
+        s->ready[d] = 1;
+        if (s->waiting[d]) {
+            t[d] = s->task[d];
+            tok[d] = s->token[d];
+        }
+    }
+    unlock(s);
+    for (int d = 0; d < 2; d++)
+        if (t[d])
+            fn(t[d], tok[d], ctx);
+}
+
+int weft__fd_close(int fd, weft__ready_fn fn, void *ctx)
+{
+    fdstate *s = lookup(fd, 0);
+    struct weft_task *t[2] = {NULL, NULL};
+    uint64_t tok[2] = {0, 0};
+    if (s) {
+        lock(s);
+        s->gen++;
+        s->poller = NULL;
+        for (int d = 0; d < 2; d++) {
+            if (s->waiting[d]) {
+                t[d] = s->task[d];
+                tok[d] = s->token[d];
+            }
+            s->waiting[d] = 0;
+            s->ready[d] = 0;
+            s->task[d] = NULL;
+        }
+        unlock(s);
+    }
+    /* Close before waking: a woken waiter that retries its operation then
+     * sees EBADF rather than a live descriptor. */
+    int rc = close(fd) == 0 ? 0 : -errno;
+    for (int d = 0; d < 2; d++)
+        if (t[d] && fn)
+            fn(t[d], tok[d], ctx);
+    return rc;
+}
+
+void weft__fd_forget_poller(weft__poller *p)
+{
+    for (unsigned c = 0; c < MAX_CHUNKS; c++) {
+        fdstate *ch = atomic_load_explicit(&chunks[c], memory_order_acquire);
+        if (!ch)
+            continue;
+        for (unsigned i = 0; i < CHUNK; i++) {
+            fdstate *s = &ch[i];
+            if (s->poller != p)
+                continue;
+            lock(s);
+            if (s->poller == p) {
+                s->poller = NULL;
+                s->gen++;
+                s->waiting[0] = s->waiting[1] = 0;
+                s->ready[0] = s->ready[1] = 0;
+            }
+            unlock(s);
+        }
+    }
+}
+
+void weft__fd_table_free(void)
+{
+    pthread_mutex_lock(&chunk_lock);
+    for (unsigned c = 0; c < MAX_CHUNKS; c++) {
+        fdstate *ch = atomic_exchange(&chunks[c], NULL);
+        weft__free(ch);
+    }
+    pthread_mutex_unlock(&chunk_lock);
+}

@@ -1,0 +1,86 @@
+/*
+ * Task stacks: carved from large mmap'd slabs, committed lazily, guarded, and
+ * recycled through a per-thread cache. Knows nothing of tasks.
+ */
+#ifndef WEFT_STACK_H
+#define WEFT_STACK_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum weft__guard_kind {
+    WEFT_GUARD_MADVISE = 1, /* MADV_GUARD_INSTALL (Linux 6.13+): no extra mapping */
+    WEFT_GUARD_PROT = 2,    /* PROT_NONE page: costs mappings, capped by vm.max_map_count */
+    WEFT_GUARD_CANARY = 3,  /* a canary word checked at every switch, when neither is possible */
+};
+
+typedef struct weft__slab weft__slab;
+
+typedef struct weft__stack {
+    struct weft__stack *next; /* free-list link */
+    char *lo;                 /* lowest usable byte (just above the guard) */
+    size_t size;              /* usable bytes */
+    weft__slab *slab;
+    uint32_t uses;
+    uint8_t cls;
+    uint8_t guard;            /* enum weft__guard_kind */
+} weft__stack;
+
+#define WEFT_STACK_CLASSES 17 /* 16 KiB .. 1 GiB */
+#define WEFT_STACK_MIN_SHIFT 14
+
+/* Process-wide-or-per-runtime pool: owns the slabs; shared by the caches. */
+typedef struct weft__stack_pool {
+    pthread_mutex_t lock;
+    weft__slab *slabs[WEFT_STACK_CLASSES]; /* all slabs, per class */
+    weft__stack *free[WEFT_STACK_CLASSES];
+    size_t nfree[WEFT_STACK_CLASSES];
+} weft__stack_pool;
+
+/* Per-thread (per-worker) cache: no lock, no system call on get/put. */
+typedef struct weft__stack_cache {
+    weft__stack_pool *pool;
+    weft__stack *free[WEFT_STACK_CLASSES];
+    uint32_t nfree[WEFT_STACK_CLASSES];
+} weft__stack_cache;
+
+void weft__stack_pool_init(weft__stack_pool *p);
+/* Unmaps every slab. All stacks must be unused (or abandoned for good). */
+void weft__stack_pool_destroy(weft__stack_pool *p);
+
+void weft__stack_cache_init(weft__stack_cache *c, weft__stack_pool *p);
+/* Gives every cached stack back to the pool. */
+void weft__stack_cache_drain(weft__stack_cache *c);
+
+/* Size class for a requested stack size (0 on a size above 1 GiB). */
+int weft__stack_class(size_t bytes, unsigned *cls_out);
+
+/* A stack of class cls; NULL when memory or mappings run out. */
+weft__stack *weft__stack_get(weft__stack_cache *c, unsigned cls);
+/* Returns a stack. deep_hint: the user went deeper than the warm top part, so
+ * its lower pages go back to the kernel now. */
+void weft__stack_put(weft__stack_cache *c, weft__stack *s, int deep_hint);
+
+/* Canary protection (WEFT_GUARD_CANARY stacks): plant / verify. */
+void weft__stack_arm(weft__stack *s);
+int weft__stack_intact(const weft__stack *s);
+
+/* Bytes kept warm at the top of a recycled stack. */
+#define WEFT_STACK_WARM (16 * 1024)
+
+/* Overflow reporting: a SIGSEGV handler on an alternate signal stack. The
+ * describe callback names the stack the current thread runs on (returns it)
+ * and writes a description of its owner into buf. */
+typedef const weft__stack *(*weft__stack_describe_fn)(char *buf, size_t n);
+void weft__stack_overflow_handler_install(weft__stack_describe_fn describe);
+/* Gives the calling thread an alternate signal stack (idempotent). */
+int weft__stack_thread_init(void);
+void weft__stack_thread_fini(void);
+/* Report an overflow found by a canary check, then abort. */
+void weft__stack_overflow_die(const weft__stack *s, const char *who) __attribute__((noreturn));
+
+/* Which guard kind new slabs get on this kernel (for tests and README). */
+int weft__stack_guard_mode(void);
+
+#endif

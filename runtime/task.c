@@ -1,0 +1,463 @@
+/*
+ * Task lifetime: control blocks, spawn, entry and exit, join and detach,
+ * waits and wakes. The run queues and workers are in sched.c.
+ *
+ * Reference counting: a task starts with two references, one held by the
+ * running task and one by its handle. Exit drops the first, join or detach
+ * the second; the last one returns the control block to a pool. Blocks are
+ * never given back to the allocator while the runtime lives (see task.h).
+ *
+ * Join: `join` is JOIN_OPEN until the task finishes (JOIN_DONE) or the
+ * runtime discards it (JOIN_DISCARDED). A joiner installs a pointer to its
+ * waiter with a CAS from JOIN_OPEN; the finisher's exchange to JOIN_DONE
+ * returns that pointer and fires it. The result is written before the
+ * exchange (release) and read after the joiner's acquire.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "internal.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------ control blocks */
+
+/* Takes up to want blocks from the runtime's shared list, making a chunk if
+ * it is empty. Returns a list linked through free_next. */
+static weft__task *tfree_take(weft_runtime *rt, unsigned want, unsigned *got)
+{
+    pthread_mutex_lock(&rt->tfree_lock);
+    if (!rt->tfree) {
+        weft__task_chunk *c = weft__aligned(64, sizeof *c);
+        if (!c) {
+            pthread_mutex_unlock(&rt->tfree_lock);
+            *got = 0;
+            return NULL;
+        }
+        memset(c, 0, sizeof *c);
+        c->next = rt->chunks;
+        rt->chunks = c;
+        for (unsigned i = WEFT_TASK_CHUNK; i-- > 0;) {
+            c->tasks[i].free_next = rt->tfree;
+            rt->tfree = &c->tasks[i];
+        }
+        rt->ntfree += WEFT_TASK_CHUNK;
+    }
+    weft__task *head = NULL;
+    unsigned n = 0;
+    while (rt->tfree && n < want) {
+        weft__task *t = rt->tfree;
+        rt->tfree = t->free_next;
+        t->free_next = head;
+        head = t;
+        n++;
+    }
+    rt->ntfree -= n;
+    pthread_mutex_unlock(&rt->tfree_lock);
+    *got = n;
+    return head;
+}
+
+static void tfree_give(weft_runtime *rt, weft__task *head, weft__task *tail, unsigned n)
+{
+    pthread_mutex_lock(&rt->tfree_lock);
+    tail->free_next = rt->tfree;
+    rt->tfree = head;
+    rt->ntfree += n;
+    pthread_mutex_unlock(&rt->tfree_lock);
+}
+
+static weft__task *tcb_alloc(weft_runtime *rt, weft__worker *w)
+{
+    if (w) {
+        if (weft__unlikely(!w->task_free)) {
+            unsigned got;
+            w->task_free = tfree_take(rt, WEFT_TASK_POOL_MAX / 4, &got);
+            w->ntask_free = got;
+            if (!got)
+                return NULL;
+        }
+        weft__task *t = w->task_free;
+        w->task_free = t->free_next;
+        w->ntask_free--;
+        return t;
+    }
+    unsigned got;
+    return tfree_take(rt, 1, &got);
+}
+
+static void tcb_free(weft_runtime *rt, weft__worker *w, weft__task *t)
+{
+    if (w && w->rt == rt) {
+        t->free_next = w->task_free;
+        w->task_free = t;
+        if (weft__unlikely(++w->ntask_free > WEFT_TASK_POOL_MAX)) {
+            /* Give half back so a worker that only finishes tasks does not
+             * hoard what a spawning worker keeps needing. */
+            weft__task *head = w->task_free, *tail = head;
+            unsigned n = 1;
+            while (n < WEFT_TASK_POOL_MAX / 2) {
+                tail = tail->free_next;
+                n++;
+            }
+            w->task_free = tail->free_next;
+            w->ntask_free -= n;
+            tfree_give(rt, head, tail, n);
+        }
+        return;
+    }
+    tfree_give(rt, t, t, 1);
+}
+
+weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *arg,
+                           const weft_spawn_opts *opts, int *err)
+{
+    unsigned cls = rt->default_cls;
+    if (opts && opts->stack_size) {
+        if (opts->stack_size > ((size_t)1 << 30) || weft__stack_class(opts->stack_size, &cls) < 0) {
+            *err = EINVAL;
+            return NULL;
+        }
+    }
+    weft__task *t = tcb_alloc(rt, w);
+    if (!t) {
+        *err = ENOMEM;
+        return NULL;
+    }
+    /* The state keeps its sequence across reuse, so tokens of the block's
+     * previous life can never match again. */
+    uint64_t seq = T_SEQ(atomic_load_explicit(&t->state, memory_order_relaxed)) + 1;
+    atomic_store_explicit(&t->state, T_MAKE(seq, T_QUEUED), memory_order_relaxed);
+    t->next = NULL;
+    t->worker = w;
+    t->stack = NULL;
+    t->fn = fn;
+    t->arg = arg;
+    t->action = ACT_NONE;
+    t->stack_cls = (uint8_t)cls;
+    t->pinned = 0;
+    t->budget = WEFT_BUDGET;
+    t->result = NULL;
+    atomic_store_explicit(&t->join, JOIN_OPEN, memory_order_relaxed);
+    atomic_store_explicit(&t->refs, 2, memory_order_relaxed);
+    atomic_store_explicit(&t->live, 1, memory_order_relaxed);
+    t->rt = rt;
+    if (w)
+        t->id = (w->next_id++ * 64 + w->index) * 2;
+    else
+        t->id = atomic_fetch_add_explicit(&rt->ext_ids, 1, memory_order_relaxed) * 2 + 1;
+    if (opts && opts->name) {
+        size_t n = strnlen(opts->name, sizeof t->name - 1);
+        memcpy(t->name, opts->name, n);
+        t->name[n] = 0;
+    } else {
+        t->name[0] = 0;
+    }
+    return t;
+}
+
+void weft__task_release(weft__worker *w, weft__task *t)
+{
+    if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    tcb_free(t->rt, w, t);
+}
+
+void weft__task_free_chunks(weft_runtime *rt)
+{
+    weft__task_chunk *c = rt->chunks;
+    while (c) {
+        weft__task_chunk *next = c->next;
+        unsigned orphans = 0;
+        for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++) {
+            weft__task *t = &c->tasks[i];
+            if (atomic_load(&t->refs) > 0) {
+                /* Only a handle can still hold it: the task itself was
+                 * discarded. Keep the chunk until the handle goes. */
+                t->rt = NULL;
+                t->free_next = (weft__task *)c;
+                orphans++;
+            }
+        }
+        if (orphans)
+            atomic_store(&c->orphans, orphans);
+        else
+            weft__free(c);
+        c = next;
+    }
+    rt->chunks = NULL;
+}
+
+/* A handle outliving its runtime: the last one frees the chunk. */
+static void orphan_release(weft__task *t)
+{
+    if (atomic_fetch_sub(&t->refs, 1) != 1)
+        return;
+    weft__task_chunk *c = (weft__task_chunk *)t->free_next;
+    if (atomic_fetch_sub(&c->orphans, 1) == 1)
+        weft__free(c);
+}
+
+/* ------------------------------------------------------ entry and exit */
+
+void weft__task_entry(void *arg, void *data)
+{
+    weft__ctx_started();
+    weft__worker *w = arg;
+    weft__task *t = data;
+    weft__after_switch(w);
+    t->result = t->fn(t->arg);
+    w = weft__cur_worker();
+    weft__switch_out(w, t, ACT_EXIT);
+    __builtin_unreachable();
+}
+
+/* Runs on the scheduler side after the task's last switch. */
+void weft__task_finish(weft__worker *w, weft__task *t)
+{
+    char *top = t->stack->lo + t->stack->size;
+    int deep = t->low_sp && t->low_sp < top - WEFT_STACK_WARM;
+    weft__stack_put(&w->stacks, t->stack, deep);
+    t->stack = NULL;
+    weft__ctx_destroy(&t->ctx);
+    atomic_store_explicit(&t->live, 0, memory_order_relaxed);
+    uintptr_t j = atomic_exchange_explicit(&t->join, JOIN_DONE, memory_order_acq_rel);
+    if (j > JOIN_DISCARDED)
+        weft__waiter_fire((weft__waiter *)j);
+    weft__task_release(w, t);
+}
+
+/* ------------------------------------------------------ waits and wakes */
+
+uint64_t weft__wait_prepare(weft__task *self)
+{
+    uint64_t s = atomic_load_explicit(&self->state, memory_order_relaxed);
+    uint64_t n;
+    do {
+        n = T_MAKE(T_SEQ(s) + 1, T_RUNNING);
+    } while (!atomic_compare_exchange_weak_explicit(&self->state, &s, n, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    return T_SEQ(n);
+}
+
+void weft__park(weft__task *self)
+{
+    weft__switch_out(self->worker, self, ACT_PARK);
+}
+
+void weft__wake(weft__task *t, uint64_t token)
+{
+    uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
+    for (;;) {
+        if (T_SEQ(s) != token)
+            return; /* stale: the task has moved on to another wait */
+        unsigned st = T_ST(s);
+        if (st == T_RUNNING) {
+            /* Between registering and parking: the scheduler will see
+             * NOTIFIED after the switch and requeue instead of parking. */
+            if (atomic_compare_exchange_weak_explicit(&t->state, &s, T_MAKE(token, T_NOTIFIED),
+                                                      memory_order_acq_rel, memory_order_acquire))
+                return;
+        } else if (st == T_PARKED) {
+            if (atomic_compare_exchange_weak_explicit(&t->state, &s, T_MAKE(token, T_QUEUED),
+                                                      memory_order_acq_rel, memory_order_acquire)) {
+                weft__schedule(t->rt, t, 0);
+                return;
+            }
+        } else {
+            return; /* already queued or notified */
+        }
+    }
+}
+
+void weft__wake_cb(weft__task *t, uint64_t token, void *ctx)
+{
+    (void)ctx;
+    weft__wake(t, token);
+}
+
+void weft__waiter_init(weft__waiter *wt)
+{
+    wt->task = weft__cur_task();
+    wt->token = wt->task ? weft__wait_prepare(wt->task) : 0;
+    atomic_store_explicit(&wt->fired, 0, memory_order_relaxed);
+    wt->result = 0;
+}
+
+void weft__waiter_fire(weft__waiter *wt)
+{
+    /* Read everything first: once `fired` is set the waiter may return and
+     * its memory (on the waiter's stack) may be gone. */
+    weft__task *t = wt->task;
+    uint64_t token = wt->token;
+    atomic_store_explicit(&wt->fired, 1, memory_order_release);
+    if (t)
+        weft__wake(t, token);
+    else
+        syscall(SYS_futex, &wt->fired, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+void weft__waiter_wait(weft__waiter *wt)
+{
+    while (!atomic_load_explicit(&wt->fired, memory_order_acquire)) {
+        if (wt->task)
+            weft__park(wt->task);
+        else
+            syscall(SYS_futex, &wt->fired, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+    }
+}
+
+void weft__coop_consume(void)
+{
+    weft__task *t = weft__cur_task();
+    if (t && --t->budget == 0)
+        weft_yield();
+}
+
+/* ------------------------------------------------------ public API */
+
+weft_task *weft_spawn_ex(weft_fn fn, void *arg, const weft_spawn_opts *opts)
+{
+    weft__worker *w = weft__cur_worker();
+    if (!w || !w->current) {
+        errno = EPERM;
+        return NULL;
+    }
+    if (!fn) {
+        errno = EINVAL;
+        return NULL;
+    }
+    weft_runtime *rt = w->rt;
+    if (atomic_load_explicit(&rt->shutdown, memory_order_relaxed)) {
+        errno = ESHUTDOWN;
+        return NULL;
+    }
+    int err = 0;
+    weft__task *t = weft__task_new(rt, w, fn, arg, opts, &err);
+    if (!t) {
+        errno = err;
+        return NULL;
+    }
+    weft__schedule(rt, t, 1);
+    return t;
+}
+
+weft_task *weft_spawn(weft_fn fn, void *arg) { return weft_spawn_ex(fn, arg, NULL); }
+
+weft_task *weft_spawn_on_ex(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts)
+{
+    if (!rt || !fn) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (atomic_load_explicit(&rt->shutdown, memory_order_relaxed)) {
+        errno = ESHUTDOWN;
+        return NULL;
+    }
+    weft__worker *w = weft__cur_worker();
+    if (w && (w->rt != rt || !w->current))
+        w = NULL;
+    int err = 0;
+    weft__task *t = weft__task_new(rt, w, fn, arg, opts, &err);
+    if (!t) {
+        errno = err;
+        return NULL;
+    }
+    weft__schedule(rt, t, 1);
+    return t;
+}
+
+weft_task *weft_spawn_on(weft_runtime *rt, weft_fn fn, void *arg)
+{
+    return weft_spawn_on_ex(rt, fn, arg, NULL);
+}
+
+int weft_join(weft_task *t, void **result)
+{
+    if (!t)
+        return -EINVAL;
+    weft__task *self = weft__cur_task();
+    if (self == t)
+        return -EDEADLK;
+    uintptr_t j = atomic_load_explicit(&t->join, memory_order_acquire);
+    if (j == JOIN_OPEN) {
+        weft__waiter wt;
+        weft__waiter_init(&wt);
+        if (atomic_compare_exchange_strong_explicit(&t->join, &j, (uintptr_t)&wt,
+                                                    memory_order_acq_rel, memory_order_acquire)) {
+            weft__waiter_wait(&wt);
+            j = atomic_load_explicit(&t->join, memory_order_acquire);
+        }
+    }
+    int rc;
+    if (j == JOIN_DONE) {
+        if (result)
+            *result = t->result;
+        rc = 0;
+    } else {
+        if (result)
+            *result = NULL;
+        rc = -ECANCELED;
+    }
+    if (!t->rt)
+        orphan_release(t);
+    else
+        weft__task_release(weft__cur_worker(), t);
+    return rc;
+}
+
+void weft_detach(weft_task *t)
+{
+    if (!t)
+        return;
+    if (!t->rt)
+        orphan_release(t);
+    else
+        weft__task_release(weft__cur_worker(), t);
+}
+
+void weft_yield(void)
+{
+    weft__worker *w = weft__cur_worker();
+    if (!w || !w->current)
+        return;
+    weft__switch_out(w, w->current, ACT_YIELD);
+}
+
+int weft_pin(void)
+{
+    weft__task *t = weft__cur_task();
+    if (!t)
+        return -EPERM;
+    t->pinned++;
+    return 0;
+}
+
+int weft_unpin(void)
+{
+    weft__task *t = weft__cur_task();
+    if (!t)
+        return -EPERM;
+    if (t->pinned == 0)
+        return -EINVAL;
+    t->pinned--;
+    return 0;
+}
+
+int weft_in_task(void) { return weft__cur_task() != NULL; }
+
+int weft_worker_index(void)
+{
+    weft__worker *w = weft__cur_worker();
+    return w && w->current ? (int)w->index : -EPERM;
+}
+
+weft_runtime *weft_current_runtime(void)
+{
+    weft__worker *w = weft__cur_worker();
+    return w && w->current ? w->rt : NULL;
+}

@@ -1,0 +1,88 @@
+/*
+ * The task control block and its state word.
+ *
+ * A task that has been spawned but has not run yet is only this block: it
+ * takes a stack from its worker's warm cache when it first runs and gives it
+ * back the moment it finishes.
+ *
+ * Control blocks are never returned to the allocator while their runtime
+ * lives; they are recycled through per-worker free lists. That makes a late
+ * wake-up of a task that has moved on (a timer firing after the task resumed
+ * for another reason, on another worker) safe: the block is still there, and
+ * the wait token in the state word tells the wake that it is stale.
+ *
+ * State word (`state`): seq << 2 | st.
+ *   st RUNNING   the task runs (or is between running and parking)
+ *      PARKED    suspended, registered wherever it waits; not queued
+ *      QUEUED    in a run queue (or about to be)
+ *      NOTIFIED  woken while RUNNING; the scheduler requeues it after the
+ *                switch instead of parking it
+ *   seq counts waits. A task starts a wait with weft__wait_prepare, which
+ *   bumps seq and returns it as the token; wakers pass the token back, and a
+ *   wake whose token is not the current seq is stale and does nothing.
+ */
+#ifndef WEFT_TASK_H
+#define WEFT_TASK_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "../include/weft.h"
+#include "context.h"
+#include "stack.h"
+
+enum { T_RUNNING = 0, T_PARKED = 1, T_QUEUED = 2, T_NOTIFIED = 3 };
+#define T_ST(s) ((unsigned)((s) & 3u))
+#define T_SEQ(s) ((s) >> 2)
+#define T_MAKE(seq, st) (((uint64_t)(seq) << 2) | (st))
+
+/* What the scheduler does with the task that just switched away. */
+enum { ACT_NONE = 0, ACT_YIELD, ACT_PARK, ACT_EXIT };
+
+/* Join state (`join`): JOIN_OPEN, JOIN_DONE, JOIN_DISCARDED, or the address
+ * of the waiter of a join in progress. */
+#define JOIN_OPEN ((uintptr_t)0)
+#define JOIN_DONE ((uintptr_t)1)
+#define JOIN_DISCARDED ((uintptr_t)2)
+
+struct weft_runtime;
+struct weft__worker;
+
+struct weft_task {
+    /* Hot: touched on every switch. */
+    weft__ctx ctx;
+    _Atomic uint64_t state;
+    struct weft_task *next;        /* run-queue links (inject shards, pinned lists) */
+    struct weft__worker *worker;   /* worker running it now, or last */
+    weft__stack *stack;            /* NULL until first run */
+    weft_fn fn;
+    void *arg;
+    uint8_t action;                /* ACT_* for the scheduler after the switch */
+    uint8_t stack_cls;
+    uint16_t pinned;               /* pin depth; > 0: only `worker` may run it */
+    uint32_t budget;               /* cooperative operations left in this slice */
+    char *low_sp;                  /* deepest saved stack pointer (trim hint) */
+
+    /* Cold. */
+    void *result;
+    _Atomic uintptr_t join;
+    _Atomic int refs;              /* 1 for the running task + 1 for the handle */
+    struct weft_runtime *rt;
+    struct weft_task *all_next;    /* every block the runtime ever made */
+    struct weft_task *free_next;
+    uint64_t id;
+    _Atomic int live;              /* spawned and not yet finished */
+    char name[32];
+} __attribute__((aligned(64)));
+
+typedef struct weft_task weft__task;
+
+/* A waiter: a task (or a plain thread) waiting for one event. Fired once. */
+typedef struct weft__waiter {
+    weft__task *task;   /* NULL when a plain thread waits */
+    uint64_t token;
+    _Atomic uint32_t fired; /* futex word for thread waiters */
+    int result;
+} weft__waiter;
+
+#endif
