@@ -153,15 +153,23 @@ bench-quick:
 
 # ---------------------------------------------------------------- aarch64
 # Cross-builds the switch test for aarch64 and runs it under qemu-user when
-# Debian's gcc-aarch64-linux-gnu and qemu-user are installed.
+# Debian's gcc-aarch64-linux-gnu and qemu-user are installed. Debian's aarch64
+# crt files and libc.a carry no BTI note, so the linked binary never has one;
+# the BTI/PAC property is checked on a relocatable link of our own objects,
+# which is what decides whether weft keeps it in a BTI-built program.
 AARCH64_CC ?= aarch64-linux-gnu-gcc
+AARCH64_CHECK_FLAGS := $(CSTD) $(WARN) -O2 -mbranch-protection=standard -D_GNU_SOURCE \
+                       -Iinclude -Iruntime
+AARCH64_CHECK_SRC := tests/arch/switch_check.c runtime/context.c runtime/switch_aarch64.S
 check-aarch64:
 	@if ! command -v $(AARCH64_CC) >/dev/null; then \
 	  echo "check-aarch64: $(AARCH64_CC) not installed (apt-get install gcc-aarch64-linux-gnu); skipped"; exit 0; fi; \
 	mkdir -p $(BUILD)/aarch64 && \
-	$(AARCH64_CC) $(CSTD) $(WARN) -O2 -mbranch-protection=standard -D_GNU_SOURCE -Iinclude -Iruntime \
-	  tests/arch/switch_check.c runtime/context.c runtime/switch_aarch64.S -static \
-	  -o $(BUILD)/aarch64/switch_check && \
+	$(AARCH64_CC) $(AARCH64_CHECK_FLAGS) -r -nostdlib $(AARCH64_CHECK_SRC) -o $(BUILD)/aarch64/switch_check.o && \
+	if readelf -n $(BUILD)/aarch64/switch_check.o | grep -q 'AArch64 feature: BTI, PAC'; then \
+	  echo "check-aarch64: objects keep the BTI and PAC properties"; \
+	else echo "check-aarch64: BTI/PAC property lost:"; readelf -n $(BUILD)/aarch64/switch_check.o; exit 1; fi && \
+	$(AARCH64_CC) $(AARCH64_CHECK_FLAGS) $(AARCH64_CHECK_SRC) -static -o $(BUILD)/aarch64/switch_check && \
 	if command -v qemu-aarch64 >/dev/null; then qemu-aarch64 $(BUILD)/aarch64/switch_check; \
 	else echo "check-aarch64: built; qemu-user not installed, not run"; fi
 

@@ -27,12 +27,20 @@ void weft__ctx_init(weft__ctx *ctx, void *lo, size_t size, weft__ctx_entry entry
     ctx->sp = f;
 #elif defined(__aarch64__)
     /* Frame of switch_aarch64.S: 176 bytes, x19.. at 0, x29 at 80, x30 at 88,
-     * d8-d15 at 96, fpcr at 160. sp stays 16-byte aligned. */
+     * d8-d15 at 96, fpcr at 160 (0: round to nearest, no traps). sp stays
+     * 16-byte aligned. */
     uint64_t *f = (uint64_t *)(top - 176);
     memset(f, 0, 176);
     f[0] = (uint64_t)(uintptr_t)entry;            /* x19 */
     f[1] = (uint64_t)(uintptr_t)data;             /* x20 */
-    f[11] = (uint64_t)(uintptr_t)weft__ctx_trampoline; /* x30 */
+    /* The switch authenticates x30 with AUTIASP after popping the frame, so
+     * the trampoline address is signed as PACIASP would have signed it: A key,
+     * modifier = the sp after the pop, i.e. top. PACIA1716 (x17 signed with
+     * modifier x16) is a HINT, a NOP exactly where AUTIASP is one too. */
+    register uint64_t x17 __asm__("x17") = (uint64_t)(uintptr_t)weft__ctx_trampoline;
+    register uint64_t x16 __asm__("x16") = (uint64_t)top;
+    __asm__("hint #8" : "+r"(x17) : "r"(x16)); /* pacia1716 */
+    f[11] = x17;                                  /* x30 */
     ctx->sp = f;
 #else
 #error "weft: no context switch for this architecture"
