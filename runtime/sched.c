@@ -419,6 +419,7 @@ static void run_task(weft__worker *w, weft__task *t, int from_lifo)
         out_of_stacks(t);
         return;
     }
+    w->tick++;
     mark_running(w, t, from_lifo);
     weft__worker *nw = weft__ctx_jump(&w->sched_ctx, &t->ctx, w, 0);
     weft__after_switch(nw);
@@ -556,7 +557,8 @@ static void worker_loop(weft__worker *w)
     for (;;) {
         if (weft__unlikely(atomic_load_explicit(&rt->shutdown, memory_order_acquire)))
             break;
-        w->tick++;
+        /* tick counts task runs (here and in weft__switch_out, which comes
+         * back to this loop when the count reaches the interval). */
         weft__task *t = NULL;
         int from_lifo = 0;
         if (w->tick % WEFT_EVENT_INTERVAL == 0) {

@@ -1,0 +1,569 @@
+/* The scheduler: spawning, joining, stealing, parking, fairness, pinning,
+ * shutdown with work outstanding, and misuse. */
+#include "util.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+/* ------------------------------------------------------------ basics */
+
+static void *add_one(void *arg) { return (void *)((uintptr_t)arg + 1); }
+
+static void *spawn_join_root(void *arg)
+{
+    (void)arg;
+    for (uintptr_t i = 0; i < 1000; i++) {
+        weft_task *t = weft_spawn(add_one, (void *)i);
+        cr_assert_not_null(t);
+        void *r;
+        cr_assert_eq(weft_join(t, &r), 0);
+        cr_assert_eq((uintptr_t)r, i + 1);
+    }
+    return (void *)42;
+}
+
+Test(sched, tasks_return_values)
+{
+    weft_runtime *rt = test_runtime(2);
+    void *r = NULL;
+    cr_assert_eq(weft_runtime_block_on(rt, spawn_join_root, NULL, &r), 0);
+    cr_assert_eq((uintptr_t)r, 42);
+    weft_runtime_free(rt);
+}
+
+static void *spin_no_yield(void *arg)
+{
+    volatile uint64_t x = 0;
+    for (uint64_t i = 0; i < (uintptr_t)arg; i++)
+        x += i;
+    return (void *)(uintptr_t)x;
+}
+
+Test(sched, a_task_that_never_yields)
+{
+    void *r;
+    cr_assert_eq(weft_main(spin_no_yield, (void *)1000000, &r), 0);
+    cr_assert_eq((uintptr_t)r, (uint64_t)999999 * 1000000 / 2);
+}
+
+Test(sched, workers_from_config_and_environment)
+{
+    weft_runtime *rt = test_runtime(3);
+    cr_assert_eq(weft_runtime_workers(rt), 3);
+    weft_runtime_free(rt);
+    setenv("WEFT_WORKERS", "5", 1);
+    rt = weft_runtime_new(NULL);
+    cr_assert_not_null(rt);
+    cr_assert_eq(weft_runtime_workers(rt), 5);
+    weft_runtime_free(rt);
+    unsetenv("WEFT_WORKERS");
+    rt = weft_runtime_new(NULL);
+    cpu_set_t set;
+    sched_getaffinity(0, sizeof set, &set);
+    cr_assert_eq(weft_runtime_workers(rt), (unsigned)CPU_COUNT(&set));
+    weft_runtime_free(rt);
+}
+
+Test(sched, misuse_outside_a_task_fails_cleanly)
+{
+    errno = 0;
+    cr_assert_null(weft_spawn(add_one, NULL));
+    cr_assert_eq(errno, EPERM);
+    weft_yield(); /* no-op */
+    cr_assert_eq(weft_join(NULL, NULL), -EINVAL);
+    cr_assert_eq(weft_pin(), -EPERM);
+    cr_assert_eq(weft_worker_index(), -EPERM);
+    cr_assert_eq(weft_in_task(), 0);
+    cr_assert_null(weft_spawn_on(NULL, add_one, NULL));
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_eq(weft_runtime_block_on(NULL, add_one, NULL, NULL), -EINVAL);
+    weft_config cfg = {.workers = 5000};
+    cr_assert_null(weft_runtime_new(&cfg));
+    cr_assert_eq(errno, EINVAL);
+}
+
+static void *block_on_inside(void *arg)
+{
+    weft_runtime *rt = arg;
+    cr_assert_eq(weft_runtime_block_on(rt, add_one, NULL, NULL), -EPERM);
+    cr_assert(weft_in_task());
+    cr_assert_eq(weft_current_runtime(), rt);
+    return NULL;
+}
+
+Test(sched, block_on_from_a_task_is_refused)
+{
+    weft_runtime *rt = test_runtime(1);
+    cr_assert_eq(weft_runtime_block_on(rt, block_on_inside, rt, NULL), 0);
+    weft_runtime_free(rt);
+}
+
+static weft_task *self_handle;
+static void *join_self(void *arg)
+{
+    (void)arg;
+    while (!self_handle)
+        weft_yield();
+    return (void *)(intptr_t)weft_join(self_handle, NULL);
+}
+
+Test(sched, joining_yourself_is_edeadlk)
+{
+    weft_runtime *rt = test_runtime(1);
+    weft_task *t = weft_spawn_on(rt, join_self, NULL);
+    self_handle = t;
+    void *r;
+    cr_assert_eq(weft_join(t, &r), 0);
+    cr_assert_eq((intptr_t)r, -EDEADLK);
+    weft_runtime_free(rt);
+}
+
+Test(sched, several_runtimes_in_one_process)
+{
+    weft_runtime *a = test_runtime(2), *b = test_runtime(1);
+    weft_task *ta = weft_spawn_on(a, add_one, (void *)1);
+    weft_task *tb = weft_spawn_on(b, add_one, (void *)2);
+    void *ra, *rb;
+    cr_assert_eq(weft_join(ta, &ra), 0);
+    cr_assert_eq(weft_join(tb, &rb), 0);
+    cr_assert_eq((uintptr_t)ra, 2);
+    cr_assert_eq((uintptr_t)rb, 3);
+    weft_runtime_free(a);
+    weft_runtime_free(b);
+}
+
+/* ------------------------------------------------------------ a ring */
+
+/* A token goes round a ring of tasks: each one parks until its predecessor
+ * hands it the token, then wakes its successor. */
+#define RING 2000
+#define LAPS 20
+static atomic_int have[RING];
+static weft__waiter *_Atomic parked_at[RING];
+static atomic_int hops;
+
+static void pass_token(int to)
+{
+    atomic_store(&have[to], 1);
+    weft__waiter *w = atomic_exchange(&parked_at[to], NULL);
+    if (w)
+        weft__waiter_fire(w);
+}
+
+static void await_token(int me)
+{
+    weft__waiter w;
+    weft__waiter_init(&w);
+    atomic_store(&parked_at[me], &w);
+    if (atomic_load(&have[me])) {
+        /* Already here: take the waiter back unless a sender took it. */
+        if (atomic_exchange(&parked_at[me], NULL) != &w)
+            weft__waiter_wait(&w);
+    } else {
+        weft__waiter_wait(&w);
+    }
+    atomic_store(&have[me], 0);
+}
+
+static void *ring_member(void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    for (int lap = 0; lap < LAPS; lap++) {
+        await_token(me);
+        atomic_fetch_add(&hops, 1);
+        pass_token((me + 1) % RING);
+    }
+    return NULL;
+}
+
+static void *ring_root(void *arg)
+{
+    (void)arg;
+    static weft_task *h[RING];
+    for (int i = 0; i < RING; i++)
+        h[i] = weft_spawn(ring_member, (void *)(intptr_t)i);
+    pass_token(0);
+    for (int i = 0; i < RING; i++)
+        cr_assert_eq(weft_join(h[i], NULL), 0);
+    return NULL;
+}
+
+Test(sched, thousands_of_tasks_passing_a_token_in_a_ring, .timeout = 60)
+{
+    weft_runtime *rt = test_runtime(2);
+    cr_assert_eq(weft_runtime_block_on(rt, ring_root, NULL, NULL), 0);
+    cr_assert_eq(atomic_load(&hops), RING * LAPS);
+    weft_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------ stress */
+
+#define STRESS_TASKS 20000
+static atomic_uchar ran[STRESS_TASKS];
+static atomic_int stress_next;
+
+static void *stress_leaf(void *arg)
+{
+    uintptr_t i = (uintptr_t)arg;
+    for (int k = 0; k < (int)(i % 4); k++)
+        weft_yield();
+    atomic_fetch_add(&ran[i], 1);
+    return (void *)i;
+}
+
+static void *stress_spawner(void *arg)
+{
+    (void)arg;
+    weft_task *h[64];
+    for (;;) {
+        int base = atomic_fetch_add(&stress_next, 64);
+        if (base >= STRESS_TASKS)
+            return NULL;
+        int n = STRESS_TASKS - base < 64 ? STRESS_TASKS - base : 64;
+        for (int i = 0; i < n; i++) {
+            h[i] = weft_spawn(stress_leaf, (void *)(uintptr_t)(base + i));
+            cr_assert_not_null(h[i]);
+        }
+        for (int i = 0; i < n; i++) {
+            void *r;
+            cr_assert_eq(weft_join(h[i], &r), 0);
+            cr_assert_eq((uintptr_t)r, (uintptr_t)(base + i));
+        }
+        weft_yield();
+    }
+}
+
+static void *stress_root(void *arg)
+{
+    (void)arg;
+    weft_task *s[8];
+    for (int i = 0; i < 8; i++)
+        s[i] = weft_spawn(stress_spawner, NULL);
+    for (int i = 0; i < 8; i++)
+        weft_join(s[i], NULL);
+    return NULL;
+}
+
+Test(sched, spawn_yield_join_stress_runs_each_task_once, .timeout = 120)
+{
+    weft_runtime *rt = test_runtime(2);
+    cr_assert_eq(weft_runtime_block_on(rt, stress_root, NULL, NULL), 0);
+    for (int i = 0; i < STRESS_TASKS; i++)
+        cr_assert_eq(atomic_load(&ran[i]), 1, "task %d ran %d times", i, atomic_load(&ran[i]));
+    weft_runtime_free(rt);
+}
+
+/* External threads spawn while workers park and unpark: nothing is lost. */
+#define EXT_THREADS 4
+#define EXT_PER_THREAD 3000
+static atomic_int ext_ran;
+
+static void *ext_leaf(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&ext_ran, 1);
+    return NULL;
+}
+
+static void *ext_spawner(void *arg)
+{
+    weft_runtime *rt = arg;
+    unsigned seed = (unsigned)(uintptr_t)pthread_self();
+    for (int i = 0; i < EXT_PER_THREAD; i++) {
+        weft_task *t = weft_spawn_on(rt, ext_leaf, NULL);
+        cr_assert_not_null(t);
+        if (i % 3 == 0) {
+            cr_assert_eq(weft_join(t, NULL), 0); /* the thread blocks on a task */
+        } else {
+            weft_detach(t);
+        }
+        if (rand_r(&seed) % 16 == 0)
+            usleep(rand_r(&seed) % 200); /* let workers go to sleep */
+    }
+    return NULL;
+}
+
+Test(sched, external_threads_spawn_while_workers_park, .timeout = 120)
+{
+    weft_runtime *rt = test_runtime(2);
+    pthread_t th[EXT_THREADS];
+    for (int i = 0; i < EXT_THREADS; i++)
+        pthread_create(&th[i], NULL, ext_spawner, rt);
+    for (int i = 0; i < EXT_THREADS; i++)
+        pthread_join(th[i], NULL);
+    /* Detached tasks may still be queued: wait for them (a lost wake-up
+     * would hang here and fail by timeout). */
+    while (atomic_load(&ext_ran) < EXT_THREADS * EXT_PER_THREAD)
+        usleep(1000);
+    cr_assert_eq(atomic_load(&ext_ran), EXT_THREADS * EXT_PER_THREAD);
+    weft_runtime_free(rt);
+}
+
+/* One task at a time from outside, each after the workers had time to fall
+ * asleep: every one must be picked up. */
+Test(sched, no_lost_wakeup_when_all_workers_sleep, .timeout = 60)
+{
+    weft_runtime *rt = test_runtime(2);
+    for (int i = 0; i < 300; i++) {
+        usleep(i % 7 == 0 ? 2000 : (unsigned)(i % 50));
+        weft_task *t = weft_spawn_on(rt, add_one, (void *)(uintptr_t)i);
+        void *r;
+        cr_assert_eq(weft_join(t, &r), 0);
+        cr_assert_eq((uintptr_t)r, (uintptr_t)i + 1);
+    }
+    weft_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------ spreading */
+
+static atomic_int seen_worker[2];
+
+static void *busy_leaf(void *arg)
+{
+    (void)arg;
+    int w = weft_worker_index();
+    if (w >= 0 && w < 2)
+        atomic_fetch_add(&seen_worker[w], 1);
+    volatile uint64_t x = 0;
+    for (int i = 0; i < 20000; i++)
+        x += (uint64_t)i;
+    return NULL;
+}
+
+static void *spread_root(void *arg)
+{
+    (void)arg;
+    static weft_task *h[5000];
+    for (int i = 0; i < 5000; i++)
+        h[i] = weft_spawn(busy_leaf, NULL);
+    for (int i = 0; i < 5000; i++)
+        weft_join(h[i], NULL);
+    return NULL;
+}
+
+Test(sched, work_spreads_to_both_workers, .timeout = 60)
+{
+    weft_runtime *rt = test_runtime(2);
+    cr_assert_eq(weft_runtime_block_on(rt, spread_root, NULL, NULL), 0);
+    weft_worker_stats st[2];
+    cr_assert_eq(weft_runtime_stats(rt, st, 2), 2);
+    cr_assert_gt(atomic_load(&seen_worker[0]), 0, "worker 0 ran none");
+    cr_assert_gt(atomic_load(&seen_worker[1]), 0, "worker 1 ran none");
+    cr_assert_gt(st[0].steals + st[1].steals + st[0].global_pulls + st[1].global_pulls, 0,
+                 "no task moved between workers");
+    cr_assert_gt(st[0].tasks_run + st[1].tasks_run, 5000);
+    weft_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------ fairness */
+
+static atomic_int flag;
+
+static void *yield_until_flag(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&flag))
+        weft_yield();
+    return NULL;
+}
+
+static void *set_flag(void *arg)
+{
+    (void)arg;
+    atomic_store(&flag, 1);
+    return NULL;
+}
+
+Test(sched, a_yielding_task_does_not_starve_the_global_queue, .timeout = 30)
+{
+    weft_runtime *rt = test_runtime(1);
+    weft_task *spinner = weft_spawn_on(rt, yield_until_flag, NULL);
+    usleep(20000); /* the spinner owns the only worker now */
+    weft_task *setter = weft_spawn_on(rt, set_flag, NULL); /* lands in the global queue */
+    cr_assert_eq(weft_join(spinner, NULL), 0);
+    cr_assert_eq(weft_join(setter, NULL), 0);
+    weft_runtime_free(rt);
+}
+
+/* Two tasks hand a baton back and forth through wake-ups (each wake puts the
+ * other in the LIFO slot); a third must still make progress. */
+typedef struct {
+    weft__waiter *_Atomic waiting[2];
+    atomic_int stop;
+} pingpong;
+
+typedef struct {
+    pingpong *pp;
+    int me;
+} pp_arg;
+
+static void *pinger(void *arg)
+{
+    pp_arg *a = arg;
+    pingpong *pp = a->pp;
+    for (;;) {
+        weft__waiter w;
+        weft__waiter_init(&w);
+        atomic_store(&pp->waiting[a->me], &w);
+        weft__waiter *other = atomic_exchange(&pp->waiting[1 - a->me], NULL);
+        if (other)
+            weft__waiter_fire(other); /* the other task lands in our LIFO slot */
+        if (atomic_load(&pp->stop)) {
+            /* Take our waiter back unless the other task fired it already. */
+            if (atomic_exchange(&pp->waiting[a->me], NULL) != &w)
+                weft__waiter_wait(&w);
+            return NULL;
+        }
+        weft__waiter_wait(&w);
+    }
+}
+
+static atomic_int third_progress;
+static void *third(void *arg)
+{
+    pingpong *pp = arg;
+    for (int i = 0; i < 100; i++) {
+        atomic_fetch_add(&third_progress, 1);
+        weft_yield();
+    }
+    atomic_store(&pp->stop, 1);
+    return NULL;
+}
+
+static void *pingpong_root(void *arg)
+{
+    (void)arg;
+    static pingpong pp;
+    static pp_arg a0 = {&pp, 0}, a1 = {&pp, 1};
+    weft_task *p0 = weft_spawn(pinger, &a0);
+    weft_task *p1 = weft_spawn(pinger, &a1);
+    weft_yield();
+    weft_task *t = weft_spawn(third, &pp);
+    cr_assert_eq(weft_join(t, NULL), 0);
+    weft_join(p0, NULL);
+    weft_join(p1, NULL);
+    return NULL;
+}
+
+Test(sched, ping_pong_does_not_starve_a_third_task, .timeout = 30)
+{
+    weft_runtime *rt = test_runtime(1);
+    cr_assert_eq(weft_runtime_block_on(rt, pingpong_root, NULL, NULL), 0);
+    cr_assert_eq(atomic_load(&third_progress), 100);
+    weft_worker_stats st;
+    weft_runtime_stats(rt, &st, 1);
+    cr_assert_gt(st.lifo_capped, 0, "the hand-off never hit the LIFO cap");
+    weft_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------ pinning */
+
+static void *pinned_task(void *arg)
+{
+    (void)arg;
+    cr_assert_eq(weft_pin(), 0);
+    int home = weft_worker_index();
+    for (int i = 0; i < 2000; i++) {
+        weft_yield();
+        if (i % 100 == 0)
+            weft_sleep_ms(0);
+        if (weft_worker_index() != home)
+            return (void *)1;
+    }
+    cr_assert_eq(weft_unpin(), 0);
+    cr_assert_eq(weft_unpin(), -EINVAL);
+    return NULL;
+}
+
+static void *pin_root(void *arg)
+{
+    (void)arg;
+    weft_task *p[4], *noise[64];
+    for (int i = 0; i < 64; i++)
+        noise[i] = weft_spawn(busy_leaf, NULL);
+    for (int i = 0; i < 4; i++)
+        p[i] = weft_spawn(pinned_task, NULL);
+    for (int i = 0; i < 4; i++) {
+        void *r;
+        cr_assert_eq(weft_join(p[i], &r), 0);
+        cr_assert_null(r, "a pinned task moved to another worker");
+    }
+    for (int i = 0; i < 64; i++)
+        weft_join(noise[i], NULL);
+    return NULL;
+}
+
+Test(sched, pinned_tasks_stay_on_their_worker, .timeout = 60)
+{
+    weft_runtime *rt = test_runtime(2);
+    cr_assert_eq(weft_runtime_block_on(rt, pin_root, NULL, NULL), 0);
+    weft_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------ shutdown */
+
+static void *sleep_long(void *arg)
+{
+    (void)arg;
+    weft_sleep_ms(60000);
+    return (void *)1;
+}
+
+static void *spawn_sleepers(void *arg)
+{
+    weft_task **h = arg;
+    for (int i = 0; i < 100; i++)
+        h[i] = weft_spawn(sleep_long, NULL);
+    for (int i = 100; i < 200; i++) /* queued, never started */
+        h[i] = weft_spawn(add_one, NULL);
+    return NULL;
+}
+
+Test(sched, free_with_tasks_suspended_and_queued, .timeout = 30)
+{
+    weft_runtime *rt = test_runtime(2);
+    static weft_task *h[200];
+    weft_task *root = weft_spawn_on(rt, spawn_sleepers, h);
+    cr_assert_eq(weft_join(root, NULL), 0);
+    usleep(20000);
+    weft_runtime_free(rt);
+    int cancelled = 0;
+    for (int i = 0; i < 200; i++) {
+        int rc = weft_join(h[i], NULL);
+        cr_assert(rc == 0 || rc == -ECANCELED);
+        cancelled += rc == -ECANCELED;
+    }
+    cr_assert_geq(cancelled, 100, "the sleepers must report cancellation");
+}
+
+static void *join_from_thread(void *arg)
+{
+    return (void *)(intptr_t)weft_join(arg, NULL);
+}
+
+Test(sched, a_thread_blocked_in_join_is_released_by_free, .timeout = 30)
+{
+    weft_runtime *rt = test_runtime(1);
+    weft_task *t = weft_spawn_on(rt, sleep_long, NULL);
+    pthread_t th;
+    pthread_create(&th, NULL, join_from_thread, t);
+    usleep(50000);
+    weft_runtime_free(rt);
+    void *r;
+    pthread_join(th, &r);
+    cr_assert_eq((intptr_t)r, -ECANCELED);
+}
+
+Test(sched, spawn_after_free_started_is_refused)
+{
+    weft_runtime *rt = test_runtime(1);
+    atomic_store(&rt->shutdown, 1); /* as weft_runtime_free does first */
+    errno = 0;
+    cr_assert_null(weft_spawn_on(rt, add_one, NULL));
+    cr_assert_eq(errno, ESHUTDOWN);
+    weft_runtime_free(rt);
+}

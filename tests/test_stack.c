@@ -1,0 +1,166 @@
+/* Stacks: deep recursion, overflow reports, recycling without leaks, and the
+ * mapping budget. */
+#include "util.h"
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/wait.h>
+
+#include "stack.h"
+
+/* Uses about `depth` KiB of stack. */
+static __attribute__((noinline)) int recurse(int depth)
+{
+    volatile char frame[1000];
+    frame[0] = (char)depth;
+    if (depth <= 0)
+        return frame[0];
+    return recurse(depth - 1) + frame[0] - (char)depth + 1;
+}
+
+static void *deep_task(void *arg)
+{
+    return (void *)(intptr_t)recurse((int)(intptr_t)arg);
+}
+
+static void *deep_root(void *arg)
+{
+    weft_spawn_opts o = {.name = "deep", .stack_size = 256 * 1024};
+    weft_task *t = weft_spawn_ex(deep_task, arg, &o);
+    void *r;
+    cr_assert_eq(weft_join(t, &r), 0);
+    return r;
+}
+
+Test(stack, recursion_close_to_the_size_works)
+{
+    weft_runtime *rt = test_runtime(2);
+    void *r;
+    /* 256 KiB stack minus the guard page; ~1 KiB per frame: 200 frames. */
+    cr_assert_eq(weft_runtime_block_on(rt, deep_root, (void *)(intptr_t)200, &r), 0);
+    cr_assert_eq((intptr_t)r, 200 + 0);
+    weft_runtime_free(rt);
+}
+
+/* Runs a runtime in a child that overflows a named task's stack; returns
+ * what the child wrote to stderr and how it ended. */
+static int overflow_child(const char *guard_mode, char *err, size_t errlen)
+{
+    int pipefd[2];
+    cr_assert_eq(pipe(pipefd), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(pipefd[1], 2);
+        if (guard_mode)
+            setenv("WEFT_STACK_GUARD", guard_mode, 1);
+        weft_runtime *rt = test_runtime(1);
+        weft_runtime_block_on(rt, deep_root, (void *)(intptr_t)100000, NULL);
+        _exit(0); /* not reached if detection works */
+    }
+    close(pipefd[1]);
+    size_t got = 0;
+    ssize_t n;
+    while (got < errlen - 1 && (n = read(pipefd[0], err + got, errlen - 1 - got)) > 0)
+        got += (size_t)n;
+    err[got] = 0;
+    close(pipefd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+Test(stack, overflow_dies_with_a_clear_message, .timeout = 30)
+{
+    char err[2048];
+    int status = overflow_child(NULL, err, sizeof err);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+              "child did not abort (status %#x), stderr: %s", status, err);
+    cr_assert(strstr(err, "stack overflow in task 'deep'"), "message was: %s", err);
+}
+
+Test(stack, overflow_detected_with_prot_none_guards, .timeout = 30)
+{
+    char err[2048];
+    int status = overflow_child("prot", err, sizeof err);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %#x: %s", status, err);
+    cr_assert(strstr(err, "stack overflow in task 'deep'"), "message was: %s", err);
+}
+
+Test(stack, guard_mode_is_known)
+{
+    int m = weft__stack_guard_mode();
+    cr_assert(m == WEFT_GUARD_MADVISE || m == WEFT_GUARD_PROT || m == WEFT_GUARD_CANARY);
+}
+
+Test(stack, canary_check_catches_a_smashed_bottom)
+{
+    weft__stack_pool pool;
+    weft__stack_pool_init(&pool);
+    weft__stack_cache cache;
+    weft__stack_cache_init(&cache, &pool);
+    weft__stack *s = weft__stack_get(&cache, 4); /* 256 KiB */
+    cr_assert_not_null(s);
+    s->guard = WEFT_GUARD_CANARY; /* as on a kernel without guards */
+    weft__stack_arm(s);
+    cr_assert(weft__stack_intact(s));
+    s->lo[3] ^= 0x5a;
+    cr_assert(!weft__stack_intact(s));
+    s->lo[3] ^= 0x5a;
+    weft__stack_put(&cache, s, 0);
+    weft__stack_cache_drain(&cache);
+    weft__stack_pool_destroy(&pool);
+}
+
+Test(stack, hundred_thousand_stacks_recycled_without_leaks, .timeout = 60)
+{
+    enum { N = 100000 };
+    weft__stack_pool pool;
+    weft__stack_pool_init(&pool);
+    weft__stack_cache cache;
+    weft__stack_cache_init(&cache, &pool);
+    static weft__stack *held[N];
+    long rss0 = test_rss();
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) {
+            held[i] = weft__stack_get(&cache, 2); /* 64 KiB stacks */
+            cr_assert_not_null(held[i], "stack %d", i);
+            held[i]->lo[held[i]->size - 1] = 1; /* touch the top page, as a task does */
+        }
+        long rss_full = test_rss();
+        cr_assert_gt(rss_full - rss0, (long)N * 4096 / 2, "pages were not touched?");
+        for (int i = 0; i < N; i++)
+            weft__stack_put(&cache, held[i], 0);
+    }
+    weft__stack_cache_drain(&cache);
+    long rss_end = test_rss();
+    cr_assert_lt(rss_end - rss0, 16L << 20, "RSS grew by %ld KiB after returning every stack",
+                 (rss_end - rss0) / 1024);
+    weft__stack_pool_destroy(&pool);
+    cr_assert_lt(test_rss() - rss0, 16L << 20);
+}
+
+Test(stack, a_million_stacks_fit_the_mapping_budget, .timeout = 120)
+{
+    if (weft__stack_guard_mode() != WEFT_GUARD_MADVISE)
+        cr_skip_test("kernel without MADV_GUARD_INSTALL: PROT_NONE guards are capped by design");
+    enum { N = 1000000 };
+    weft__stack_pool pool;
+    weft__stack_pool_init(&pool);
+    weft__stack_cache cache;
+    weft__stack_cache_init(&cache, &pool);
+    weft__stack **held = malloc(N * sizeof *held);
+    int maps0 = test_map_count();
+    for (int i = 0; i < N; i++) {
+        held[i] = weft__stack_get(&cache, 4); /* the default 256 KiB */
+        cr_assert_not_null(held[i], "stack %d of %d", i, N);
+    }
+    int maps = test_map_count() - maps0;
+    cr_assert_lt(maps, 20000, "a million guarded stacks took %d mappings", maps);
+    for (int i = 0; i < N; i++)
+        weft__stack_put(&cache, held[i], 0);
+    weft__stack_cache_drain(&cache);
+    weft__stack_pool_destroy(&pool);
+    free(held);
+}
