@@ -113,9 +113,14 @@ $(BUILD)/tests/lto_%: tests/lto_%.c $(LIB_SRC) $(LIB_ASM) | deps
 	$(CC) $(CSTD) $(WARN) -O2 -flto -g $(SANFLAGS) -pthread -D_GNU_SOURCE -Iinclude -Iruntime \
 	  $< $(LIB_SRC) $(LIB_ASM) -o $@ -lcriterion $(LDLIBS_APP)
 
+# The register-level switch check (tests/arch/switch_check.c) for this machine.
+$(BUILD)/tests/switch_check: tests/arch/switch_check.c runtime/context.c $(LIB_ASM) runtime/context.h | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -O2 -g $(SANFLAGS) -D_GNU_SOURCE -Iinclude -Iruntime $< runtime/context.c $(LIB_ASM) -o $@
+
 TEST_ENV ?=
 CRITERION_FLAGS ?= --jobs 2
-test: deps $(BUILD)/tests/weft_tests $(LTO_TESTS)
+test: deps $(BUILD)/tests/weft_tests $(LTO_TESTS) $(BUILD)/tests/switch_check
 	@for t in $(LTO_TESTS); do echo "== $$t"; $(TEST_ENV) $$t $(CRITERION_FLAGS) || exit 1; done
 	@echo "== $(BUILD)/tests/weft_tests"
 	@$(TEST_ENV) $(BUILD)/tests/weft_tests $(CRITERION_FLAGS)

@@ -16,6 +16,7 @@
 #ifndef WEFT_H
 #define WEFT_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -30,6 +31,19 @@ extern "C" {
 #define WEFT_API __attribute__((visibility("default")))
 #else
 #define WEFT_API
+#endif
+
+/* errno after a task moves: glibc declares __errno_location() `const`, so
+ * a compiler may compute errno's address once and reuse it after a call that
+ * suspended the task and resumed it on another thread; errno then reads the
+ * old thread's value. weft_errno_location() returns the current thread's
+ * errno address through a call the compiler cannot fold, and errno is
+ * redefined to use it in every file that includes weft.h (define
+ * WEFT_NO_ERRNO_OVERRIDE before including it to keep the libc definition). */
+WEFT_API int *weft_errno_location(void);
+#if !defined(WEFT_NO_ERRNO_OVERRIDE)
+#undef errno
+#define errno (*weft_errno_location())
 #endif
 
 #define WEFT_VERSION_MAJOR 0

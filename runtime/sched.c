@@ -86,6 +86,13 @@ __attribute__((noinline)) weft__worker *weft__cur_worker(void)
     return w;
 }
 
+__attribute__((noinline)) int *weft_errno_location(void)
+{
+    int *p = __errno_location();
+    __asm__ __volatile__("" : "+r"(p));
+    return p;
+}
+
 int64_t weft__clock_ns(void)
 {
     struct timespec ts;
