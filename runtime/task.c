@@ -20,6 +20,9 @@
 
 #include <errno.h>
 #include <linux/futex.h>
+#ifdef WEFT_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
 #include <stdio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -221,6 +224,13 @@ void weft__task_finish(weft__worker *w, weft__task *t)
 {
     char *top = t->stack->lo + t->stack->size;
     int deep = t->low_sp && t->low_sp < top - WEFT_STACK_WARM;
+#ifdef WEFT_ASAN
+    /* The exit path's frames never return, so their redzones stay poisoned;
+     * instrumented prologues only poison redzones and assume the rest of a
+     * new frame is clean, so the next task on this stack would be reported
+     * for touching its own locals. */
+    __asan_unpoison_memory_region(t->stack->lo, t->stack->size);
+#endif
     weft__stack_put(&w->stacks, t->stack, deep);
     t->stack = NULL;
     weft__ctx_destroy(&t->ctx);
