@@ -98,6 +98,19 @@ struct weft_runtime {
     unsigned started;
 };
 
+/* A full (seq_cst) fence. GCC's TSan does not model fences and rejects
+ * them, so there a seq_cst read-modify-write stands in (also a full barrier
+ * on x86-64 and aarch64). */
+static inline void weft__fence(void)
+{
+#ifdef WEFT_TSAN
+    static _Atomic int fence_word;
+    atomic_fetch_add_explicit(&fence_word, 0, memory_order_seq_cst);
+#else
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
 /* ---- sched.c */
 
 /* The worker the calling thread runs, or NULL. Reads the thread-local

@@ -128,7 +128,7 @@ static inline void stat_inc(_Atomic uint64_t *c, uint64_t n)
 
 static void notify_parked(weft_runtime *rt)
 {
-    atomic_thread_fence(memory_order_seq_cst);
+    weft__fence();
     uint64_t s = atomic_load_explicit(&rt->idle, memory_order_seq_cst);
     if (idle_searching(s) != 0 || idle_unparked(s) >= rt->nworkers)
         return;
@@ -517,7 +517,7 @@ static void park(weft__worker *w)
     pthread_mutex_unlock(&rt->idle_lock);
 
     if (last_searcher) {
-        atomic_thread_fence(memory_order_seq_cst);
+        weft__fence();
         if (work_anywhere(rt))
             notify_parked(rt);
     }
