@@ -1,0 +1,387 @@
+/*
+ * HTTP/1.1 server: one task per connection.
+ *
+ *   build/examples/http_server PORT [WORKERS] [DIR]
+ *
+ * Listens on 127.0.0.1:PORT (0 picks a free port, printed at start) and runs
+ * until killed. WORKERS defaults to one per CPU (0 = default too).
+ *
+ *   GET /           200 "Hello, World!"
+ *   GET /file/NAME  the regular file NAME of DIR (404 without DIR, for a
+ *                   missing or non-regular file, a symlink or a name starting
+ *                   with '.'; 400 for a name containing '/' or "..", which
+ *                   covers "/file/../x"; no percent-decoding is done, so
+ *                   "%2e%2e" is just a literal, harmless name)
+ *   HEAD            the same without the body
+ *   other paths     404; other methods 405 (keep-alive is kept for these)
+ *
+ * Keep-alive and pipelining: every request found in one read is answered,
+ * in order, into one output buffer that goes out in one write. A request that
+ * the parser rejects (examples/http_parser.h: malformed 400, body too large
+ * 413, head over 8 KiB or over 64 headers 431, unknown method or chunked body
+ * 501, HTTP/2+ 505) gets its status with "Connection: close", then the server
+ * shuts its side down, drains what the client still sends for a moment (so the
+ * client reads the answer instead of a reset) and closes.
+ *
+ * Per connection: a fixed 16 KiB input and 16 KiB output buffer on the task's
+ * stack, the parser state; no allocation per request. The "Hello" and error
+ * responses are formatted once at start.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <weft.h>
+
+#include "http_parser.h"
+
+#define IN_CAP 16384
+#define OUT_CAP 16384
+#define IDLE_TIMEOUT_MS 60000 /* between requests, and for a slow sender */
+#define WRITE_TIMEOUT_MS 60000
+#define LINGER_MS 500 /* draining after an error or "Connection: close" */
+#define LINGER_READS 16
+
+static int g_dirfd = -1; /* DIR, or -1 */
+
+/* ----------------------------------------------------- pre-formatted answers */
+
+/* How a response ends the headers: HTTP/1.1 keep-alive (nothing to say),
+ * HTTP/1.0 keep-alive, or close. */
+enum { CONN_KA11, CONN_KA10, CONN_CLOSE, CONN_MODES };
+static const char *const conn_header[CONN_MODES] = {"", "Connection: keep-alive\r\n",
+                                                     "Connection: close\r\n"};
+
+typedef struct canned {
+    char text[320];
+    size_t len;      /* whole response */
+    size_t head_len; /* without the body (for HEAD) */
+} canned;
+
+enum { R_HELLO, R_NOTFOUND, R_BADNAME, R_METHOD, R_KINDS };
+static canned g_canned[R_KINDS][CONN_MODES];
+
+static void canned_init(canned *c, int status, const char *extra, const char *body, int mode)
+{
+    size_t blen = strlen(body);
+    int n = snprintf(c->text, sizeof c->text,
+                     "HTTP/1.1 %d %s\r\nServer: weft\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\n%s%s\r\n%s",
+                     status, http_reason(status), blen, extra, conn_header[mode], body);
+    if (n < 0 || (size_t)n >= sizeof c->text)
+        abort();
+    c->len = (size_t)n;
+    c->head_len = c->len - blen;
+}
+
+static void responses_init(void)
+{
+    for (int m = 0; m < CONN_MODES; m++) {
+        canned_init(&g_canned[R_HELLO][m], 200, "", "Hello, World!", m);
+        canned_init(&g_canned[R_NOTFOUND][m], 404, "", "Not Found\n", m);
+        canned_init(&g_canned[R_BADNAME][m], 400, "", "Bad file name\n", m);
+        canned_init(&g_canned[R_METHOD][m], 405, "Allow: GET, HEAD\r\n", "Method Not Allowed\n", m);
+    }
+}
+
+/* ------------------------------------------------------------- connection */
+
+typedef struct conn {
+    int fd;
+    size_t out_len;
+    char out[OUT_CAP];
+} conn;
+
+static int flush_out(conn *c)
+{
+    if (c->out_len == 0)
+        return 0;
+    ssize_t n = weft_write(c->fd, c->out, c->out_len, WRITE_TIMEOUT_MS);
+    c->out_len = 0;
+    return n < 0 ? -1 : 0;
+}
+
+/* Makes room for n bytes in the output buffer (n <= OUT_CAP). */
+static int out_room(conn *c, size_t n)
+{
+    return OUT_CAP - c->out_len >= n ? 0 : flush_out(c);
+}
+
+static int out_put(conn *c, const char *p, size_t n)
+{
+    if (out_room(c, n) < 0)
+        return -1;
+    memcpy(c->out + c->out_len, p, n);
+    c->out_len += n;
+    return 0;
+}
+
+static int out_canned(conn *c, int kind, int mode, int head_only)
+{
+    const canned *r = &g_canned[kind][mode];
+    return out_put(c, r->text, head_only ? r->head_len : r->len);
+}
+
+static const char *content_type(const char *name, size_t n)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        {".html", "text/html; charset=utf-8"}, {".htm", "text/html; charset=utf-8"},
+        {".txt", "text/plain; charset=utf-8"}, {".css", "text/css"},
+        {".js", "text/javascript"},            {".json", "application/json"},
+        {".png", "image/png"},                 {".jpg", "image/jpeg"},
+        {".svg", "image/svg+xml"},
+    };
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        size_t e = strlen(types[i].ext);
+        if (n > e && memcmp(name + n - e, types[i].ext, e) == 0)
+            return types[i].type;
+    }
+    return "application/octet-stream";
+}
+
+/* GET/HEAD /file/NAME. Returns 0, or -1 when the connection must end (write
+ * failed, or the file shrank after its length went out). */
+static int serve_file(conn *c, const char *name, size_t n, int mode, int head_only)
+{
+    if (n == 0)
+        return out_canned(c, R_NOTFOUND, mode, head_only);
+    if (memchr(name, '/', n) || memmem(name, n, "..", 2))
+        return out_canned(c, R_BADNAME, mode, head_only);
+    if (name[0] == '.' || g_dirfd < 0 || n > NAME_MAX)
+        return out_canned(c, R_NOTFOUND, mode, head_only);
+    char z[NAME_MAX + 1];
+    memcpy(z, name, n);
+    z[n] = '\0';
+    /* Plain blocking open/fstat/read on the worker thread for now: a slow
+     * disk stalls every task of this worker. A blocking-call pool will take
+     * this off the workers later. O_NONBLOCK only keeps open() of a FIFO from
+     * hanging; it is rejected below. */
+    int fd = openat(g_dirfd, z, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0)
+        return out_canned(c, R_NOTFOUND, mode, head_only);
+    if (out_room(c, 512) < 0) {
+        close(fd);
+        return -1;
+    }
+    c->out_len += (size_t)snprintf(c->out + c->out_len, OUT_CAP - c->out_len,
+                                   "HTTP/1.1 200 OK\r\nServer: weft\r\nContent-Type: %s\r\n"
+                                   "Content-Length: %lld\r\n%s\r\n",
+                                   content_type(z, n), (long long)st.st_size, conn_header[mode]);
+    int rc = 0;
+    if (!head_only) {
+        off_t left = st.st_size;
+        while (left > 0) {
+            if (c->out_len == OUT_CAP && flush_out(c) < 0) {
+                rc = -1;
+                break;
+            }
+            size_t want = OUT_CAP - c->out_len;
+            if ((off_t)want > left)
+                want = (size_t)left;
+            ssize_t k = read(fd, c->out + c->out_len, want);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0) { /* shrank under us: the promised length cannot be met */
+                rc = -1;
+                break;
+            }
+            c->out_len += (size_t)k;
+            left -= k;
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+/* Answers one parsed request. Returns 0, or -1 when the connection must end. */
+static int respond(conn *c, const char *buf, const http_request *r)
+{
+    int mode = !r->keep_alive ? CONN_CLOSE : r->minor == 0 ? CONN_KA10 : CONN_KA11;
+    if (r->method != HTTP_GET && r->method != HTTP_HEAD)
+        return out_canned(c, R_METHOD, mode, 0);
+    int head_only = r->method == HTTP_HEAD;
+    const char *path = buf + r->path.off;
+    size_t plen = r->path.len;
+    if (plen == 0 || (plen == 1 && path[0] == '/'))
+        return out_canned(c, R_HELLO, mode, head_only);
+    if (plen >= 6 && memcmp(path, "/file/", 6) == 0)
+        return serve_file(c, path + 6, plen - 6, mode, head_only);
+    return out_canned(c, R_NOTFOUND, mode, head_only);
+}
+
+/* Ends a connection we decided to close: the answer is written, so shut our
+ * side and read (discarding) what the client still sends for a moment; closing
+ * with unread data would reset the connection and could destroy the answer
+ * before the client read it. */
+static void linger_close(int fd, char *scratch, size_t cap)
+{
+    weft_shutdown(fd, SHUT_WR);
+    for (int i = 0; i < LINGER_READS; i++)
+        if (weft_read(fd, scratch, cap, LINGER_MS) <= 0)
+            break;
+    weft_close(fd);
+}
+
+static void *serve(void *arg)
+{
+    conn c = {.fd = (int)(intptr_t)arg, .out_len = 0};
+    char in[IN_CAP];
+    size_t len = 0;   /* bytes in `in` */
+    size_t start = 0; /* first byte of the request being parsed */
+    uint64_t skip = 0; /* body bytes of the last request still to discard */
+    int done = 0;     /* 1: close after flushing; 2: the peer went away */
+    http_request req;
+    http_request_init(&req, 0);
+
+    while (!done) {
+        ssize_t n = weft_read(c.fd, in + len, IN_CAP - len, IDLE_TIMEOUT_MS);
+        if (n <= 0) {
+            done = 2; /* end of stream, reset or idle timeout */
+            break;
+        }
+        len += (size_t)n;
+        while (start < len) {
+            if (skip) {
+                size_t k = len - start;
+                if (k > skip)
+                    k = (size_t)skip;
+                start += k;
+                skip -= k;
+                continue;
+            }
+            const char *buf = in + start;
+            int rc = http_parse(&req, buf, len - start);
+            if (rc == HTTP_NEED_MORE)
+                break;
+            if (rc < 0) {
+                int status = -rc;
+                char text[192];
+                int tn = snprintf(text, sizeof text,
+                                  "HTTP/1.1 %d %s\r\nServer: weft\r\nContent-Length: 0\r\n"
+                                  "Connection: close\r\n\r\n",
+                                  status, http_reason(status));
+                if (out_put(&c, text, (size_t)tn) < 0)
+                    done = 2;
+                else
+                    done = 1;
+                break;
+            }
+            if (respond(&c, buf, &req) < 0) {
+                done = 2;
+                break;
+            }
+            start += (size_t)rc;
+            skip = req.content_length;
+            if (!req.keep_alive) {
+                done = 1;
+                break;
+            }
+            http_request_init(&req, 0);
+        }
+        if (flush_out(&c) < 0)
+            done = 2;
+        /* Keep the unparsed tail at the front. It is under 8 KiB (longer
+         * heads are rejected), so there is always room for the next read. */
+        if (start == len) {
+            start = len = 0;
+        } else if (start > 0) {
+            memmove(in, in + start, len - start);
+            len -= start;
+            start = 0;
+        }
+    }
+    if (done == 1)
+        linger_close(c.fd, in, sizeof in);
+    else
+        weft_close(c.fd);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ main */
+
+static void *server(void *arg)
+{
+    uint16_t port = (uint16_t)(uintptr_t)arg;
+    int lfd = weft_tcp_listen("127.0.0.1", port, 4096);
+    if (lfd < 0) {
+        fprintf(stderr, "http_server: listen on 127.0.0.1:%u: %s\n", port, strerror(-lfd));
+        return (void *)1;
+    }
+    printf("http_server: listening on 127.0.0.1:%d\n", weft_socket_port(lfd));
+    fflush(stdout);
+    for (;;) {
+        int fd = weft_tcp_accept(lfd, NULL);
+        if (fd < 0) {
+            fprintf(stderr, "http_server: accept: %s\n", strerror(-fd));
+            if (fd == -EBADF || fd == -EINVAL || fd == -ENOTSOCK)
+                break;
+            continue;
+        }
+        weft_task *t = weft_spawn(serve, (void *)(intptr_t)fd);
+        if (!t) {
+            fprintf(stderr, "http_server: spawn: %s\n", strerror(errno));
+            weft_close(fd);
+            continue;
+        }
+        weft_detach(t);
+    }
+    weft_close(lfd);
+    return (void *)1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || argc > 4) {
+        fprintf(stderr, "usage: %s PORT [WORKERS] [DIR]\n", argv[0]);
+        return 2;
+    }
+    char *end;
+    long port = strtol(argv[1], &end, 10);
+    if (*end || port < 0 || port > 65535) {
+        fprintf(stderr, "http_server: bad port '%s'\n", argv[1]);
+        return 2;
+    }
+    weft_config cfg;
+    weft_config_init(&cfg);
+    if (argc >= 3) {
+        long w = strtol(argv[2], &end, 10);
+        if (*end || w < 0 || w > 1024) {
+            fprintf(stderr, "http_server: bad worker count '%s'\n", argv[2]);
+            return 2;
+        }
+        cfg.workers = (unsigned)w;
+    }
+    if (argc == 4) {
+        g_dirfd = open(argv[3], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (g_dirfd < 0) {
+            fprintf(stderr, "http_server: %s: %s\n", argv[3], strerror(errno));
+            return 2;
+        }
+    }
+    responses_init();
+    weft_runtime *rt = weft_runtime_new(&cfg);
+    if (!rt) {
+        perror("http_server: weft_runtime_new");
+        return 1;
+    }
+    void *res = NULL;
+    int rc = weft_runtime_block_on(rt, server, (void *)(uintptr_t)port, &res);
+    weft_runtime_free(rt);
+    if (rc < 0) {
+        fprintf(stderr, "http_server: %s\n", strerror(-rc));
+        return 1;
+    }
+    return res ? 1 : 0;
+}
