@@ -13,6 +13,17 @@
 int weft__timer_arm(weft__task *self, uint64_t token, weft_time deadline, weft__timer_ref *ref);
 void weft__timer_disarm(weft__task *self, weft__timer_ref ref);
 
+/* Absolute deadline in ns for a relative timeout (-1: none); saturates
+ * instead of overflowing for absurdly long timeouts. */
+static int64_t deadline_after(int64_t timeout_ms)
+{
+    if (timeout_ms < 0)
+        return -1;
+    if (timeout_ms > INT64_MAX / 4000000)
+        return INT64_MAX / 2;
+    return weft__clock_ns() + timeout_ms * 1000000;
+}
+
 static int wait_thread(int fd, int events, int64_t timeout_ms)
 {
     struct pollfd p = {.fd = fd, .events = 0};
@@ -20,12 +31,13 @@ static int wait_thread(int fd, int events, int64_t timeout_ms)
         p.events |= POLLIN;
     if (events & WEFT_WRITE)
         p.events |= POLLOUT;
-    int64_t deadline = timeout_ms < 0 ? -1 : weft__clock_ns() + timeout_ms * 1000000;
+    int64_t deadline = deadline_after(timeout_ms);
     for (;;) {
         int t = -1;
         if (deadline >= 0) {
             int64_t left = deadline - weft__clock_ns();
-            t = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+            int64_t ms = left <= 0 ? 0 : (left + 999999) / 1000000;
+            t = ms > INT32_MAX ? INT32_MAX : (int)ms;
         }
         int n = poll(&p, 1, t);
         if (n < 0 && errno == EINTR)
@@ -54,7 +66,7 @@ int weft_wait_fd(int fd, int events, int64_t timeout_ms)
     weft__task *self = weft__cur_task();
     if (!self)
         return wait_thread(fd, events, timeout_ms);
-    weft_time deadline = timeout_ms < 0 ? -1 : weft__clock_ns() + timeout_ms * 1000000;
+    weft_time deadline = deadline_after(timeout_ms);
     static const int bit[2] = {WEFT_READ, WEFT_WRITE};
     for (;;) {
         uint64_t token = weft__wait_prepare(self);
@@ -87,9 +99,14 @@ int weft_wait_fd(int fd, int events, int64_t timeout_ms)
         }
         if (deadline >= 0 && weft__clock_ns() >= deadline) {
             for (int d = 0; d < 2; d++)
-                if (installed[d])
-                    weft__fd_unwait(fd, d, gen);
-            return -ETIMEDOUT;
+                if (installed[d] && weft__fd_unwait(fd, d, gen) == 1)
+                    ready |= bit[d];
+            if (ready)
+                return ready;
+            /* Edge-triggered readiness of a descriptor registered just now
+             * arrives at the owning worker's next epoll_wait; a zero
+             * timeout cannot wait for that, so ask the kernel directly. */
+            return wait_thread(fd, events, 0);
         }
         weft__timer_ref ref = {NULL, 0};
         if (deadline >= 0 && weft__timer_arm(self, token, deadline, &ref) < 0) {

@@ -186,7 +186,10 @@ static int unix_addr(const char *path, sockaddr_any *a, socklen_t *len)
 static int new_socket(int domain, int type)
 {
     int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    return fd < 0 ? -errno : fd;
+    if (fd < 0)
+        return -errno;
+    weft__fd_fresh(fd);
+    return fd;
 }
 
 /* Closes a half-made socket and passes its error through. */
@@ -232,6 +235,7 @@ static int accept_until(int lfd, struct sockaddr_storage *addr_out, int tcp, wef
         int fd = accept4(lfd, (struct sockaddr *)addr_out, addr_out ? &len : NULL,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
+            weft__fd_fresh(fd);
             /* Best effort: it fails harmlessly if lfd was not TCP after all. */
             if (tcp)
                 set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);

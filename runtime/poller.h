@@ -62,6 +62,10 @@ int weft__fd_unwait(int fd, int dir, uint32_t gen);
 /* Closes fd, handing its waiters to wake (their unwait reports -EBADF).
  * Returns 0 or close()'s negative errno. */
 int weft__fd_close(int fd, weft__ready_fn wake, void *ctx);
+/* A descriptor number weft has just been handed by the kernel (socket,
+ * accept, pipe...): forgets whatever the table remembers of an earlier
+ * descriptor with the same number that was closed with plain close(). */
+void weft__fd_fresh(int fd);
 /* Drops every registration made through p (its epoll is going away). */
 void weft__fd_forget_poller(weft__poller *p);
 /* Frees the descriptor table (at process exit; for leak checkers). */

@@ -183,6 +183,22 @@ int weft__fd_close(int fd, weft__ready_fn fn, void *ctx)
     return rc;
 }
 
+void weft__fd_fresh(int fd)
+{
+    fdstate *s = lookup(fd, 0);
+    if (!s)
+        return;
+    lock(s);
+    if (s->poller || s->waiting[0] || s->waiting[1]) {
+        s->gen++;
+        s->poller = NULL;
+        s->waiting[0] = s->waiting[1] = 0;
+        s->ready[0] = s->ready[1] = 0;
+        s->task[0] = s->task[1] = NULL;
+    }
+    unlock(s);
+}
+
 void weft__fd_forget_poller(weft__poller *p)
 {
     for (unsigned c = 0; c < MAX_CHUNKS; c++) {
@@ -191,8 +207,6 @@ void weft__fd_forget_poller(weft__poller *p)
             continue;
         for (unsigned i = 0; i < CHUNK; i++) {
             fdstate *s = &ch[i];
-            if (s->poller != p)
-                continue;
             lock(s);
             if (s->poller == p) {
                 s->poller = NULL;

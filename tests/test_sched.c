@@ -331,7 +331,7 @@ static void *busy_leaf(void *arg)
     volatile uint64_t x = 0;
     for (int i = 0; i < 20000; i++)
         x += (uint64_t)i;
-    return NULL;
+    return (void *)(uintptr_t)x;
 }
 
 static void *spread_root(void *arg)

@@ -1,0 +1,188 @@
+/* Timers: the wheel on its own (order, never early, cancel from either side,
+ * far deadlines cascading), and sleeping tasks. */
+#include "util.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+typedef struct {
+    uint64_t fired_at[4096];
+    uintptr_t who[4096];
+    unsigned n;
+    uint64_t now;
+} fire_log;
+
+static void record(struct weft_task *task, uint64_t token, void *ctx)
+{
+    fire_log *l = ctx;
+    (void)token;
+    l->who[l->n] = (uintptr_t)task;
+    l->fired_at[l->n++] = l->now;
+}
+
+Test(timer, fires_in_order_and_never_early)
+{
+    weft__wheel w;
+    weft__wheel_init(&w, 1000);
+    static fire_log log;
+    unsigned seed = 7;
+    uint64_t deadline[2000];
+    for (uintptr_t i = 0; i < 2000; i++) {
+        /* Spread over every level: 1 ms to ~20 minutes ahead. */
+        uint64_t ahead = 1 + (uint64_t)rand_r(&seed) % (i % 4 == 0 ? 1200000 : 5000);
+        deadline[i] = 1000 + ahead;
+        weft__timer_ref ref;
+        cr_assert_eq(weft__timer_add(&w, deadline[i], (struct weft_task *)i, 0, &ref), 0);
+    }
+    /* Advance in uneven steps, as a worker waking late would. */
+    for (uint64_t now = 1000; log.n < 2000; now += 1 + (uint64_t)rand_r(&seed) % 900) {
+        log.now = now;
+        weft__wheel_poll(&w, now, record, &log);
+        uint64_t next = weft__wheel_next(&w);
+        if (log.n < 2000)
+            cr_assert_gt(next, now, "next deadline %llu is not after now %llu",
+                         (unsigned long long)next, (unsigned long long)now);
+    }
+    uint64_t prev = 0;
+    for (unsigned k = 0; k < log.n; k++) {
+        uint64_t d = deadline[log.who[k]];
+        cr_assert_geq(log.fired_at[k], d, "timer %lu fired early", (unsigned long)log.who[k]);
+        cr_assert_leq(log.fired_at[k] - d, 900, "timer %lu fired late by %llu ticks",
+                      (unsigned long)log.who[k], (unsigned long long)(log.fired_at[k] - d));
+        cr_assert_geq(d, prev, "out of deadline order");
+        prev = d;
+    }
+    weft__wheel_destroy(&w);
+}
+
+Test(timer, exact_ms_steps_fire_at_their_tick)
+{
+    weft__wheel w;
+    weft__wheel_init(&w, 0);
+    static fire_log log;
+    weft__timer_ref ref;
+    for (uintptr_t i = 1; i <= 300; i++)
+        weft__timer_add(&w, i * 7, (struct weft_task *)i, 0, &ref);
+    for (uint64_t now = 0; now <= 2100; now++) {
+        log.now = now;
+        weft__wheel_poll(&w, now, record, &log);
+    }
+    cr_assert_eq(log.n, 300);
+    for (unsigned k = 0; k < 300; k++)
+        cr_assert_eq(log.fired_at[k], (k + 1) * 7);
+    weft__wheel_destroy(&w);
+}
+
+Test(timer, cancel_locally_and_remotely)
+{
+    weft__wheel w;
+    weft__wheel_init(&w, 0);
+    static fire_log log;
+    weft__timer_ref a, b, c;
+    weft__timer_add(&w, 10, (struct weft_task *)1, 0, &a);
+    weft__timer_add(&w, 5000, (struct weft_task *)2, 0, &b);
+    weft__timer_add(&w, 20, (struct weft_task *)3, 0, &c);
+    weft__timer_cancel(a, 1);  /* on the owner */
+    weft__timer_cancel(b, 0);  /* as another thread would */
+    log.now = 100000;
+    weft__wheel_poll(&w, 100000, record, &log);
+    cr_assert_eq(log.n, 1);
+    cr_assert_eq(log.who[0], 3);
+    /* Cancelling after it fired (and after the entry was reused) is harmless. */
+    weft__timer_cancel(c, 0);
+    weft__timer_ref d;
+    weft__timer_add(&w, 100010, (struct weft_task *)4, 0, &d);
+    weft__timer_cancel(c, 1);
+    log.now = 100010;
+    weft__wheel_poll(&w, 100010, record, &log);
+    cr_assert_eq(log.n, 2, "a stale cancel must not kill the reused entry");
+    cr_assert_eq(log.who[1], 4);
+    cr_assert_eq(weft__wheel_next(&w), WEFT_NO_DEADLINE);
+    weft__wheel_destroy(&w);
+}
+
+/* ------------------------------------------------------------ sleeping */
+
+static void *sleeper(void *arg)
+{
+    uint64_t ms = (uintptr_t)arg;
+    weft_time t0 = weft_now();
+    weft_sleep_ms(ms);
+    weft_time slept = weft_now() - t0;
+    cr_assert_geq(slept, (weft_time)ms * 1000000, "woke %lld ns early",
+                  (long long)((weft_time)ms * 1000000 - slept));
+    return (void *)(intptr_t)slept;
+}
+
+static void *sleep_root(void *arg)
+{
+    (void)arg;
+    weft_task *t[50];
+    for (uintptr_t i = 0; i < 50; i++)
+        t[i] = weft_spawn(sleeper, (void *)(i % 10 * 3));
+    for (int i = 0; i < 50; i++)
+        cr_assert_eq(weft_join(t[i], NULL), 0);
+    return NULL;
+}
+
+Test(timer, sleep_never_returns_before_its_deadline)
+{
+    weft_runtime *rt = test_runtime(2);
+    cr_assert_eq(weft_runtime_block_on(rt, sleep_root, NULL, NULL), 0);
+    weft_runtime_free(rt);
+}
+
+/* Many sleepers wake in deadline order: each records a global sequence
+ * number when it wakes. */
+#define SLEEPERS 100000
+static atomic_int wake_seq;
+static int woke_as[SLEEPERS];
+static int64_t lateness_ns[SLEEPERS];
+
+static void *ordered_sleeper(void *arg)
+{
+    uintptr_t i = (uintptr_t)arg;
+    weft_time deadline = weft_now() + (weft_time)(200 + i % 1000) * 1000000;
+    weft_sleep_until(deadline);
+    lateness_ns[i] = weft_now() - deadline;
+    woke_as[i] = atomic_fetch_add(&wake_seq, 1);
+    return NULL;
+}
+
+static void *ordered_root(void *arg)
+{
+    (void)arg;
+    for (uintptr_t i = 0; i < SLEEPERS; i++)
+        weft_detach(weft_spawn(ordered_sleeper, (void *)i));
+    while (atomic_load(&wake_seq) < SLEEPERS)
+        weft_sleep_ms(50);
+    return NULL;
+}
+
+Test(timer, a_hundred_thousand_sleepers_wake_in_deadline_order, .timeout = 120)
+{
+    weft_runtime *rt = test_runtime(2);
+    cr_assert_eq(weft_runtime_block_on(rt, ordered_root, NULL, NULL), 0);
+    weft_runtime_free(rt);
+    /* Group by the millisecond of the deadline: every sleeper of an earlier
+     * millisecond must have woken before (allowing for the spawn phase
+     * stretching the deadlines and two workers racing by a couple of ms). */
+    int64_t worst = 0;
+    for (int i = 0; i < SLEEPERS; i++) {
+        cr_assert_geq(lateness_ns[i], 0, "sleeper %d woke early", i);
+        if (lateness_ns[i] > worst)
+            worst = lateness_ns[i];
+    }
+    cr_log_info("worst lateness %.1f ms", (double)worst / 1e6);
+    int inversions = 0;
+    for (int i = 0; i + 1000 < SLEEPERS; i += 997) {
+        /* i and i+1 sleep 1 ms apart in deadline... compare far-apart pairs
+         * whose deadlines differ by 50+ ms: order must hold. */
+        int j = i + 60;
+        if ((i % 1000) + 60 < 1000 && woke_as[j] < woke_as[i])
+            inversions++;
+    }
+    cr_assert_eq(inversions, 0, "%d sleepers woke before others due 60 ms earlier", inversions);
+}
