@@ -23,6 +23,14 @@ CFLAGS_LIB := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) -fPIC -fvisibility=hidden -pthr
               -D_GNU_SOURCE -Iinclude
 CFLAGS_APP := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) -pthread -D_GNU_SOURCE -Iinclude -Iruntime
 LDLIBS_APP := $(ALLOC_LIB) -pthread -lm
+# The test framework: Criterion unless overridden (test-tsan swaps in tests/tsan).
+# CRITERION_INC goes first on the tests' include path, CRITERION_LIB on their
+# link line (its .o files are built by the rules below), CRITERION_DEPS are
+# extra prerequisites of the test objects.
+CRITERION_INC  ?=
+CRITERION_LIB  ?= -lcriterion
+CRITERION_DEPS ?=
+CRITERION_OBJ  := $(filter %.o,$(CRITERION_LIB))
 
 LIB_SRC := $(wildcard runtime/*.c)
 LIB_ASM := $(wildcard runtime/switch_$(ARCH).S)
@@ -98,20 +106,21 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libweft.a $(wildcard bench/*.h)
 examples: $(EXAMPLES)
 benches: $(BENCHES)
 
-$(BUILD)/tests/%.o: tests/%.c $(wildcard tests/*.h) include/weft.h $(wildcard runtime/*.h) | deps
+$(BUILD)/tests/%.o: tests/%.c $(wildcard tests/*.h) include/weft.h $(wildcard runtime/*.h) \
+                    $(CRITERION_DEPS) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_APP) -c $< -o $@
+	$(CC) $(CRITERION_INC) $(CFLAGS_APP) -c $< -o $@
 
-$(BUILD)/tests/weft_tests: $(TEST_OBJ) $(BUILD)/libweft.a
-	$(CC) $(SANFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libweft.a -lcriterion $(LDLIBS_APP)
+$(BUILD)/tests/weft_tests: $(TEST_OBJ) $(BUILD)/libweft.a $(CRITERION_OBJ)
+	$(CC) $(SANFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libweft.a $(CRITERION_LIB) $(LDLIBS_APP)
 
 # The migration test compiles the runtime into itself under LTO, so the
 # compiler sees across the switch and could hoist thread-locals if the
 # runtime let it.
-$(BUILD)/tests/lto_%: tests/lto_%.c $(LIB_SRC) $(LIB_ASM) | deps
+$(BUILD)/tests/lto_%: tests/lto_%.c $(LIB_SRC) $(LIB_ASM) $(CRITERION_DEPS) $(CRITERION_OBJ) | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) -O2 -flto -g $(SANFLAGS) -pthread -D_GNU_SOURCE -Iinclude -Iruntime \
-	  $< $(LIB_SRC) $(LIB_ASM) -o $@ -lcriterion $(LDLIBS_APP)
+	$(CC) $(CRITERION_INC) $(CSTD) $(WARN) -O2 -flto -g $(SANFLAGS) -pthread -D_GNU_SOURCE \
+	  -Iinclude -Iruntime $< $(LIB_SRC) $(LIB_ASM) -o $@ $(CRITERION_LIB) $(LDLIBS_APP)
 
 # The register-level switch check (tests/arch/switch_check.c) for this machine.
 $(BUILD)/tests/switch_check: tests/arch/switch_check.c runtime/context.c $(LIB_ASM) runtime/context.h | deps
@@ -131,8 +140,15 @@ test-asan:
 	  SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" ALLOC_LIB= \
 	  TEST_ENV="ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1"
 
+# Criterion cannot start under TSan (its BoxFort arena sits at fixed addresses
+# in TSan's shadow range, Snaipe/Criterion#274), so this lane builds the same
+# test sources against tests/tsan: a Criterion-compatible header and a small
+# runner that forks one test at a time (see tests/tsan/runner.c).
+TSAN_BUILD := build/tsan
 test-tsan:
-	$(MAKE) test BUILD=build/tsan CC=$(CC) OPT="-O1 -g" SANFLAGS="-fsanitize=thread" ALLOC_LIB= \
+	$(MAKE) test BUILD=$(TSAN_BUILD) CC=$(CC) OPT="-O1 -g" SANFLAGS="-fsanitize=thread" ALLOC_LIB= \
+	  CRITERION_INC=-Itests/tsan CRITERION_LIB=$(TSAN_BUILD)/tests/tsan/runner.o \
+	  CRITERION_DEPS="$(wildcard tests/tsan/criterion/*.h)" CRITERION_FLAGS="--verbose" \
 	  TEST_ENV="TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1"
 
 VALGRIND := valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
