@@ -119,11 +119,14 @@ WEFT_API weft_task *weft_spawn_on(weft_runtime *rt, weft_fn fn, void *arg);
 WEFT_API weft_task *weft_spawn_on_ex(weft_runtime *rt, weft_fn fn, void *arg,
                                      const weft_spawn_opts *opts);
 
-/* Waits for t to finish, stores its return value in *result (if not NULL) and
+/* Waits for t to finish, stores its return value in *result (if not NULL;
+ * also for a cancelled task that returned, NULL for one that never ran) and
  * releases the handle. From a task it suspends only the caller; from a plain
  * thread it blocks that thread. Returns 0, -EINVAL (t NULL), -EDEADLK (a task
- * joining itself), -ECANCELED (t was discarded by weft_runtime_free before it
- * finished). The handle is released in every case except -EINVAL/-EDEADLK. */
+ * joining itself), -ECANCELED (t was cancelled before it finished, or
+ * discarded by weft_runtime_free; or the calling task itself was cancelled
+ * while waiting, in which case t is detached). The handle is released in
+ * every case except -EINVAL/-EDEADLK. */
 WEFT_API int weft_join(weft_task *t, void **result);
 
 /* Releases the handle without waiting; the task runs to completion on its own. */
@@ -132,6 +135,21 @@ WEFT_API void weft_detach(weft_task *t);
 /* Puts the calling task at the back of its worker's queue and runs others.
  * Outside a task it does nothing. Suspends. */
 WEFT_API void weft_yield(void);
+
+/* Requests cancellation of t. Cancellation is sticky: every suspending call
+ * in t (sleep, fd wait, I/O, join, ...) returns -ECANCELED at its current or
+ * next suspension point, t runs its own cleanup and returns, and weft_join on
+ * it returns -ECANCELED. A task cancelled before it ever ran does not run.
+ * Cancelling a finished task does nothing. Any thread may call it; the handle
+ * stays valid (join or detach it as usual). Returns 0 or -EINVAL. Does not
+ * suspend. */
+WEFT_API int weft_cancel(weft_task *t);
+/* 1 if cancellation of the calling task has been requested, else 0. */
+WEFT_API int weft_cancelled(void);
+/* Holds off cancellation of the calling task (for a cleanup section that
+ * must suspend) until the matching weft_shield_end. Nests. 0 or -EPERM. */
+WEFT_API int weft_shield_begin(void);
+WEFT_API int weft_shield_end(void);
 
 /* Pins the calling task to its current worker thread: it will not be stolen
  * or resumed elsewhere until weft_unpin (for thread-affine C libraries).

@@ -134,6 +134,10 @@ weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *
 void weft__task_finish(weft__worker *w, weft__task *t);
 void weft__task_release(weft__worker *w, weft__task *t);
 void weft__task_entry(void *arg, void *data);
+/* At weft_runtime_free, after every task's own reference is dropped: marks
+ * blocks still held by handles as orphans (their chunks outlive the
+ * runtime); then weft__task_free_chunks frees the other chunks. */
+void weft__task_orphan_handles(weft_runtime *rt);
 void weft__task_free_chunks(weft_runtime *rt);
 
 /* The running task, or NULL outside a task. */
@@ -144,10 +148,20 @@ static inline weft__task *weft__cur_task(void)
 }
 
 /* Waits. A wait is: token = weft__wait_prepare(self); register (self, token)
- * with every waker; loop { if condition: break; weft__park(self); };
- * unregister. Wakers set their condition first, then weft__wake(t, token). */
+ * with every waker; loop { if condition: break; if (weft__park(self) < 0)
+ * { unregister; return -ECANCELED; } }; unregister. Wakers set their
+ * condition first, then weft__wake(t, token).
+ * weft__park returns 0, or -ECANCELED when the task has been cancelled (and
+ * is not shielded): then it does not suspend (or has just been woken for
+ * it), and the caller must withdraw its registrations and return. */
 uint64_t weft__wait_prepare(weft__task *self);
-void weft__park(weft__task *self);
+int weft__park(weft__task *self);
+/* Cancellation is pending for self (requested and not shielded). */
+static inline int weft__cancel_pending(const weft__task *self)
+{
+    return weft__unlikely(atomic_load_explicit(&((weft__task *)self)->cancel, memory_order_acquire)) &&
+           self->shield == 0;
+}
 void weft__wake(weft__task *t, uint64_t token);
 /* Adapter with the poller's and timer wheel's callback signature. */
 void weft__wake_cb(weft__task *t, uint64_t token, void *ctx);
@@ -155,7 +169,12 @@ void weft__wake_cb(weft__task *t, uint64_t token, void *ctx);
 /* Waiters that work for tasks and plain threads alike. */
 void weft__waiter_init(weft__waiter *wt);
 void weft__waiter_fire(weft__waiter *wt);
-void weft__waiter_wait(weft__waiter *wt);
+/* 0 once fired; -ECANCELED if the task was cancelled first: the waiter may
+ * still fire later, so the caller withdraws it from wherever it is
+ * registered, and if a firer already took it, waits with
+ * weft__waiter_wait_nocancel (firing is imminent) and honours the event. */
+int weft__waiter_wait(weft__waiter *wt);
+void weft__waiter_wait_nocancel(weft__waiter *wt);
 
 /* Cooperative budget: every service operation that completes without
  * suspending calls this; when the slice's budget is spent it yields. */

@@ -115,8 +115,14 @@ int weft_wait_fd(int fd, int events, int64_t timeout_ms)
                     weft__fd_unwait(fd, d, gen);
             return -ENOMEM;
         }
-        weft__park(self);
+        int pr = weft__park(self);
         weft__timer_disarm(self, ref);
+        if (pr < 0) {
+            for (int d = 0; d < 2; d++)
+                if (installed[d])
+                    weft__fd_unwait(fd, d, gen);
+            return pr;
+        }
         int closed = 0;
         for (int d = 0; d < 2; d++) {
             if (!installed[d])

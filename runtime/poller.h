@@ -37,9 +37,12 @@ typedef struct weft__poller {
 int weft__poller_init(weft__poller *p);
 void weft__poller_destroy(weft__poller *p);
 /* Waits up to timeout_ms (-1 forever, 0 don't block) and passes every waiter
- * made ready to fn. Returns the number of descriptor events, or a negative
- * errno. */
-int weft__poller_poll(weft__poller *p, int timeout_ms, weft__ready_fn fn, void *ctx);
+ * made ready to fn, taking at most max_events events (the rest stay queued in
+ * the kernel, in order, for the next poll: a worker takes no more than its
+ * run queue can hold, so woken tasks never spill to the global queue and
+ * wait behind newer ones). Returns the number of descriptor events, or a
+ * negative errno. */
+int weft__poller_poll(weft__poller *p, int timeout_ms, int max_events, weft__ready_fn fn, void *ctx);
 /* Any thread: makes a sleeping (or next) poll return. Coalesced: many wakes
  * before the poller runs again cost one eventfd write. */
 void weft__poller_wake(weft__poller *p);

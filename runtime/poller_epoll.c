@@ -75,10 +75,14 @@ void weft__poller_wake(weft__poller *p)
     (void)r; /* EAGAIN means the counter is already non-zero: still awake-able */
 }
 
-int weft__poller_poll(weft__poller *p, int timeout_ms, weft__ready_fn fn, void *ctx)
+int weft__poller_poll(weft__poller *p, int timeout_ms, int max_events, weft__ready_fn fn, void *ctx)
 {
     struct epoll_event evs[MAX_EVENTS];
-    int n = epoll_wait(p->epfd, evs, MAX_EVENTS, timeout_ms);
+    if (max_events > MAX_EVENTS)
+        max_events = MAX_EVENTS;
+    if (max_events < 1)
+        max_events = 1;
+    int n = epoll_wait(p->epfd, evs, max_events, timeout_ms);
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
     int count = 0;

@@ -321,17 +321,31 @@ static int prepare_first_run(weft__worker *w, weft__task *t)
     return 0;
 }
 
-static void out_of_stacks(weft__task *t)
+/* Ends a task that never ran: it was cancelled while queued, or no stack
+ * could be had for it. Its handle reports cancellation. */
+static void drop_unstarted(weft__task *t)
 {
-    /* No memory or mappings left for a stack: the task cannot start. Its
-     * handle reports cancellation; nothing else can be done for it. */
-    fprintf(stderr, "weft: cannot allocate a stack for task %llu; it is cancelled\n",
-            (unsigned long long)t->id);
     uintptr_t j = atomic_exchange_explicit(&t->join, JOIN_DISCARDED, memory_order_acq_rel);
     atomic_store(&t->live, 0);
     if (j > JOIN_DISCARDED)
         weft__waiter_fire((weft__waiter *)j);
     weft__task_release(NULL, t);
+}
+
+/* Gives a task its stack for its first run; 0 when it can run. */
+static int first_run(weft__worker *w, weft__task *t)
+{
+    if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {
+        drop_unstarted(t);
+        return -ECANCELED;
+    }
+    if (prepare_first_run(w, t) < 0) {
+        fprintf(stderr, "weft: cannot allocate a stack for task %llu; it is cancelled\n",
+                (unsigned long long)t->id);
+        drop_unstarted(t);
+        return -ENOMEM;
+    }
+    return 0;
 }
 
 weft__worker *weft__switch_out(weft__worker *w, weft__task *self, int action)
@@ -354,10 +368,8 @@ weft__worker *weft__switch_out(weft__worker *w, weft__task *self, int action)
     if (weft__likely(++w->tick % WEFT_EVENT_INTERVAL != 0) &&
         !atomic_load_explicit(&w->rt->shutdown, memory_order_relaxed))
         next = next_local(w, &from_lifo);
-    while (next && weft__unlikely(!next->stack) && prepare_first_run(w, next) < 0) {
-        out_of_stacks(next);
+    while (next && weft__unlikely(!next->stack) && first_run(w, next) < 0)
         next = next_local(w, &from_lifo);
-    }
     if (next) {
         mark_running(w, next, from_lifo);
         nw = weft__ctx_jump(&self->ctx, &next->ctx, w, dying);
@@ -422,10 +434,8 @@ void weft__after_switch(weft__worker *w)
 /* Runs t from the scheduler loop. */
 static void run_task(weft__worker *w, weft__task *t, int from_lifo)
 {
-    if (weft__unlikely(!t->stack) && prepare_first_run(w, t) < 0) {
-        out_of_stacks(t);
+    if (weft__unlikely(!t->stack) && first_run(w, t) < 0)
         return;
-    }
     w->tick++;
     mark_running(w, t, from_lifo);
     weft__worker *nw = weft__ctx_jump(&w->sched_ctx, &t->ctx, w, 0);
@@ -495,7 +505,9 @@ static int work_anywhere(weft_runtime *rt)
 
 static void poll_events(weft__worker *w, int timeout_ms)
 {
-    weft__poller_poll(&w->poller, timeout_ms, weft__wake_cb, NULL);
+    /* Room left in the local queue (the LIFO slot is not used from here). */
+    int room = (int)(WEFT_LQ_SIZE - weft__lq_len(&w->lq));
+    weft__poller_poll(&w->poller, timeout_ms, room, weft__wake_cb, NULL);
     w->now_tick = weft__now_tick(w->rt, weft__clock_ns());
     weft__wheel_poll(&w->wheel, w->now_tick, weft__wake_cb, NULL);
 }
@@ -552,11 +564,13 @@ static void park(weft__worker *w)
     pthread_mutex_unlock(&rt->idle_lock);
 }
 
-/* How many rounds an idle worker looks for work before sleeping. A wake-up
- * across cores costs ~60 µs on the reference machine while a round costs
- * well under a microsecond, so a short spin pays for itself whenever work
- * arrives within it. */
-#define SEARCH_ROUNDS 64
+/* How long an idle worker keeps looking before it sleeps. Waking a sleeping
+ * worker costs ~60 µs across cores on the reference machine, while one round
+ * (a steal attempt on each peer and a look at the global queue) costs well
+ * under a microsecond, so a short spin pays for itself when work arrives
+ * within it. Only the last round polls the descriptors (a system call). A
+ * single worker has nobody to steal from: it goes straight to its poller. */
+#define SEARCH_ROUNDS 16
 
 static void worker_loop(weft__worker *w)
 {
@@ -579,16 +593,19 @@ static void worker_loop(weft__worker *w)
             t = next_local(w, &from_lifo);
         if (!t)
             t = global_take(w, WEFT_LQ_SIZE / 2);
-        for (unsigned round = 0; !t && round < SEARCH_ROUNDS; round++) {
+        unsigned rounds = rt->nworkers > 1 ? SEARCH_ROUNDS : 0;
+        for (unsigned round = 0; !t && round < rounds; round++) {
             t = steal_work(w);
             if (!t && !w->searching)
                 break; /* refused: enough workers search already */
-            if (!t) {
-                poll_events(w, 0);
-                t = next_local(w, &from_lifo);
-            }
             if (!t)
                 weft__cpu_relax();
+        }
+        if (!t) {
+            /* Nothing to steal: whatever is ready in our poller, without
+             * blocking, before deciding to sleep. */
+            poll_events(w, 0);
+            t = next_local(w, &from_lifo);
         }
         if (t) {
             from_searching(w);
@@ -776,22 +793,32 @@ void weft_runtime_free(weft_runtime *rt)
         pthread_join(rt->workers[i]->thread, NULL);
 
     /* Every task still alive is discarded: its handle reports cancellation
-     * and a plain thread blocked in weft_join on it is released. */
+     * and a plain thread blocked in weft_join on it is released. Order
+     * matters: blocks held by handles are marked orphans (rt = NULL) before
+     * any joiner can see JOIN_DISCARDED, so a released joiner never touches
+     * the runtime being freed. */
+    for (weft__task_chunk *c = rt->chunks; c; c = c->next)
+        for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++) {
+            weft__task *t = &c->tasks[i];
+            if (atomic_load(&t->live)) {
+                if (t->stack)
+                    weft__ctx_destroy(&t->ctx);
+                atomic_fetch_sub(&t->refs, 1); /* the task's own reference */
+            }
+        }
+    weft__task_orphan_handles(rt);
     for (weft__task_chunk *c = rt->chunks; c; c = c->next)
         for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++) {
             weft__task *t = &c->tasks[i];
             if (!atomic_load(&t->live))
                 continue;
             atomic_store(&t->live, 0);
-            if (t->stack)
-                weft__ctx_destroy(&t->ctx);
             uintptr_t j = atomic_exchange(&t->join, JOIN_DISCARDED);
             if (j > JOIN_DISCARDED) {
                 weft__waiter *wt = (weft__waiter *)j;
                 if (!wt->task)
                     weft__waiter_fire(wt);
             }
-            atomic_fetch_sub(&t->refs, 1); /* the task's own reference */
         }
     free_workers(rt, rt->nworkers);
     weft__task_free_chunks(rt);

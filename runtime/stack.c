@@ -281,11 +281,14 @@ weft__stack *weft__stack_get(weft__stack_cache *c, unsigned cls)
     unsigned want = cache_cap(cls) / 2;
     pthread_mutex_lock(&p->lock);
     if (!p->free[cls]) {
+        /* Making a slab costs a mapping and a guard per slot (hundreds of
+         * microseconds): do it without the lock, so other workers refilling
+         * or spilling are not held up behind it. */
+        pthread_mutex_unlock(&p->lock);
         weft__slab *sl = slab_new(cls);
-        if (!sl) {
-            pthread_mutex_unlock(&p->lock);
+        if (!sl)
             return NULL;
-        }
+        pthread_mutex_lock(&p->lock);
         sl->next = p->slabs[cls];
         p->slabs[cls] = sl;
         for (unsigned i = sl->nslots; i-- > 0;) {

@@ -144,6 +144,8 @@ weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *
     t->stack_cls = (uint8_t)cls;
     t->pinned = 0;
     t->budget = WEFT_BUDGET;
+    atomic_store_explicit(&t->cancel, 0, memory_order_relaxed);
+    t->shield = 0;
     t->result = NULL;
     atomic_store_explicit(&t->join, JOIN_OPEN, memory_order_relaxed);
     atomic_store_explicit(&t->refs, 2, memory_order_relaxed);
@@ -170,25 +172,30 @@ void weft__task_release(weft__worker *w, weft__task *t)
     tcb_free(t->rt, w, t);
 }
 
+void weft__task_orphan_handles(weft_runtime *rt)
+{
+    for (weft__task_chunk *c = rt->chunks; c; c = c->next) {
+        unsigned orphans = 0;
+        for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++) {
+            weft__task *t = &c->tasks[i];
+            if (atomic_load(&t->refs) > 0) {
+                /* Only a handle can still hold it. Keep the chunk until the
+                 * handle goes; the release store of rt publishes free_next. */
+                t->free_next = (weft__task *)c;
+                atomic_store_explicit(&t->rt, NULL, memory_order_release);
+                orphans++;
+            }
+        }
+        atomic_store(&c->orphans, orphans);
+    }
+}
+
 void weft__task_free_chunks(weft_runtime *rt)
 {
     weft__task_chunk *c = rt->chunks;
     while (c) {
         weft__task_chunk *next = c->next;
-        unsigned orphans = 0;
-        for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++) {
-            weft__task *t = &c->tasks[i];
-            if (atomic_load(&t->refs) > 0) {
-                /* Only a handle can still hold it: the task itself was
-                 * discarded. Keep the chunk until the handle goes. */
-                t->rt = NULL;
-                t->free_next = (weft__task *)c;
-                orphans++;
-            }
-        }
-        if (orphans)
-            atomic_store(&c->orphans, orphans);
-        else
+        if (!atomic_load(&c->orphans))
             weft__free(c);
         c = next;
     }
@@ -235,7 +242,8 @@ void weft__task_finish(weft__worker *w, weft__task *t)
     t->stack = NULL;
     weft__ctx_destroy(&t->ctx);
     atomic_store_explicit(&t->live, 0, memory_order_relaxed);
-    uintptr_t j = atomic_exchange_explicit(&t->join, JOIN_DONE, memory_order_acq_rel);
+    uintptr_t done = atomic_load_explicit(&t->cancel, memory_order_acquire) ? JOIN_DISCARDED : JOIN_DONE;
+    uintptr_t j = atomic_exchange_explicit(&t->join, done, memory_order_acq_rel);
     if (j > JOIN_DISCARDED)
         weft__waiter_fire((weft__waiter *)j);
     weft__task_release(w, t);
@@ -254,9 +262,12 @@ uint64_t weft__wait_prepare(weft__task *self)
     return T_SEQ(n);
 }
 
-void weft__park(weft__task *self)
+int weft__park(weft__task *self)
 {
+    if (weft__cancel_pending(self))
+        return -ECANCELED;
     weft__switch_out(self->worker, self, ACT_PARK);
+    return weft__cancel_pending(self) ? -ECANCELED : 0;
 }
 
 void weft__wake(weft__task *t, uint64_t token)
@@ -311,14 +322,27 @@ void weft__waiter_fire(weft__waiter *wt)
         syscall(SYS_futex, &wt->fired, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-void weft__waiter_wait(weft__waiter *wt)
+int weft__waiter_wait(weft__waiter *wt)
 {
     while (!atomic_load_explicit(&wt->fired, memory_order_acquire)) {
-        if (wt->task)
-            weft__park(wt->task);
-        else
+        if (wt->task) {
+            if (weft__park(wt->task) < 0)
+                return atomic_load_explicit(&wt->fired, memory_order_acquire) ? 0 : -ECANCELED;
+        } else {
             syscall(SYS_futex, &wt->fired, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+        }
     }
+    return 0;
+}
+
+void weft__waiter_wait_nocancel(weft__waiter *wt)
+{
+    weft__task *t = wt->task;
+    if (t)
+        t->shield++;
+    weft__waiter_wait(wt);
+    if (t)
+        t->shield--;
 }
 
 void weft__coop_consume(void)
@@ -395,25 +419,36 @@ int weft_join(weft_task *t, void **result)
         return -EDEADLK;
     uintptr_t j = atomic_load_explicit(&t->join, memory_order_acquire);
     if (j == JOIN_OPEN) {
+        if (self && weft__cancel_pending(self)) {
+            weft_detach(t);
+            return -ECANCELED;
+        }
         weft__waiter wt;
         weft__waiter_init(&wt);
         if (atomic_compare_exchange_strong_explicit(&t->join, &j, (uintptr_t)&wt,
                                                     memory_order_acq_rel, memory_order_acquire)) {
-            weft__waiter_wait(&wt);
+            if (weft__waiter_wait(&wt) < 0) {
+                /* The caller was cancelled: withdraw, unless the task is
+                 * finishing right now and has taken our waiter. */
+                uintptr_t mine = (uintptr_t)&wt;
+                if (atomic_compare_exchange_strong_explicit(&t->join, &mine, JOIN_OPEN,
+                                                            memory_order_acq_rel,
+                                                            memory_order_acquire)) {
+                    weft_detach(t);
+                    return -ECANCELED;
+                }
+                weft__waiter_wait_nocancel(&wt);
+            }
             j = atomic_load_explicit(&t->join, memory_order_acquire);
         }
     }
-    int rc;
-    if (j == JOIN_DONE) {
-        if (result)
-            *result = t->result;
-        rc = 0;
-    } else {
-        if (result)
-            *result = NULL;
-        rc = -ECANCELED;
-    }
-    if (!t->rt)
+    /* A cancelled task that ran to its end still hands over what it
+     * returned (its cleanup may report something); a discarded one has
+     * NULL there. */
+    if (result)
+        *result = t->result;
+    int rc = j == JOIN_DONE ? 0 : -ECANCELED;
+    if (!atomic_load_explicit(&t->rt, memory_order_acquire))
         orphan_release(t);
     else
         weft__task_release(weft__cur_worker(), t);
@@ -424,7 +459,7 @@ void weft_detach(weft_task *t)
 {
     if (!t)
         return;
-    if (!t->rt)
+    if (!atomic_load_explicit(&t->rt, memory_order_acquire))
         orphan_release(t);
     else
         weft__task_release(weft__cur_worker(), t);
@@ -455,6 +490,47 @@ int weft_unpin(void)
     if (t->pinned == 0)
         return -EINVAL;
     t->pinned--;
+    return 0;
+}
+
+int weft_cancel(weft_task *t)
+{
+    if (!t)
+        return -EINVAL;
+    if (!atomic_load_explicit(&t->rt, memory_order_acquire) ||
+        atomic_load_explicit(&t->join, memory_order_acquire) == JOIN_DONE)
+        return 0; /* finished (or its runtime is gone): nothing to do */
+    atomic_store_explicit(&t->cancel, 1, memory_order_seq_cst);
+    /* Wake it from whatever it waits for now (a stale token does nothing;
+     * a task not yet parked sees the flag before it parks). */
+    uint64_t s = atomic_load_explicit(&t->state, memory_order_seq_cst);
+    weft__wake(t, T_SEQ(s));
+    return 0;
+}
+
+int weft_cancelled(void)
+{
+    weft__task *t = weft__cur_task();
+    return t && atomic_load_explicit(&t->cancel, memory_order_acquire);
+}
+
+int weft_shield_begin(void)
+{
+    weft__task *t = weft__cur_task();
+    if (!t)
+        return -EPERM;
+    t->shield++;
+    return 0;
+}
+
+int weft_shield_end(void)
+{
+    weft__task *t = weft__cur_task();
+    if (!t)
+        return -EPERM;
+    if (!t->shield)
+        return -EINVAL;
+    t->shield--;
     return 0;
 }
 

@@ -39,7 +39,8 @@ enum { T_RUNNING = 0, T_PARKED = 1, T_QUEUED = 2, T_NOTIFIED = 3 };
 /* What the scheduler does with the task that just switched away. */
 enum { ACT_NONE = 0, ACT_YIELD, ACT_PARK, ACT_EXIT };
 
-/* Join state (`join`): JOIN_OPEN, JOIN_DONE, JOIN_DISCARDED, or the address
+/* Join state (`join`): JOIN_OPEN, JOIN_DONE, JOIN_DISCARDED (cancelled, or
+ * discarded by weft_runtime_free: joins report -ECANCELED), or the address
  * of the waiter of a join in progress. */
 #define JOIN_OPEN ((uintptr_t)0)
 #define JOIN_DONE ((uintptr_t)1)
@@ -61,13 +62,15 @@ struct weft_task {
     uint8_t stack_cls;
     uint16_t pinned;               /* pin depth; > 0: only `worker` may run it */
     uint32_t budget;               /* cooperative operations left in this slice */
+    _Atomic uint8_t cancel;        /* cancellation requested (sticky) */
+    uint16_t shield;               /* > 0: cancellation held off (task-only) */
     char *low_sp;                  /* deepest saved stack pointer (trim hint) */
 
     /* Cold. */
     void *result;
     _Atomic uintptr_t join;
     _Atomic int refs;              /* 1 for the running task + 1 for the handle */
-    struct weft_runtime *rt;
+    struct weft_runtime *_Atomic rt; /* NULL once the runtime is freed (handle orphaned) */
     struct weft_task *all_next;    /* every block the runtime ever made */
     struct weft_task *free_next;
     uint64_t id;

@@ -44,14 +44,18 @@ int weft_sleep_until(weft_time deadline)
             ;
         return 0;
     }
+    if (weft__cancel_pending(self))
+        return -ECANCELED;
     while (weft__clock_ns() < deadline) {
         uint64_t token = weft__wait_prepare(self);
         weft__timer_ref ref;
         int rc = weft__timer_arm(self, token, deadline, &ref);
         if (rc < 0)
             return rc;
-        weft__park(self);
+        int pr = weft__park(self);
         weft__timer_disarm(self, ref); /* no-op when it fired, as it normally has */
+        if (pr < 0)
+            return pr;
     }
     return 0;
 }

@@ -102,20 +102,20 @@ Test(sched, block_on_from_a_task_is_refused)
     weft_runtime_free(rt);
 }
 
-static weft_task *self_handle;
+static weft_task *_Atomic self_handle;
 static void *join_self(void *arg)
 {
     (void)arg;
-    while (!self_handle)
+    while (!atomic_load(&self_handle))
         weft_yield();
-    return (void *)(intptr_t)weft_join(self_handle, NULL);
+    return (void *)(intptr_t)weft_join(atomic_load(&self_handle), NULL);
 }
 
 Test(sched, joining_yourself_is_edeadlk)
 {
     weft_runtime *rt = test_runtime(1);
     weft_task *t = weft_spawn_on(rt, join_self, NULL);
-    self_handle = t;
+    atomic_store(&self_handle, t);
     void *r;
     cr_assert_eq(weft_join(t, &r), 0);
     cr_assert_eq((intptr_t)r, -EDEADLK);

@@ -129,11 +129,18 @@ Test(stack, hundred_thousand_stacks_recycled_without_leaks, .timeout = 60)
             held[i]->lo[held[i]->size - 1] = 1; /* touch the top page, as a task does */
         }
         long rss_full = test_rss();
-        cr_assert_gt(rss_full - rss0, (long)N * 4096 / 2, "pages were not touched?");
+        if (!test_scale_down())
+            cr_assert_gt(rss_full - rss0, (long)N * 4096 / 2, "pages were not touched?");
         for (int i = 0; i < N; i++)
             weft__stack_put(&cache, held[i], 0);
     }
     weft__stack_cache_drain(&cache);
+    if (test_scale_down()) {
+        /* TSan keeps shadow pages for memory given back with MADV_DONTNEED
+         * and valgrind does not model it: RSS says nothing there. */
+        weft__stack_pool_destroy(&pool);
+        return;
+    }
     long rss_end = test_rss();
     cr_assert_lt(rss_end - rss0, 16L << 20, "RSS grew by %ld KiB after returning every stack",
                  (rss_end - rss0) / 1024);

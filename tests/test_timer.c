@@ -134,17 +134,24 @@ Test(timer, sleep_never_returns_before_its_deadline)
     weft_runtime_free(rt);
 }
 
-/* Many sleepers wake in deadline order: each records a global sequence
- * number when it wakes. */
-#define SLEEPERS 100000
+/* Many sleepers wake in deadline order: every sleeper gets an absolute
+ * deadline from a common base (far enough ahead for all of them to start),
+ * and records a global sequence number when it wakes. */
+#define SLEEPERS_MAX 100000
+#define SLEEPERS (test_scale_down() ? 5000 : SLEEPERS_MAX)
 static atomic_int wake_seq;
-static int woke_as[SLEEPERS];
-static int64_t lateness_ns[SLEEPERS];
+static int woke_as[SLEEPERS_MAX];
+static int64_t lateness_ns[SLEEPERS_MAX];
+static char started_late[SLEEPERS_MAX];
+static weft_time base;
+
+static weft_time deadline_of(uintptr_t i) { return base + (weft_time)(i % 1000) * 1000000; }
 
 static void *ordered_sleeper(void *arg)
 {
     uintptr_t i = (uintptr_t)arg;
-    weft_time deadline = weft_now() + (weft_time)(200 + i % 1000) * 1000000;
+    weft_time deadline = deadline_of(i);
+    started_late[i] = weft_now() >= deadline;
     weft_sleep_until(deadline);
     lateness_ns[i] = weft_now() - deadline;
     woke_as[i] = atomic_fetch_add(&wake_seq, 1);
@@ -154,7 +161,8 @@ static void *ordered_sleeper(void *arg)
 static void *ordered_root(void *arg)
 {
     (void)arg;
-    for (uintptr_t i = 0; i < SLEEPERS; i++)
+    base = weft_now() + 2000 * 1000000LL;
+    for (uintptr_t i = 0; i < (uintptr_t)SLEEPERS; i++)
         weft_detach(weft_spawn(ordered_sleeper, (void *)i));
     while (atomic_load(&wake_seq) < SLEEPERS)
         weft_sleep_ms(50);
@@ -166,23 +174,30 @@ Test(timer, a_hundred_thousand_sleepers_wake_in_deadline_order, .timeout = 120)
     weft_runtime *rt = test_runtime(2);
     cr_assert_eq(weft_runtime_block_on(rt, ordered_root, NULL, NULL), 0);
     weft_runtime_free(rt);
-    /* Group by the millisecond of the deadline: every sleeper of an earlier
-     * millisecond must have woken before (allowing for the spawn phase
-     * stretching the deadlines and two workers racing by a couple of ms). */
     int64_t worst = 0;
+    int late_starts = 0;
     for (int i = 0; i < SLEEPERS; i++) {
         cr_assert_geq(lateness_ns[i], 0, "sleeper %d woke early", i);
         if (lateness_ns[i] > worst)
             worst = lateness_ns[i];
+        late_starts += started_late[i];
     }
-    cr_log_info("worst lateness %.1f ms", (double)worst / 1e6);
-    int inversions = 0;
-    for (int i = 0; i + 1000 < SLEEPERS; i += 997) {
-        /* i and i+1 sleep 1 ms apart in deadline... compare far-apart pairs
-         * whose deadlines differ by 50+ ms: order must hold. */
-        int j = i + 60;
-        if ((i % 1000) + 60 < 1000 && woke_as[j] < woke_as[i])
-            inversions++;
+    cr_log_info("worst lateness %.1f ms, %d sleepers started after their deadline",
+                (double)worst / 1e6, late_starts);
+    /* Sleepers due 50+ ms apart must wake in deadline order. Closer ones
+     * may race: two workers fire their own wheels, and on a loaded 2-core
+     * machine a worker can be descheduled for tens of ms (lateness is
+     * measured by bench/, not asserted here). */
+    int inversions = 0, pairs = 0;
+    for (uintptr_t i = 0; i < (uintptr_t)SLEEPERS; i += 101) {
+        uintptr_t j = (i * 7919 + 13) % (uintptr_t)SLEEPERS;
+        if (started_late[i] || started_late[j])
+            continue;
+        if (deadline_of(j) >= deadline_of(i) + 50000000) {
+            pairs++;
+            inversions += woke_as[j] < woke_as[i];
+        }
     }
-    cr_assert_eq(inversions, 0, "%d sleepers woke before others due 60 ms earlier", inversions);
+    cr_assert_gt(pairs, test_scale_down() ? 5 : 100);
+    cr_assert_eq(inversions, 0, "%d of %d pairs woke out of deadline order", inversions, pairs);
 }

@@ -43,4 +43,12 @@ static inline int test_map_count(void)
     return n;
 }
 
+/* Instrumented builds run far slower; heavy tests scale down there. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define TEST_INSTRUMENTED 1
+#else
+#define TEST_INSTRUMENTED 0
+#endif
+static inline int test_scale_down(void) { return TEST_INSTRUMENTED || getenv("WEFT_VALGRIND") != NULL; }
+
 #endif
