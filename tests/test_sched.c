@@ -331,6 +331,8 @@ static void *busy_leaf(void *arg)
     volatile uint64_t x = 0;
     for (int i = 0; i < 20000; i++)
         x += (uint64_t)i;
+    if ((uintptr_t)arg % 50 == 0)
+        weft_sleep_ms(1); /* gives a slow (instrumented) peer time to steal */
     return (void *)(uintptr_t)x;
 }
 
@@ -338,8 +340,8 @@ static void *spread_root(void *arg)
 {
     (void)arg;
     static weft_task *h[5000];
-    for (int i = 0; i < 5000; i++)
-        h[i] = weft_spawn(busy_leaf, NULL);
+    for (uintptr_t i = 0; i < 5000; i++)
+        h[i] = weft_spawn(busy_leaf, (void *)i);
     for (int i = 0; i < 5000; i++)
         weft_join(h[i], NULL);
     return NULL;
