@@ -45,8 +45,10 @@ void weft__ctx_init(weft__ctx *ctx, void *lo, size_t size, weft__ctx_entry entry
 #else
 #error "weft: no context switch for this architecture"
 #endif
+#if defined(WEFT_ASAN) || defined(WEFT_TSAN)
     ctx->stack_lo = lo;
     ctx->stack_size = size;
+#endif
 #ifdef WEFT_ASAN
     ctx->asan_fake = NULL;
 #endif
@@ -58,6 +60,7 @@ void weft__ctx_init(weft__ctx *ctx, void *lo, size_t size, weft__ctx_entry entry
 void weft__ctx_init_thread(weft__ctx *ctx)
 {
     memset(ctx, 0, sizeof *ctx);
+#if defined(WEFT_ASAN) || defined(WEFT_TSAN)
     pthread_attr_t attr;
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
         void *lo;
@@ -68,6 +71,7 @@ void weft__ctx_init_thread(weft__ctx *ctx)
         }
         pthread_attr_destroy(&attr);
     }
+#endif
 #ifdef WEFT_TSAN
     ctx->tsan_fiber = __tsan_get_current_fiber();
 #endif

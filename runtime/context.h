@@ -39,8 +39,10 @@
 
 typedef struct weft__ctx {
     void *sp;         /* saved stack pointer while suspended */
-    void *stack_lo;   /* lowest usable address of the stack */
+#if defined(WEFT_ASAN) || defined(WEFT_TSAN)
+    void *stack_lo;   /* lowest usable address of the stack (for the tools) */
     size_t stack_size;
+#endif
 #ifdef WEFT_ASAN
     void *asan_fake;  /* ASan's fake stack of this context while suspended */
 #endif

@@ -71,6 +71,7 @@ typedef struct weft__task_chunk {
 } weft__task_chunk;
 
 struct weft_runtime {
+    uint64_t id;                /* unique per runtime made in this process */
     unsigned nworkers;
     weft__worker **workers;
     weft__inject inject;

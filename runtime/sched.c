@@ -146,6 +146,18 @@ static void notify_parked(weft_runtime *rt)
     weft__poller_wake(&v->poller);
 }
 
+/* After a push to this worker's own queue. Such a task is never lost if
+ * nobody is woken (this worker is awake and will run it), so waking a peer is
+ * only for parallelism, and the common case, where every worker is already
+ * up or one is searching, is answered with a plain load and no fence. */
+static inline void notify_parked_local(weft_runtime *rt)
+{
+    uint64_t s = atomic_load_explicit(&rt->idle, memory_order_relaxed);
+    if (idle_searching(s) != 0 || idle_unparked(s) >= rt->nworkers)
+        return;
+    notify_parked(rt);
+}
+
 void weft__wake_sleepers(weft_runtime *rt)
 {
     for (unsigned i = 0; i < rt->nworkers; i++)
@@ -214,7 +226,7 @@ void weft__schedule(weft_runtime *rt, weft__task *t, int spawned)
         t = prev;
     }
     push_local(w, t);
-    notify_parked(rt);
+    notify_parked_local(rt);
 }
 
 /* ------------------------------------------------------------ picking */
@@ -357,7 +369,7 @@ weft__worker *weft__switch_out(weft__worker *w, weft__task *self, int action)
         self->low_sp = &here;
     if (weft__unlikely(!weft__stack_intact(self->stack))) {
         char who[64];
-        snprintf(who, sizeof who, "task '%s' (id %llu)", self->name,
+        snprintf(who, sizeof who, "task '%s' (id %llu)", self->name ? self->name : "unnamed",
                  (unsigned long long)self->id);
         weft__stack_overflow_die(self->stack, who);
     }
@@ -394,12 +406,13 @@ void weft__after_switch(weft__worker *w)
         /* A wake that arrived while running (NOTIFIED) is absorbed: the task
          * runs again anyway and re-checks what it waits for. */
         atomic_store_explicit(&p->state, T_MAKE(T_SEQ(s), T_QUEUED), memory_order_release);
+        /* No peer is woken for a yield: this worker is awake and the task
+         * was runnable already; waking someone per yield would cost a
+         * fence each time. */
         if (p->pinned)
             pinned_push(w, p);
-        else {
+        else
             push_local(w, p);
-            notify_parked(w->rt);
-        }
         break;
     }
     case ACT_PARK: {
@@ -416,7 +429,7 @@ void weft__after_switch(weft__worker *w)
                     pinned_push(w, p);
                 else {
                     push_local(w, p);
-                    notify_parked(w->rt);
+                    notify_parked_local(w->rt);
                 }
                 break;
             }
@@ -643,7 +656,7 @@ static const weft__stack *describe_current(char *buf, size_t n)
     if (!w || !w->current || !w->current->stack)
         return NULL;
     weft__task *t = w->current;
-    snprintf(buf, n, "task '%s' (id %llu) on worker %u", t->name[0] ? t->name : "unnamed",
+    snprintf(buf, n, "task '%s' (id %llu) on worker %u", t->name ? t->name : "unnamed",
              (unsigned long long)t->id, w->index);
     return t->stack;
 }
@@ -712,6 +725,8 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
         return NULL;
     }
     memset(rt, 0, sizeof *rt);
+    static _Atomic uint64_t runtime_ids;
+    rt->id = atomic_fetch_add(&runtime_ids, 1) + 1;
     rt->nworkers = n;
     rt->default_cls = cls;
     rt->start_ns = weft__clock_ns();

@@ -89,8 +89,27 @@ static weft__task *tcb_alloc(weft_runtime *rt, weft__worker *w)
         w->ntask_free--;
         return t;
     }
-    unsigned got;
-    return tfree_take(rt, 1, &got);
+    /* A plain thread spawning: a small per-thread cache, refilled in
+     * batches, keeps the shared lock off the per-spawn path. Blocks cached
+     * for a runtime that has since been freed (or a different one) are
+     * simply dropped: their memory belongs to that runtime's chunks. */
+    static __thread struct {
+        uint64_t rt_id;
+        weft__task *list;
+    } ext;
+    if (ext.rt_id != rt->id) {
+        ext.rt_id = rt->id;
+        ext.list = NULL;
+    }
+    if (!ext.list) {
+        unsigned got;
+        ext.list = tfree_take(rt, 32, &got);
+        if (!got)
+            return NULL;
+    }
+    weft__task *t = ext.list;
+    ext.list = t->free_next;
+    return t;
 }
 
 static void tcb_free(weft_runtime *rt, weft__worker *w, weft__task *t)
@@ -155,12 +174,16 @@ weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *
         t->id = (w->next_id++ * 64 + w->index) * 2;
     else
         t->id = atomic_fetch_add_explicit(&rt->ext_ids, 1, memory_order_relaxed) * 2 + 1;
+    /* Names are rare: a heap copy (first 31 bytes) only when given. */
+    weft__free(t->name);
+    t->name = NULL;
     if (opts && opts->name) {
-        size_t n = strnlen(opts->name, sizeof t->name - 1);
-        memcpy(t->name, opts->name, n);
-        t->name[n] = 0;
-    } else {
-        t->name[0] = 0;
+        size_t n = strnlen(opts->name, 31);
+        t->name = weft__malloc(n + 1);
+        if (t->name) {
+            memcpy(t->name, opts->name, n);
+            t->name[n] = 0;
+        }
     }
     return t;
 }
@@ -195,8 +218,11 @@ void weft__task_free_chunks(weft_runtime *rt)
     weft__task_chunk *c = rt->chunks;
     while (c) {
         weft__task_chunk *next = c->next;
-        if (!atomic_load(&c->orphans))
+        if (!atomic_load(&c->orphans)) {
+            for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++)
+                weft__free(c->tasks[i].name);
             weft__free(c);
+        }
         c = next;
     }
     rt->chunks = NULL;
@@ -208,8 +234,11 @@ static void orphan_release(weft__task *t)
     if (atomic_fetch_sub(&t->refs, 1) != 1)
         return;
     weft__task_chunk *c = (weft__task_chunk *)t->free_next;
-    if (atomic_fetch_sub(&c->orphans, 1) == 1)
+    if (atomic_fetch_sub(&c->orphans, 1) == 1) {
+        for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++)
+            weft__free(c->tasks[i].name);
         weft__free(c);
+    }
 }
 
 /* ------------------------------------------------------ entry and exit */

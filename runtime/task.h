@@ -25,6 +25,7 @@
 #define WEFT_TASK_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../include/weft.h"
@@ -50,7 +51,7 @@ struct weft_runtime;
 struct weft__worker;
 
 struct weft_task {
-    /* Hot: touched on every switch. */
+    /* Hot: one cache line, touched on every switch and wake-up. */
     weft__ctx ctx;
     _Atomic uint64_t state;
     struct weft_task *next;        /* run-queue links (inject shards, pinned lists) */
@@ -61,21 +62,20 @@ struct weft_task {
     uint8_t action;                /* ACT_* for the scheduler after the switch */
     uint8_t stack_cls;
     uint16_t pinned;               /* pin depth; > 0: only `worker` may run it */
-    uint32_t budget;               /* cooperative operations left in this slice */
+    uint16_t budget;               /* cooperative operations left in this slice */
     _Atomic uint8_t cancel;        /* cancellation requested (sticky) */
-    uint16_t shield;               /* > 0: cancellation held off (task-only) */
-    char *low_sp;                  /* deepest saved stack pointer (trim hint) */
+    uint8_t shield;                /* > 0: cancellation held off (task-only) */
 
-    /* Cold. */
+    /* Cold: spawn, exit, join. */
+    char *low_sp;                  /* deepest saved stack pointer (trim hint) */
     void *result;
     _Atomic uintptr_t join;
-    _Atomic int refs;              /* 1 for the running task + 1 for the handle */
     struct weft_runtime *_Atomic rt; /* NULL once the runtime is freed (handle orphaned) */
-    struct weft_task *all_next;    /* every block the runtime ever made */
     struct weft_task *free_next;
     uint64_t id;
+    char *name;                    /* NULL unless spawned with a name (heap copy) */
+    _Atomic int refs;              /* 1 for the running task + 1 for the handle */
     _Atomic int live;              /* spawned and not yet finished */
-    char name[32];
 } __attribute__((aligned(64)));
 
 typedef struct weft_task weft__task;
@@ -87,5 +87,11 @@ typedef struct weft__waiter {
     _Atomic uint32_t fired; /* futex word for thread waiters */
     int result;
 } weft__waiter;
+
+
+#if !defined(WEFT_ASAN) && !defined(WEFT_TSAN) && defined(__x86_64__)
+_Static_assert(offsetof(struct weft_task, low_sp) == 64, "hot fields fill exactly one cache line");
+_Static_assert(sizeof(struct weft_task) == 128, "a task control block is two cache lines");
+#endif
 
 #endif
