@@ -218,6 +218,209 @@ WEFT_API int weft_wait_fd(int fd, int events, int64_t timeout_ms);
  * weft remembers their registration. Returns 0 or -errno. Does not suspend. */
 WEFT_API int weft_close(int fd);
 
+/* ----------------------------------------------------------- coordination
+ * Mutexes, condition variables, semaphores, events, wait groups, once,
+ * channels, select, task groups and gathering tasks.
+ *
+ * Common rules for everything in this section:
+ *  - Objects are opaque heap objects made with _new (NULL and errno ENOMEM or
+ *    EINVAL on failure) and released with _free, which must not race with
+ *    any other use (no task may still wait on the object).
+ *  - Waiting calls suspend only the calling task, never its worker thread;
+ *    called from a plain thread (not a task) they block that thread. Every
+ *    object may be used from any worker and from plain threads at once.
+ *  - Waiting calls take timeout_ms (-1 = none, 0 = do not wait) and return
+ *    0 or a negative errno: -ETIMEDOUT when the time passed (never early),
+ *    -ECANCELED when the calling task was cancelled while it had to wait
+ *    (it withdraws its place in the queue first; a call that can complete
+ *    at once does so even in a cancelled task). A wait that was satisfied
+ *    at the moment of cancellation reports success, so nothing is lost: an
+ *    element already handed over is reported as sent/received, a mutex
+ *    already handed over is held.
+ *  - Waiters are served first come, first served (FIFO queues), so none
+ *    starves.
+ */
+
+typedef struct weft_mutex weft_mutex;
+typedef struct weft_cond weft_cond;
+typedef struct weft_sem weft_sem;
+typedef struct weft_event weft_event;
+typedef struct weft_wg weft_wg;
+typedef struct weft_chan weft_chan;
+typedef struct weft_oneshot weft_oneshot;
+typedef struct weft_group weft_group;
+
+/* Mutex (not recursive). Unlock hands the mutex directly to the longest
+ * waiting locker, so no locker starves. lock: 0, -ETIMEDOUT, -ECANCELED,
+ * -EINVAL; suspends. trylock: 0 or -EAGAIN; never suspends. unlock: 0, or
+ * -EPERM when the mutex is not locked; any task or thread may unlock it;
+ * never suspends. */
+WEFT_API weft_mutex *weft_mutex_new(void);
+WEFT_API void weft_mutex_free(weft_mutex *m);
+WEFT_API int weft_mutex_lock(weft_mutex *m, int64_t timeout_ms);
+WEFT_API int weft_mutex_trylock(weft_mutex *m);
+WEFT_API int weft_mutex_unlock(weft_mutex *m);
+
+/* Condition variable used with a weft_mutex. wait atomically releases m
+ * (which the caller holds) and waits for signal/broadcast, then re-takes m
+ * before returning, in every case (also on -ETIMEDOUT and -ECANCELED; the
+ * re-take itself is not cancellable). Returns 0 (woken; may be spurious,
+ * re-check the predicate), -ETIMEDOUT, -ECANCELED, -EINVAL, -EPERM (m not
+ * locked). Suspends. signal wakes the longest waiter, broadcast all; neither
+ * suspends; both return 0 or -EINVAL. */
+WEFT_API weft_cond *weft_cond_new(void);
+WEFT_API void weft_cond_free(weft_cond *c);
+WEFT_API int weft_cond_wait(weft_cond *c, weft_mutex *m, int64_t timeout_ms);
+WEFT_API int weft_cond_signal(weft_cond *c);
+WEFT_API int weft_cond_broadcast(weft_cond *c);
+
+/* Counting semaphore. acquire takes one unit: 0, -ETIMEDOUT, -ECANCELED;
+ * suspends. try_acquire: 0 or -EAGAIN, never suspends. release(n) adds n
+ * units (n > 0), handing them to waiters in FIFO order: 0, -EINVAL (n <= 0),
+ * -EOVERFLOW (the count would pass INT64_MAX). Never suspends. A waiting
+ * acquirer is never overtaken by a later one. */
+WEFT_API weft_sem *weft_sem_new(int64_t initial);
+WEFT_API void weft_sem_free(weft_sem *s);
+WEFT_API int weft_sem_acquire(weft_sem *s, int64_t timeout_ms);
+WEFT_API int weft_sem_try_acquire(weft_sem *s);
+WEFT_API int weft_sem_release(weft_sem *s, int64_t n);
+WEFT_API int64_t weft_sem_value(weft_sem *s);
+
+/* Manual-reset event. set wakes every waiter and lets later waits through
+ * until clear. wait: 0, -ETIMEDOUT, -ECANCELED; suspends. set, clear,
+ * is_set never suspend. All usable from plain threads. */
+WEFT_API weft_event *weft_event_new(void);
+WEFT_API void weft_event_free(weft_event *e);
+WEFT_API int weft_event_set(weft_event *e);
+WEFT_API int weft_event_clear(weft_event *e);
+WEFT_API int weft_event_wait(weft_event *e, int64_t timeout_ms);
+WEFT_API int weft_event_is_set(weft_event *e);
+
+/* Wait group: a counter; wait returns when it is zero. add(n) adds n (may be
+ * negative): 0, or -EINVAL if the counter would go below zero (unchanged
+ * then). done = add(-1). wait: 0, -ETIMEDOUT, -ECANCELED; suspends. */
+WEFT_API weft_wg *weft_wg_new(void);
+WEFT_API void weft_wg_free(weft_wg *wg);
+WEFT_API int weft_wg_add(weft_wg *wg, int64_t n);
+WEFT_API int weft_wg_done(weft_wg *wg);
+WEFT_API int weft_wg_wait(weft_wg *wg, int64_t timeout_ms);
+
+/* Once: runs fn(arg) exactly once per flag. Concurrent callers wait until it
+ * has returned. A flag is a plain struct: static or embedded, initialised
+ * with WEFT_ONCE_INIT (all zero), never freed. Returns 0 once fn has run,
+ * -ECANCELED (a waiting caller was cancelled; fn is still running in the
+ * first caller), -EINVAL. Suspends (a caller that is not the first). */
+typedef struct weft_once_flag {
+    int state; /* used atomically: 0 not run, 1 running, 2 done */
+} weft_once_flag;
+#define WEFT_ONCE_INIT {0}
+WEFT_API int weft_once(weft_once_flag *once, void (*fn)(void *arg), void *arg);
+
+/* Channel: bounded multi-producer multi-consumer FIFO of fixed-size
+ * elements, copied in and out. capacity 0 makes a rendezvous channel: a
+ * send completes only when a receiver takes the element directly. An
+ * element is handed straight to a waiting receiver (and a waiting sender's
+ * element straight into a freed buffer slot), with one wake-up. Elements
+ * from one sender arrive in the order sent.
+ * new: NULL and errno EINVAL (elem_size 0, or capacity * elem_size
+ * overflows) or ENOMEM.
+ * send copies elem_size bytes from elem, suspending while the channel is
+ * full: 0, -EPIPE (closed, also when closed while waiting: the element was
+ * not delivered), -ETIMEDOUT, -ECANCELED, -EINVAL.
+ * recv copies the oldest element to elem_out, suspending while the channel
+ * is empty: 0, -EPIPE (closed and drained), -ETIMEDOUT, -ECANCELED, -EINVAL.
+ * try_send / try_recv never suspend: -EAGAIN instead of waiting.
+ * close: senders get -EPIPE from then on (waiting ones are woken with it);
+ * receivers drain what is buffered, then get -EPIPE. 0, or -EPIPE when
+ * already closed. Never suspends.
+ * len: elements buffered now. */
+WEFT_API weft_chan *weft_chan_new(size_t capacity, size_t elem_size);
+WEFT_API void weft_chan_free(weft_chan *ch);
+WEFT_API int weft_chan_send(weft_chan *ch, const void *elem);
+WEFT_API int weft_chan_send_timeout(weft_chan *ch, const void *elem, int64_t timeout_ms);
+WEFT_API int weft_chan_try_send(weft_chan *ch, const void *elem);
+WEFT_API int weft_chan_recv(weft_chan *ch, void *elem_out);
+WEFT_API int weft_chan_recv_timeout(weft_chan *ch, void *elem_out, int64_t timeout_ms);
+WEFT_API int weft_chan_try_recv(weft_chan *ch, void *elem_out);
+WEFT_API int weft_chan_close(weft_chan *ch);
+WEFT_API size_t weft_chan_len(weft_chan *ch);
+
+/* Select: performs exactly one ready operation among cases and returns its
+ * index. A case with chan NULL never becomes ready. When several are ready
+ * the choice starts at a random case, so none is favoured. A recv case on a
+ * closed, drained channel and a send case on a closed channel are ready:
+ * select returns their index with result -EPIPE. The chosen case's result
+ * field is 0 or -EPIPE; other cases' fields are untouched. Returns the index,
+ * -ETIMEDOUT (no case became ready in time; timeout 0 polls), -ECANCELED,
+ * -EINVAL (n < 1, n > WEFT_SELECT_MAX, bad op). Suspends. */
+#define WEFT_SEND 1
+#define WEFT_RECV 2
+#define WEFT_SELECT_MAX 64
+typedef struct weft_select_case {
+    weft_chan *chan;
+    int op;     /* WEFT_SEND or WEFT_RECV */
+    void *elem; /* send: element to copy in; recv: where the element goes */
+    int result; /* out: 0 or -EPIPE for the chosen case */
+} weft_select_case;
+WEFT_API int weft_select(weft_select_case *cases, int n, int64_t timeout_ms);
+
+/* Oneshot: carries one element from one sender to a receiver. send: 0, or
+ * -EPIPE if something was already sent or the oneshot was closed; never
+ * suspends. recv: 0 (the element), -EPIPE (closed without a value, or the
+ * value was already taken), -ETIMEDOUT, -ECANCELED; suspends. close: the
+ * sender gives up; a waiting receiver gets -EPIPE. */
+WEFT_API weft_oneshot *weft_oneshot_new(size_t elem_size);
+WEFT_API void weft_oneshot_free(weft_oneshot *o);
+WEFT_API int weft_oneshot_send(weft_oneshot *o, const void *elem);
+WEFT_API int weft_oneshot_recv(weft_oneshot *o, void *elem_out, int64_t timeout_ms);
+WEFT_API int weft_oneshot_close(weft_oneshot *o);
+
+/* Task groups (structured concurrency): children spawned into a group never
+ * outlive it. A child fails by returning WEFT_GROUP_FAILED.
+ * new(flags): WEFT_GROUP_FAIL_FAST cancels every other child as soon as one
+ * fails. NULL and errno ENOMEM/EINVAL.
+ * spawn: starts fn(arg) as a child (task only, like weft_spawn) and returns
+ * its id (0, 1, 2... in spawn order), or -EPERM, -ENOMEM, -ECANCELED (the
+ * group was cancelled: nothing started). Does not suspend.
+ * wait: waits until every child spawned so far has finished: 0, -ECHILD
+ * (all finished, at least one failed), -ETIMEDOUT, -ECANCELED (the caller
+ * was cancelled; the children go on). Children stay collectable with next.
+ * next: waits for the next child to finish, in completion order, and
+ * returns its id (each child exactly once), with its return value in
+ * *result (if not NULL; NULL for a child cancelled before it ran). -ENOENT
+ * when no child is left to collect, -ETIMEDOUT, -ECANCELED. Suspends.
+ * cancel: cancels every unfinished child (and makes later spawns fail);
+ * 0. Does not suspend.
+ * free: cancels what is still running, waits for every child (not
+ * cancellable), then frees the group. Suspends. */
+#define WEFT_GROUP_FAIL_FAST 1
+#define WEFT_GROUP_FAILED ((void *)(intptr_t)-1)
+WEFT_API weft_group *weft_group_new(int flags);
+WEFT_API int weft_group_spawn(weft_group *g, weft_fn fn, void *arg);
+WEFT_API int weft_group_wait(weft_group *g, int64_t timeout_ms);
+WEFT_API int weft_group_next(weft_group *g, void **result, int64_t timeout_ms);
+WEFT_API int weft_group_cancel(weft_group *g);
+WEFT_API void weft_group_free(weft_group *g);
+
+/* Gathering tasks.
+ * join_timeout: weft_join with a timeout. On -ETIMEDOUT (or -ECANCELED
+ * because the caller was cancelled) the handle stays valid and t goes on;
+ * otherwise as weft_join (handle released; -ECANCELED if t was cancelled).
+ * join_all: waits until every task in ts[0..n) has finished, then releases
+ * every handle and stores each result in results[i] (results may be NULL).
+ * Returns 0, or the number of tasks that were cancelled (> 0; handles
+ * released all the same), or -ETIMEDOUT / -ECANCELED (caller cancelled) /
+ * -EINVAL, in which case no handle was released and every task goes on.
+ * join_any: waits for the first of ts[0..n) to finish (NULL entries are
+ * skipped), releases that handle (*result = its return value) and returns
+ * its index; the other handles stay with the caller. -ETIMEDOUT,
+ * -ECANCELED (caller cancelled), -EINVAL (no handle). From a plain thread
+ * join_any polls every millisecond.
+ * All three suspend. A handle may be waited for by one call at a time. */
+WEFT_API int weft_join_timeout(weft_task *t, void **result, int64_t timeout_ms);
+WEFT_API int weft_join_all(weft_task **ts, int n, void **results, int64_t timeout_ms);
+WEFT_API int weft_join_any(weft_task **ts, int n, void **result, int64_t timeout_ms);
+
 /* ------------------------------------------------------------- networking
  * Every descriptor weft creates is non-blocking and close-on-exec. Calls
  * that wait take timeout_ms (-1 = none) and return -ETIMEDOUT when it passes.

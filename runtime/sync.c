@@ -1,0 +1,619 @@
+/*
+ * Coordination primitives: mutex, condition variable, semaphore, event,
+ * wait group, once. Also the timed waiter wait that chan.c and group.c use.
+ *
+ * Every object is a small pthread mutex (held only for a few instructions,
+ * never across a park) plus a FIFO queue of waiters. A waiter is a node on
+ * the waiting task's (or thread's) stack. Wakers unlink the node, store the
+ * outcome in it and fire it, all under the object's lock; the waiter, once
+ * back, re-takes the lock before it looks at the node again, so "still
+ * queued" (withdraw and report the timeout or cancellation) and "fired"
+ * (report the outcome, which may hand it something) are decided under the
+ * lock and nothing is ever lost.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "internal.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* time.c */
+int weft__timer_arm(weft__task *self, uint64_t token, weft_time deadline, weft__timer_ref *ref);
+void weft__timer_disarm(weft__task *self, weft__timer_ref ref);
+
+/* Shared with chan.c and group.c (declared there). */
+int64_t weft__sync_deadline(int64_t timeout_ms);
+int weft__waiter_wait_until(weft__waiter *wt, int64_t deadline);
+
+/* ------------------------------------------------------------ timed waits */
+
+/* timeout_ms → absolute CLOCK_MONOTONIC deadline in ns; INT64_MAX = none. */
+int64_t weft__sync_deadline(int64_t timeout_ms)
+{
+    if (timeout_ms < 0)
+        return INT64_MAX;
+    int64_t now = weft__clock_ns();
+    if (timeout_ms >= (INT64_MAX - now) / 1000000)
+        return INT64_MAX - 1;
+    return now + timeout_ms * 1000000;
+}
+
+/* Like weft__waiter_wait, with a deadline: 0 once fired, -ETIMEDOUT (the
+ * clock has reached the deadline), -ECANCELED, -ENOMEM (no timer entry).
+ * On an error the waiter may still fire later: the caller withdraws it. */
+int weft__waiter_wait_until(weft__waiter *wt, int64_t deadline)
+{
+    if (deadline == INT64_MAX)
+        return weft__waiter_wait(wt);
+    weft__task *t = wt->task;
+    while (!atomic_load_explicit(&wt->fired, memory_order_acquire)) {
+        if (weft__clock_ns() >= deadline)
+            return -ETIMEDOUT;
+        if (t) {
+            weft__timer_ref ref = {NULL, 0};
+            if (weft__timer_arm(t, wt->token, deadline, &ref) < 0)
+                return -ENOMEM;
+            int pr = weft__park(t);
+            weft__timer_disarm(t, ref);
+            if (pr < 0)
+                return atomic_load_explicit(&wt->fired, memory_order_acquire) ? 0 : pr;
+        } else {
+            struct timespec ts = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};
+            syscall(SYS_futex, &wt->fired, FUTEX_WAIT_BITSET_PRIVATE, 0, &ts, NULL,
+                    FUTEX_BITSET_MATCH_ANY);
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ wait queues */
+
+typedef struct snode {
+    weft__waiter w;
+    struct snode *prev, *next;
+    const void *key; /* once: which flag */
+    int queued;
+    int result;      /* set by the waker */
+} snode;
+
+typedef struct squeue {
+    snode *head, *tail;
+} squeue;
+
+static void sq_push(squeue *q, snode *n)
+{
+    n->next = NULL;
+    n->prev = q->tail;
+    if (q->tail)
+        q->tail->next = n;
+    else
+        q->head = n;
+    q->tail = n;
+    n->queued = 1;
+}
+
+static void sq_remove(squeue *q, snode *n)
+{
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        q->head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    else
+        q->tail = n->prev;
+    n->prev = n->next = NULL;
+    n->queued = 0;
+}
+
+/* Under the lock: unlinks n, gives it its outcome and wakes it. n must not
+ * be touched afterwards. */
+static void sq_fire(squeue *q, snode *n, int result)
+{
+    sq_remove(q, n);
+    n->result = result;
+    weft__waiter_fire(&n->w);
+}
+
+static void sq_node_init(snode *n)
+{
+    weft__waiter_init(&n->w);
+    n->prev = n->next = NULL;
+    n->key = NULL;
+    n->queued = 0;
+    n->result = 0;
+}
+
+/* Called with *lk held and n pushed on q. Waits with lk released; returns
+ * with lk held. 0 (fired: n->result holds the outcome) or the wait's error
+ * after n was withdrawn. */
+static int sq_block(squeue *q, snode *n, pthread_mutex_t *lk, int64_t deadline)
+{
+    pthread_mutex_unlock(lk);
+    int rc = weft__waiter_wait_until(&n->w, deadline);
+    pthread_mutex_lock(lk);
+    if (rc == 0 || !n->queued)
+        return 0; /* fired (under lk, so it is complete) */
+    sq_remove(q, n);
+    return rc;
+}
+
+/* Whether a caller that found it must wait may do so: -ECANCELED for a
+ * cancelled task, -ETIMEDOUT for a zero timeout, else 0. */
+static int may_wait(int64_t deadline)
+{
+    weft__task *self = weft__cur_task();
+    if (self && weft__cancel_pending(self))
+        return -ECANCELED;
+    if (deadline != INT64_MAX && weft__clock_ns() >= deadline)
+        return -ETIMEDOUT;
+    return 0;
+}
+
+/* ------------------------------------------------------------ mutex */
+
+struct weft_mutex {
+    pthread_mutex_t lk;
+    int locked;
+    squeue q;
+};
+
+weft_mutex *weft_mutex_new(void)
+{
+    weft_mutex *m = weft__calloc(1, sizeof *m);
+    if (!m) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_init(&m->lk, NULL);
+    return m;
+}
+
+void weft_mutex_free(weft_mutex *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_destroy(&m->lk);
+    weft__free(m);
+}
+
+int weft_mutex_lock(weft_mutex *m, int64_t timeout_ms)
+{
+    if (!m)
+        return -EINVAL;
+    int64_t deadline = weft__sync_deadline(timeout_ms);
+    pthread_mutex_lock(&m->lk);
+    if (!m->locked) {
+        m->locked = 1;
+        pthread_mutex_unlock(&m->lk);
+        return 0;
+    }
+    int rc = may_wait(deadline);
+    if (rc < 0) {
+        pthread_mutex_unlock(&m->lk);
+        return rc;
+    }
+    snode n;
+    sq_node_init(&n);
+    sq_push(&m->q, &n);
+    rc = sq_block(&m->q, &n, &m->lk, deadline);
+    pthread_mutex_unlock(&m->lk);
+    return rc; /* 0: unlock handed the mutex to us */
+}
+
+int weft_mutex_trylock(weft_mutex *m)
+{
+    if (!m)
+        return -EINVAL;
+    int rc = -EAGAIN;
+    pthread_mutex_lock(&m->lk);
+    if (!m->locked) {
+        m->locked = 1;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&m->lk);
+    return rc;
+}
+
+int weft_mutex_unlock(weft_mutex *m)
+{
+    if (!m)
+        return -EINVAL;
+    pthread_mutex_lock(&m->lk);
+    if (!m->locked) {
+        pthread_mutex_unlock(&m->lk);
+        return -EPERM;
+    }
+    if (m->q.head)
+        sq_fire(&m->q, m->q.head, 0); /* hand-off: stays locked, now theirs */
+    else
+        m->locked = 0;
+    pthread_mutex_unlock(&m->lk);
+    return 0;
+}
+
+/* Re-takes m whatever happens (cond wait's exit path). */
+static void mutex_lock_nocancel(weft_mutex *m)
+{
+    weft__task *self = weft__cur_task();
+    if (self)
+        self->shield++;
+    weft_mutex_lock(m, -1);
+    if (self)
+        self->shield--;
+}
+
+/* ------------------------------------------------------------ cond */
+
+struct weft_cond {
+    pthread_mutex_t lk;
+    squeue q;
+};
+
+weft_cond *weft_cond_new(void)
+{
+    weft_cond *c = weft__calloc(1, sizeof *c);
+    if (!c) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_init(&c->lk, NULL);
+    return c;
+}
+
+void weft_cond_free(weft_cond *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_destroy(&c->lk);
+    weft__free(c);
+}
+
+int weft_cond_wait(weft_cond *c, weft_mutex *m, int64_t timeout_ms)
+{
+    if (!c || !m)
+        return -EINVAL;
+    int64_t deadline = weft__sync_deadline(timeout_ms);
+    int rc = may_wait(deadline);
+    if (rc < 0)
+        return rc;
+    snode n;
+    sq_node_init(&n);
+    pthread_mutex_lock(&c->lk);
+    sq_push(&c->q, &n);
+    pthread_mutex_unlock(&c->lk);
+    /* Queued before m is released: a signal sent after that finds us. */
+    if (weft_mutex_unlock(m) < 0) {
+        pthread_mutex_lock(&c->lk);
+        if (n.queued)
+            sq_remove(&c->q, &n);
+        pthread_mutex_unlock(&c->lk); /* a signal that took us fired under c->lk */
+        return -EPERM;
+    }
+    rc = weft__waiter_wait_until(&n.w, deadline);
+    if (rc < 0) {
+        pthread_mutex_lock(&c->lk);
+        if (n.queued)
+            sq_remove(&c->q, &n);
+        else
+            rc = 0; /* a signal took us: do not lose it */
+        pthread_mutex_unlock(&c->lk);
+    }
+    mutex_lock_nocancel(m);
+    return rc;
+}
+
+int weft_cond_signal(weft_cond *c)
+{
+    if (!c)
+        return -EINVAL;
+    pthread_mutex_lock(&c->lk);
+    if (c->q.head)
+        sq_fire(&c->q, c->q.head, 0);
+    pthread_mutex_unlock(&c->lk);
+    return 0;
+}
+
+int weft_cond_broadcast(weft_cond *c)
+{
+    if (!c)
+        return -EINVAL;
+    pthread_mutex_lock(&c->lk);
+    while (c->q.head)
+        sq_fire(&c->q, c->q.head, 0);
+    pthread_mutex_unlock(&c->lk);
+    return 0;
+}
+
+/* ------------------------------------------------------------ semaphore */
+
+struct weft_sem {
+    pthread_mutex_t lk;
+    int64_t count;
+    squeue q;
+};
+
+weft_sem *weft_sem_new(int64_t initial)
+{
+    if (initial < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    weft_sem *s = weft__calloc(1, sizeof *s);
+    if (!s) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_init(&s->lk, NULL);
+    s->count = initial;
+    return s;
+}
+
+void weft_sem_free(weft_sem *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_destroy(&s->lk);
+    weft__free(s);
+}
+
+int weft_sem_acquire(weft_sem *s, int64_t timeout_ms)
+{
+    if (!s)
+        return -EINVAL;
+    int64_t deadline = weft__sync_deadline(timeout_ms);
+    pthread_mutex_lock(&s->lk);
+    if (s->count > 0) { /* waiters exist only while the count is 0 */
+        s->count--;
+        pthread_mutex_unlock(&s->lk);
+        return 0;
+    }
+    int rc = may_wait(deadline);
+    if (rc < 0) {
+        pthread_mutex_unlock(&s->lk);
+        return rc;
+    }
+    snode n;
+    sq_node_init(&n);
+    sq_push(&s->q, &n);
+    rc = sq_block(&s->q, &n, &s->lk, deadline);
+    pthread_mutex_unlock(&s->lk);
+    return rc;
+}
+
+int weft_sem_try_acquire(weft_sem *s)
+{
+    if (!s)
+        return -EINVAL;
+    int rc = -EAGAIN;
+    pthread_mutex_lock(&s->lk);
+    if (s->count > 0) {
+        s->count--;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&s->lk);
+    return rc;
+}
+
+int weft_sem_release(weft_sem *s, int64_t n)
+{
+    if (!s || n <= 0)
+        return -EINVAL;
+    pthread_mutex_lock(&s->lk);
+    if (!s->q.head && s->count > INT64_MAX - n) {
+        pthread_mutex_unlock(&s->lk);
+        return -EOVERFLOW;
+    }
+    while (n > 0 && s->q.head) {
+        sq_fire(&s->q, s->q.head, 0);
+        n--;
+    }
+    s->count += n;
+    pthread_mutex_unlock(&s->lk);
+    return 0;
+}
+
+int64_t weft_sem_value(weft_sem *s)
+{
+    if (!s)
+        return -EINVAL;
+    pthread_mutex_lock(&s->lk);
+    int64_t v = s->count;
+    pthread_mutex_unlock(&s->lk);
+    return v;
+}
+
+/* ------------------------------------------------------------ event */
+
+struct weft_event {
+    pthread_mutex_t lk;
+    _Atomic int set;
+    squeue q;
+};
+
+weft_event *weft_event_new(void)
+{
+    weft_event *e = weft__calloc(1, sizeof *e);
+    if (!e) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_init(&e->lk, NULL);
+    return e;
+}
+
+void weft_event_free(weft_event *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_destroy(&e->lk);
+    weft__free(e);
+}
+
+int weft_event_set(weft_event *e)
+{
+    if (!e)
+        return -EINVAL;
+    pthread_mutex_lock(&e->lk);
+    atomic_store_explicit(&e->set, 1, memory_order_release);
+    while (e->q.head)
+        sq_fire(&e->q, e->q.head, 0);
+    pthread_mutex_unlock(&e->lk);
+    return 0;
+}
+
+int weft_event_clear(weft_event *e)
+{
+    if (!e)
+        return -EINVAL;
+    pthread_mutex_lock(&e->lk);
+    atomic_store_explicit(&e->set, 0, memory_order_release);
+    pthread_mutex_unlock(&e->lk);
+    return 0;
+}
+
+int weft_event_is_set(weft_event *e)
+{
+    return e && atomic_load_explicit(&e->set, memory_order_acquire);
+}
+
+int weft_event_wait(weft_event *e, int64_t timeout_ms)
+{
+    if (!e)
+        return -EINVAL;
+    if (atomic_load_explicit(&e->set, memory_order_acquire))
+        return 0;
+    int64_t deadline = weft__sync_deadline(timeout_ms);
+    pthread_mutex_lock(&e->lk);
+    int rc = 0;
+    if (!atomic_load_explicit(&e->set, memory_order_relaxed)) {
+        rc = may_wait(deadline);
+        if (rc == 0) {
+            snode n;
+            sq_node_init(&n);
+            sq_push(&e->q, &n);
+            rc = sq_block(&e->q, &n, &e->lk, deadline);
+        }
+    }
+    pthread_mutex_unlock(&e->lk);
+    return rc;
+}
+
+/* ------------------------------------------------------------ wait group */
+
+struct weft_wg {
+    pthread_mutex_t lk;
+    int64_t count;
+    squeue q;
+};
+
+weft_wg *weft_wg_new(void)
+{
+    weft_wg *wg = weft__calloc(1, sizeof *wg);
+    if (!wg) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_init(&wg->lk, NULL);
+    return wg;
+}
+
+void weft_wg_free(weft_wg *wg)
+{
+    if (!wg)
+        return;
+    pthread_mutex_destroy(&wg->lk);
+    weft__free(wg);
+}
+
+int weft_wg_add(weft_wg *wg, int64_t n)
+{
+    if (!wg)
+        return -EINVAL;
+    int rc = 0;
+    pthread_mutex_lock(&wg->lk);
+    if ((n < 0 && wg->count + n < 0) || (n > 0 && wg->count > INT64_MAX - n)) {
+        rc = -EINVAL;
+    } else {
+        wg->count += n;
+        if (wg->count == 0)
+            while (wg->q.head)
+                sq_fire(&wg->q, wg->q.head, 0);
+    }
+    pthread_mutex_unlock(&wg->lk);
+    return rc;
+}
+
+int weft_wg_done(weft_wg *wg) { return weft_wg_add(wg, -1); }
+
+int weft_wg_wait(weft_wg *wg, int64_t timeout_ms)
+{
+    if (!wg)
+        return -EINVAL;
+    int64_t deadline = weft__sync_deadline(timeout_ms);
+    pthread_mutex_lock(&wg->lk);
+    int rc = 0;
+    if (wg->count > 0) {
+        rc = may_wait(deadline);
+        if (rc == 0) {
+            snode n;
+            sq_node_init(&n);
+            sq_push(&wg->q, &n);
+            rc = sq_block(&wg->q, &n, &wg->lk, deadline);
+        }
+    }
+    pthread_mutex_unlock(&wg->lk);
+    return rc;
+}
+
+/* ------------------------------------------------------------ once */
+
+/* Flags are plain structs that are never freed, so waiters wait in a small
+ * static table of queues hashed by the flag's address. */
+#define ONCE_BUCKETS 64
+static struct {
+    pthread_mutex_t lk;
+    squeue q;
+} once_tab[ONCE_BUCKETS] = {[0 ... ONCE_BUCKETS - 1] = {PTHREAD_MUTEX_INITIALIZER, {NULL, NULL}}};
+
+int weft_once(weft_once_flag *once, void (*fn)(void *arg), void *arg)
+{
+    if (!once || !fn)
+        return -EINVAL;
+    if (__atomic_load_n(&once->state, __ATOMIC_ACQUIRE) == 2)
+        return 0;
+    size_t b = ((uintptr_t)once >> 4) * 0x9E3779B97F4A7C15ull >> 58;
+    int expect = 0;
+    if (__atomic_compare_exchange_n(&once->state, &expect, 1, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
+        fn(arg);
+        pthread_mutex_lock(&once_tab[b].lk);
+        __atomic_store_n(&once->state, 2, __ATOMIC_RELEASE);
+        for (snode *n = once_tab[b].q.head, *next; n; n = next) {
+            next = n->next;
+            if (n->key == once)
+                sq_fire(&once_tab[b].q, n, 0);
+        }
+        pthread_mutex_unlock(&once_tab[b].lk);
+        return 0;
+    }
+    int rc = 0;
+    pthread_mutex_lock(&once_tab[b].lk);
+    if (__atomic_load_n(&once->state, __ATOMIC_ACQUIRE) != 2) {
+        rc = may_wait(INT64_MAX);
+        if (rc == 0) {
+            snode n;
+            sq_node_init(&n);
+            n.key = once;
+            sq_push(&once_tab[b].q, &n);
+            rc = sq_block(&once_tab[b].q, &n, &once_tab[b].lk, INT64_MAX);
+        }
+    }
+    pthread_mutex_unlock(&once_tab[b].lk);
+    return rc;
+}
