@@ -1,0 +1,457 @@
+/*
+ * Channels (bounded MPMC, fixed element size, capacity 0 = rendezvous),
+ * select over channel operations, and oneshots.
+ *
+ * A channel is a ring buffer, a small lock and two FIFO queues of parked
+ * operations: senders (waiting while full) and receivers (waiting while
+ * empty). Invariants under the lock: receivers wait only while the buffer is
+ * empty, senders only while it is full; after close neither queue holds a
+ * live node. An operation that finds a parked peer completes both sides at
+ * once: it copies the element straight into the receiver's destination (or
+ * out of the sender's source into the freed buffer slot), stores the
+ * outcome in the peer's node and fires it, all under the lock. The peer
+ * re-takes the lock before it decides whether it was served or must
+ * withdraw, so a timed-out or cancelled operation never loses an element.
+ *
+ * Select parks one node per case, all sharing one waiter and one `claimed`
+ * word. A waker must win the claim (0 -> case + 1) before it may complete a
+ * select's node; a node whose select was claimed elsewhere (or withdrawn,
+ * -1) is dead, and whoever meets it unlinks it. While registering, a select
+ * holds the locks of all its channels (taken in address order, as Go does),
+ * so no one can complete it before it has parked on every channel, and its
+ * own claim is uncontended until then. Claims are never undone.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "internal.h"
+
+#include <errno.h>
+
+/* sync.c */
+int64_t weft__sync_deadline(int64_t timeout_ms);
+int weft__waiter_wait_until(weft__waiter *wt, int64_t deadline);
+
+typedef struct csel {
+    weft__waiter w;
+    _Atomic int claimed; /* 0 open, k + 1 case k completed, -1 withdrawn */
+    int result;
+} csel;
+
+typedef struct cnode {
+    weft__waiter w; /* used when sel is NULL */
+    struct cnode *prev, *next;
+    void *elem;     /* send: the source; recv: the destination */
+    csel *sel;
+    int idx;
+    int queued;
+    int result;
+} cnode;
+
+typedef struct cqueue {
+    cnode *head, *tail;
+} cqueue;
+
+struct weft_chan {
+    pthread_mutex_t lk;
+    size_t cap, esz;
+    size_t head, count;
+    int closed;
+    cqueue sendq, recvq;
+    unsigned char *buf;
+};
+
+static void cq_push(cqueue *q, cnode *n)
+{
+    n->next = NULL;
+    n->prev = q->tail;
+    if (q->tail)
+        q->tail->next = n;
+    else
+        q->head = n;
+    q->tail = n;
+    n->queued = 1;
+}
+
+static void cq_remove(cqueue *q, cnode *n)
+{
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        q->head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    else
+        q->tail = n->prev;
+    n->prev = n->next = NULL;
+    n->queued = 0;
+}
+
+/* Under the lock: the first node of q that we may complete, unlinked (dead
+ * select nodes met on the way are unlinked too). NULL if none. */
+static cnode *take_peer(cqueue *q)
+{
+    cnode *n;
+    while ((n = q->head)) {
+        cq_remove(q, n);
+        if (!n->sel)
+            return n;
+        int open = 0;
+        if (atomic_compare_exchange_strong_explicit(&n->sel->claimed, &open, n->idx + 1,
+                                                    memory_order_acq_rel, memory_order_acquire))
+            return n;
+    }
+    return NULL;
+}
+
+/* Under the lock, after take_peer: the outcome, then the wake-up. The node
+ * (and for a select, the whole select) must not be touched afterwards. */
+static void peer_fire(cnode *n, int result)
+{
+    if (n->sel) {
+        n->sel->result = result;
+        weft__waiter_fire(&n->sel->w);
+    } else {
+        n->result = result;
+        weft__waiter_fire(&n->w);
+    }
+}
+
+static inline unsigned char *slot(weft_chan *ch, size_t i)
+{
+    return ch->buf + ((ch->head + i) % ch->cap) * ch->esz;
+}
+
+/* Under the lock. 0 sent, -EPIPE closed, -EAGAIN would wait. */
+static int try_send_locked(weft_chan *ch, const void *elem)
+{
+    if (ch->closed)
+        return -EPIPE;
+    cnode *r = take_peer(&ch->recvq);
+    if (r) {
+        memcpy(r->elem, elem, ch->esz);
+        peer_fire(r, 0);
+        return 0;
+    }
+    if (ch->count < ch->cap) {
+        memcpy(slot(ch, ch->count), elem, ch->esz);
+        ch->count++;
+        return 0;
+    }
+    return -EAGAIN;
+}
+
+/* Under the lock. 0 received, -EPIPE closed and drained, -EAGAIN would wait. */
+static int try_recv_locked(weft_chan *ch, void *out)
+{
+    if (ch->count) {
+        memcpy(out, slot(ch, 0), ch->esz);
+        ch->head = (ch->head + 1) % ch->cap;
+        ch->count--;
+        cnode *s = take_peer(&ch->sendq);
+        if (s) {
+            memcpy(slot(ch, ch->count), s->elem, ch->esz);
+            ch->count++;
+            peer_fire(s, 0);
+        }
+        return 0;
+    }
+    cnode *s = take_peer(&ch->sendq);
+    if (s) {
+        memcpy(out, s->elem, ch->esz);
+        peer_fire(s, 0);
+        return 0;
+    }
+    return ch->closed ? -EPIPE : -EAGAIN;
+}
+
+weft_chan *weft_chan_new(size_t capacity, size_t elem_size)
+{
+    if (elem_size == 0 || (capacity && elem_size > SIZE_MAX / capacity)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    weft_chan *ch = weft__calloc(1, sizeof *ch);
+    if (!ch) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (capacity) {
+        ch->buf = weft__malloc(capacity * elem_size);
+        if (!ch->buf) {
+            weft__free(ch);
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    pthread_mutex_init(&ch->lk, NULL);
+    ch->cap = capacity;
+    ch->esz = elem_size;
+    return ch;
+}
+
+void weft_chan_free(weft_chan *ch)
+{
+    if (!ch)
+        return;
+    pthread_mutex_destroy(&ch->lk);
+    weft__free(ch->buf);
+    weft__free(ch);
+}
+
+static int chan_op(weft_chan *ch, int send, void *elem, int64_t timeout_ms, int try_only)
+{
+    if (!ch || !elem)
+        return -EINVAL;
+    pthread_mutex_lock(&ch->lk);
+    int rc = send ? try_send_locked(ch, elem) : try_recv_locked(ch, elem);
+    if (rc != -EAGAIN || try_only) {
+        pthread_mutex_unlock(&ch->lk);
+        if (rc == 0)
+            weft__coop_consume();
+        return rc;
+    }
+    weft__task *self = weft__cur_task();
+    if (self && weft__cancel_pending(self)) {
+        pthread_mutex_unlock(&ch->lk);
+        return -ECANCELED;
+    }
+    int64_t deadline = weft__sync_deadline(timeout_ms);
+    if (timeout_ms == 0) {
+        pthread_mutex_unlock(&ch->lk);
+        return -ETIMEDOUT;
+    }
+    cnode n = {.elem = elem};
+    weft__waiter_init(&n.w);
+    cqueue *q = send ? &ch->sendq : &ch->recvq;
+    cq_push(q, &n);
+    pthread_mutex_unlock(&ch->lk);
+    rc = weft__waiter_wait_until(&n.w, deadline);
+    if (rc == 0)
+        return n.result;
+    pthread_mutex_lock(&ch->lk);
+    if (n.queued) {
+        cq_remove(q, &n);
+    } else {
+        rc = n.result; /* served (or closed) before we could withdraw */
+    }
+    pthread_mutex_unlock(&ch->lk);
+    return rc;
+}
+
+int weft_chan_send(weft_chan *ch, const void *elem) { return chan_op(ch, 1, (void *)elem, -1, 0); }
+int weft_chan_send_timeout(weft_chan *ch, const void *elem, int64_t timeout_ms)
+{
+    return chan_op(ch, 1, (void *)elem, timeout_ms, 0);
+}
+int weft_chan_try_send(weft_chan *ch, const void *elem) { return chan_op(ch, 1, (void *)elem, 0, 1); }
+int weft_chan_recv(weft_chan *ch, void *elem_out) { return chan_op(ch, 0, elem_out, -1, 0); }
+int weft_chan_recv_timeout(weft_chan *ch, void *elem_out, int64_t timeout_ms)
+{
+    return chan_op(ch, 0, elem_out, timeout_ms, 0);
+}
+int weft_chan_try_recv(weft_chan *ch, void *elem_out) { return chan_op(ch, 0, elem_out, 0, 1); }
+
+int weft_chan_close(weft_chan *ch)
+{
+    if (!ch)
+        return -EINVAL;
+    pthread_mutex_lock(&ch->lk);
+    if (ch->closed) {
+        pthread_mutex_unlock(&ch->lk);
+        return -EPIPE;
+    }
+    ch->closed = 1;
+    cnode *n;
+    while ((n = take_peer(&ch->recvq)))
+        peer_fire(n, -EPIPE);
+    while ((n = take_peer(&ch->sendq)))
+        peer_fire(n, -EPIPE);
+    pthread_mutex_unlock(&ch->lk);
+    return 0;
+}
+
+size_t weft_chan_len(weft_chan *ch)
+{
+    if (!ch)
+        return 0;
+    pthread_mutex_lock(&ch->lk);
+    size_t n = ch->count;
+    pthread_mutex_unlock(&ch->lk);
+    return n;
+}
+
+/* ------------------------------------------------------------ select */
+
+static uint64_t sel_rand(void)
+{
+    static _Atomic uint64_t seed = 0x853c49e6748fea9bull;
+    uint64_t x = atomic_fetch_add_explicit(&seed, 0x9E3779B97F4A7C15ull, memory_order_relaxed);
+    x ^= x >> 31;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 29;
+    return x;
+}
+
+int weft_select(weft_select_case *cases, int n, int64_t timeout_ms)
+{
+    if (!cases || n < 1 || n > WEFT_SELECT_MAX)
+        return -EINVAL;
+    weft_chan *locks[WEFT_SELECT_MAX];
+    int nl = 0;
+    for (int i = 0; i < n; i++) {
+        if (cases[i].op != WEFT_SEND && cases[i].op != WEFT_RECV)
+            return -EINVAL;
+        weft_chan *ch = cases[i].chan;
+        if (!ch)
+            continue;
+        if (!cases[i].elem)
+            return -EINVAL;
+        /* insert in address order, once */
+        int j = nl;
+        while (j > 0 && (uintptr_t)locks[j - 1] > (uintptr_t)ch)
+            j--;
+        if (j > 0 && locks[j - 1] == ch)
+            continue;
+        memmove(&locks[j + 1], &locks[j], (size_t)(nl - j) * sizeof locks[0]);
+        locks[j] = ch;
+        nl++;
+    }
+    int64_t deadline = weft__sync_deadline(timeout_ms);
+    for (int i = 0; i < nl; i++)
+        pthread_mutex_lock(&locks[i]->lk);
+
+    int start = (int)(sel_rand() % (uint64_t)n);
+    for (int k = 0; k < n; k++) {
+        int i = (start + k) % n;
+        weft_chan *ch = cases[i].chan;
+        if (!ch)
+            continue;
+        int rc = cases[i].op == WEFT_SEND ? try_send_locked(ch, cases[i].elem)
+                                          : try_recv_locked(ch, cases[i].elem);
+        if (rc != -EAGAIN) {
+            for (int l = nl; l-- > 0;)
+                pthread_mutex_unlock(&locks[l]->lk);
+            cases[i].result = rc;
+            weft__coop_consume();
+            return i;
+        }
+    }
+    weft__task *self = weft__cur_task();
+    int rc = 0;
+    if (self && weft__cancel_pending(self))
+        rc = -ECANCELED;
+    else if (timeout_ms == 0)
+        rc = -ETIMEDOUT;
+    if (rc < 0) {
+        for (int l = nl; l-- > 0;)
+            pthread_mutex_unlock(&locks[l]->lk);
+        return rc;
+    }
+
+    csel s;
+    weft__waiter_init(&s.w);
+    atomic_store_explicit(&s.claimed, 0, memory_order_relaxed);
+    s.result = 0;
+    cnode nodes[WEFT_SELECT_MAX];
+    for (int i = 0; i < n; i++) {
+        nodes[i].queued = 0;
+        weft_chan *ch = cases[i].chan;
+        if (!ch)
+            continue;
+        nodes[i].elem = cases[i].elem;
+        nodes[i].sel = &s;
+        nodes[i].idx = i;
+        nodes[i].result = 0;
+        cq_push(cases[i].op == WEFT_SEND ? &ch->sendq : &ch->recvq, &nodes[i]);
+    }
+    for (int l = nl; l-- > 0;)
+        pthread_mutex_unlock(&locks[l]->lk);
+
+    rc = weft__waiter_wait_until(&s.w, deadline);
+    if (rc < 0) {
+        int open = 0;
+        if (!atomic_compare_exchange_strong_explicit(&s.claimed, &open, -1, memory_order_acq_rel,
+                                                     memory_order_acquire)) {
+            /* A channel completed a case first: it fires under its lock,
+             * imminently. Honour it. */
+            weft__waiter_wait_nocancel(&s.w);
+            rc = 0;
+        }
+    }
+    /* Withdraw the nodes still parked (the completed one is unlinked). */
+    for (int i = 0; i < n; i++) {
+        weft_chan *ch = cases[i].chan;
+        if (!ch)
+            continue;
+        pthread_mutex_lock(&ch->lk);
+        if (nodes[i].queued)
+            cq_remove(cases[i].op == WEFT_SEND ? &ch->sendq : &ch->recvq, &nodes[i]);
+        pthread_mutex_unlock(&ch->lk);
+    }
+    if (rc < 0)
+        return rc;
+    int won = atomic_load_explicit(&s.claimed, memory_order_acquire) - 1;
+    cases[won].result = s.result;
+    return won;
+}
+
+/* ------------------------------------------------------------ oneshot */
+
+struct weft_oneshot {
+    weft_chan *ch;
+    _Atomic int sent;
+};
+
+weft_oneshot *weft_oneshot_new(size_t elem_size)
+{
+    weft_oneshot *o = weft__calloc(1, sizeof *o);
+    if (!o) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    o->ch = weft_chan_new(1, elem_size);
+    if (!o->ch) {
+        int e = errno;
+        weft__free(o);
+        errno = e;
+        return NULL;
+    }
+    return o;
+}
+
+void weft_oneshot_free(weft_oneshot *o)
+{
+    if (!o)
+        return;
+    weft_chan_free(o->ch);
+    weft__free(o);
+}
+
+int weft_oneshot_send(weft_oneshot *o, const void *elem)
+{
+    if (!o || !elem)
+        return -EINVAL;
+    if (atomic_exchange_explicit(&o->sent, 1, memory_order_acq_rel))
+        return -EPIPE;
+    int rc = weft_chan_try_send(o->ch, elem);
+    if (rc == 0)
+        weft_chan_close(o->ch); /* the value stays buffered; a second recv gets -EPIPE */
+    return rc;
+}
+
+int weft_oneshot_recv(weft_oneshot *o, void *elem_out, int64_t timeout_ms)
+{
+    if (!o)
+        return -EINVAL;
+    return weft_chan_recv_timeout(o->ch, elem_out, timeout_ms);
+}
+
+int weft_oneshot_close(weft_oneshot *o)
+{
+    if (!o)
+        return -EINVAL;
+    if (atomic_exchange_explicit(&o->sent, 1, memory_order_acq_rel))
+        return -EPIPE;
+    return weft_chan_close(o->ch);
+}
