@@ -1,0 +1,498 @@
+/*
+ * Task groups (structured concurrency) and gathering tasks (join_timeout,
+ * join_all, join_any).
+ *
+ * A group keeps one record per child that has not been collected yet. The
+ * child runs a wrapper that claims its record (state 0 -> 1) before it runs
+ * the user's function; cancelling the group claims records of children that
+ * have not started (0 -> 3) and completes them itself, so a child that is
+ * cancelled before it ever runs (and so never runs the wrapper) is still
+ * reported. Completions go on a FIFO that next() pops; every completion
+ * wakes the group's waiters, which re-check. The group holds every child's
+ * handle until it is collected; collecting joins the handle (the child has
+ * finished its function by then, so the join is short and not cancellable).
+ *
+ * Waiting for a task without consuming its handle installs a waiter in the
+ * task's join word exactly as weft_join does (task.c), and withdraws it with
+ * the same compare-and-swap back to JOIN_OPEN; if the task took the waiter
+ * first, its finish is imminent and we wait for the fire.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "internal.h"
+
+#include <errno.h>
+#include <time.h>
+
+/* sync.c */
+int64_t weft__sync_deadline(int64_t timeout_ms);
+int weft__waiter_wait_until(weft__waiter *wt, int64_t deadline);
+/* time.c */
+int weft__timer_arm(weft__task *self, uint64_t token, weft_time deadline, weft__timer_ref *ref);
+void weft__timer_disarm(weft__task *self, weft__timer_ref ref);
+
+/* ------------------------------------------------------------ groups */
+
+enum { C_NEW = 0, C_RUNNING = 1, C_FINISHED = 2, C_SKIPPED = 3 };
+
+typedef struct gchild {
+    struct weft_group *g;
+    weft_fn fn;
+    void *arg;
+    weft_task *task;
+    void *result;
+    int id;
+    _Atomic int state;
+    struct gchild *prev, *next; /* uncollected children */
+    struct gchild *done_next;   /* completion FIFO */
+} gchild;
+
+typedef struct gwait {
+    weft__waiter w;
+    struct gwait *prev, *next;
+    int queued;
+} gwait;
+
+struct weft_group {
+    pthread_mutex_t lk;
+    int flags;
+    int cancelled;
+    int next_id;
+    int failures;
+    size_t running;             /* children whose function has not returned */
+    gchild *live;               /* uncollected */
+    gchild *done_head, *done_tail;
+    gwait *wq_head, *wq_tail;
+};
+
+static void gw_remove(weft_group *g, gwait *n)
+{
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        g->wq_head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    else
+        g->wq_tail = n->prev;
+    n->queued = 0;
+}
+
+/* Under g->lk. */
+static void wake_all(weft_group *g)
+{
+    gwait *n;
+    while ((n = g->wq_head)) {
+        gw_remove(g, n);
+        weft__waiter_fire(&n->w);
+    }
+}
+
+/* Under g->lk: waits for the next completion (lk released meanwhile).
+ * 0, -ETIMEDOUT, -ECANCELED. */
+static int group_block(weft_group *g, int64_t deadline)
+{
+    weft__task *self = weft__cur_task();
+    if (self && weft__cancel_pending(self))
+        return -ECANCELED;
+    if (deadline != INT64_MAX && weft__clock_ns() >= deadline)
+        return -ETIMEDOUT;
+    gwait n;
+    weft__waiter_init(&n.w);
+    n.next = NULL;
+    n.prev = g->wq_tail;
+    if (g->wq_tail)
+        g->wq_tail->next = &n;
+    else
+        g->wq_head = &n;
+    g->wq_tail = &n;
+    n.queued = 1;
+    pthread_mutex_unlock(&g->lk);
+    int rc = weft__waiter_wait_until(&n.w, deadline);
+    pthread_mutex_lock(&g->lk);
+    if (rc == 0 || !n.queued)
+        return 0;
+    gw_remove(g, &n);
+    return rc;
+}
+
+/* Under g->lk: c's function has returned (or c will never run). */
+static void complete_locked(weft_group *g, gchild *c)
+{
+    c->done_next = NULL;
+    if (g->done_tail)
+        g->done_tail->done_next = c;
+    else
+        g->done_head = c;
+    g->done_tail = c;
+    g->running--;
+    wake_all(g);
+}
+
+/* Under g->lk. */
+static void cancel_locked(weft_group *g)
+{
+    g->cancelled = 1;
+    for (gchild *c = g->live; c; c = c->next) {
+        int st = C_NEW;
+        if (atomic_compare_exchange_strong(&c->state, &st, C_SKIPPED)) {
+            c->result = NULL;
+            weft_cancel(c->task); /* so it does not run at all */
+            complete_locked(g, c);
+        } else if (st == C_RUNNING) {
+            weft_cancel(c->task);
+        }
+    }
+}
+
+static void *child_main(void *arg)
+{
+    gchild *c = arg;
+    int st = C_NEW;
+    if (!atomic_compare_exchange_strong(&c->state, &st, C_RUNNING))
+        return NULL; /* the group was cancelled before we started */
+    void *r = c->fn(c->arg);
+    weft_group *g = c->g;
+    pthread_mutex_lock(&g->lk);
+    c->result = r;
+    atomic_store(&c->state, C_FINISHED);
+    complete_locked(g, c);
+    if (r == WEFT_GROUP_FAILED) {
+        g->failures++;
+        if (g->flags & WEFT_GROUP_FAIL_FAST)
+            cancel_locked(g);
+    }
+    pthread_mutex_unlock(&g->lk);
+    /* From here on c and g may be gone: the collector joins our handle. */
+    return r;
+}
+
+weft_group *weft_group_new(int flags)
+{
+    if (flags & ~WEFT_GROUP_FAIL_FAST) {
+        errno = EINVAL;
+        return NULL;
+    }
+    weft_group *g = weft__calloc(1, sizeof *g);
+    if (!g) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_init(&g->lk, NULL);
+    g->flags = flags;
+    return g;
+}
+
+int weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
+{
+    if (!g || !fn)
+        return -EINVAL;
+    if (!weft__cur_task())
+        return -EPERM;
+    gchild *c = weft__calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->g = g;
+    c->fn = fn;
+    c->arg = arg;
+    pthread_mutex_lock(&g->lk);
+    if (g->cancelled) {
+        pthread_mutex_unlock(&g->lk);
+        weft__free(c);
+        return -ECANCELED;
+    }
+    /* Spawned under the lock so that c->task is set before anyone (the
+     * child itself, a canceller) can look at it. weft_spawn never waits. */
+    c->task = weft_spawn(child_main, c);
+    if (!c->task) {
+        int e = errno;
+        pthread_mutex_unlock(&g->lk);
+        weft__free(c);
+        return -e;
+    }
+    c->id = g->next_id++;
+    c->prev = NULL;
+    c->next = g->live;
+    if (g->live)
+        g->live->prev = c;
+    g->live = c;
+    g->running++;
+    pthread_mutex_unlock(&g->lk);
+    return c->id;
+}
+
+int weft_group_wait(weft_group *g, int64_t timeout_ms)
+{
+    if (!g)
+        return -EINVAL;
+    int64_t deadline = weft__sync_deadline(timeout_ms);
+    int rc = 0;
+    pthread_mutex_lock(&g->lk);
+    while (g->running > 0 && rc == 0)
+        rc = group_block(g, deadline);
+    if (rc == 0 && g->failures)
+        rc = -ECHILD;
+    pthread_mutex_unlock(&g->lk);
+    return rc;
+}
+
+int weft_group_next(weft_group *g, void **result, int64_t timeout_ms)
+{
+    if (!g)
+        return -EINVAL;
+    int64_t deadline = weft__sync_deadline(timeout_ms);
+    pthread_mutex_lock(&g->lk);
+    for (;;) {
+        gchild *c = g->done_head;
+        if (c) {
+            g->done_head = c->done_next;
+            if (!g->done_head)
+                g->done_tail = NULL;
+            if (c->prev)
+                c->prev->next = c->next;
+            else
+                g->live = c->next;
+            if (c->next)
+                c->next->prev = c->prev;
+            pthread_mutex_unlock(&g->lk);
+            /* The child's function has returned; its task is exiting. */
+            weft__task *self = weft__cur_task();
+            if (self)
+                self->shield++;
+            weft_join(c->task, NULL);
+            if (self)
+                self->shield--;
+            if (result)
+                *result = c->result;
+            int id = c->id;
+            weft__free(c);
+            return id;
+        }
+        if (!g->live) {
+            pthread_mutex_unlock(&g->lk);
+            return -ENOENT;
+        }
+        int rc = group_block(g, deadline);
+        if (rc < 0) {
+            pthread_mutex_unlock(&g->lk);
+            return rc;
+        }
+    }
+}
+
+int weft_group_cancel(weft_group *g)
+{
+    if (!g)
+        return -EINVAL;
+    pthread_mutex_lock(&g->lk);
+    cancel_locked(g);
+    pthread_mutex_unlock(&g->lk);
+    return 0;
+}
+
+void weft_group_free(weft_group *g)
+{
+    if (!g)
+        return;
+    weft_group_cancel(g);
+    weft__task *self = weft__cur_task();
+    if (self)
+        self->shield++;
+    while (weft_group_next(g, NULL, -1) >= 0)
+        ;
+    if (self)
+        self->shield--;
+    pthread_mutex_destroy(&g->lk);
+    weft__free(g);
+}
+
+/* ------------------------------------------------------------ gathering */
+
+static int task_done(weft_task *t)
+{
+    uintptr_t j = atomic_load_explicit(&t->join, memory_order_acquire);
+    return j == JOIN_DONE || j == JOIN_DISCARDED;
+}
+
+/* Waits until t has finished without consuming the handle. 0, -ETIMEDOUT,
+ * -ECANCELED (the caller was cancelled), -EBUSY (someone else waits on t),
+ * -ENOMEM. */
+static int task_wait_done(weft_task *t, int64_t deadline)
+{
+    uintptr_t j = atomic_load_explicit(&t->join, memory_order_acquire);
+    if (j == JOIN_DONE || j == JOIN_DISCARDED)
+        return 0;
+    if (j != JOIN_OPEN)
+        return -EBUSY;
+    weft__task *self = weft__cur_task();
+    if (self == t)
+        return -EDEADLK;
+    if (self && weft__cancel_pending(self))
+        return -ECANCELED;
+    if (deadline != INT64_MAX && weft__clock_ns() >= deadline)
+        return -ETIMEDOUT;
+    weft__waiter wt;
+    weft__waiter_init(&wt);
+    if (!atomic_compare_exchange_strong_explicit(&t->join, &j, (uintptr_t)&wt, memory_order_acq_rel,
+                                                 memory_order_acquire))
+        return j == JOIN_OPEN || j > JOIN_DISCARDED ? -EBUSY : 0;
+    int rc = weft__waiter_wait_until(&wt, deadline);
+    if (rc < 0) {
+        uintptr_t mine = (uintptr_t)&wt;
+        if (atomic_compare_exchange_strong_explicit(&t->join, &mine, JOIN_OPEN, memory_order_acq_rel,
+                                                    memory_order_acquire))
+            return rc; /* withdrawn; the handle is as it was */
+        weft__waiter_wait_nocancel(&wt); /* t is finishing and took our waiter */
+    }
+    return 0;
+}
+
+int weft_join_timeout(weft_task *t, void **result, int64_t timeout_ms)
+{
+    if (!t)
+        return -EINVAL;
+    if (timeout_ms < 0)
+        return weft_join(t, result);
+    int rc = task_wait_done(t, weft__sync_deadline(timeout_ms));
+    if (rc < 0)
+        return rc;
+    return weft_join(t, result);
+}
+
+int weft_join_all(weft_task **ts, int n, void **results, int64_t timeout_ms)
+{
+    if (!ts || n < 0)
+        return -EINVAL;
+    for (int i = 0; i < n; i++)
+        if (!ts[i])
+            return -EINVAL;
+    int64_t deadline = weft__sync_deadline(timeout_ms);
+    for (int i = 0; i < n; i++) {
+        int rc = task_wait_done(ts[i], deadline);
+        if (rc < 0)
+            return rc;
+    }
+    int cancelled = 0;
+    for (int i = 0; i < n; i++) {
+        void *r = NULL;
+        if (weft_join(ts[i], &r) == -ECANCELED)
+            cancelled++;
+        if (results)
+            results[i] = r;
+    }
+    return cancelled;
+}
+
+static int join_any_thread(weft_task **ts, int n, int64_t deadline)
+{
+    for (;;) {
+        for (int i = 0; i < n; i++)
+            if (ts[i] && task_done(ts[i]))
+                return i;
+        int64_t now = weft__clock_ns();
+        if (now >= deadline)
+            return -ETIMEDOUT;
+        int64_t nap = deadline - now < 1000000 ? deadline - now : 1000000;
+        struct timespec ts_nap = {0, (long)nap};
+        nanosleep(&ts_nap, NULL);
+    }
+}
+
+static int join_any_task(weft__task *self, weft_task **ts, int n, int64_t deadline)
+{
+    weft__waiter stackw[16];
+    weft__waiter *wts = n <= 16 ? stackw : weft__malloc((size_t)n * sizeof *wts);
+    if (!wts)
+        return -ENOMEM;
+    weft__waiter_init(&wts[0]); /* one token for every waiter */
+    int installed = 0, winner = -1, rc = 0;
+    for (int i = 0; i < n; i++) {
+        wts[i].task = self;
+        wts[i].token = wts[0].token;
+        atomic_store_explicit(&wts[i].fired, 0, memory_order_relaxed);
+        wts[i].result = 0;
+    }
+    for (int i = 0; i < n && winner < 0; i++) {
+        if (!ts[i])
+            continue;
+        uintptr_t j = JOIN_OPEN;
+        if (atomic_compare_exchange_strong_explicit(&ts[i]->join, &j, (uintptr_t)&wts[i],
+                                                    memory_order_acq_rel, memory_order_acquire)) {
+            installed = i + 1;
+        } else if (j == JOIN_DONE || j == JOIN_DISCARDED) {
+            winner = i;
+        } else {
+            rc = -EBUSY;
+            break;
+        }
+    }
+    while (winner < 0 && rc == 0) {
+        for (int i = 0; i < installed; i++)
+            if (ts[i] && atomic_load_explicit(&wts[i].fired, memory_order_acquire)) {
+                winner = i;
+                break;
+            }
+        if (winner >= 0)
+            break;
+        if (deadline != INT64_MAX && weft__clock_ns() >= deadline) {
+            rc = -ETIMEDOUT;
+            break;
+        }
+        weft__timer_ref ref = {NULL, 0};
+        if (deadline != INT64_MAX && weft__timer_arm(self, wts[0].token, deadline, &ref) < 0) {
+            rc = -ENOMEM;
+            break;
+        }
+        int pr = weft__park(self);
+        weft__timer_disarm(self, ref);
+        if (pr < 0)
+            rc = pr;
+    }
+    /* Withdraw every waiter; one the task already took is honoured. */
+    for (int i = 0; i < installed; i++) {
+        if (!ts[i])
+            continue;
+        uintptr_t mine = (uintptr_t)&wts[i];
+        if (!atomic_compare_exchange_strong_explicit(&ts[i]->join, &mine, JOIN_OPEN,
+                                                     memory_order_acq_rel, memory_order_acquire)) {
+            weft__waiter_wait_nocancel(&wts[i]);
+            if (winner < 0 || i < winner)
+                winner = i;
+        }
+    }
+    if (wts != stackw)
+        weft__free(wts);
+    return winner >= 0 ? winner : rc;
+}
+
+int weft_join_any(weft_task **ts, int n, void **result, int64_t timeout_ms)
+{
+    if (!ts || n < 1)
+        return -EINVAL;
+    int any = 0;
+    for (int i = 0; i < n; i++)
+        any |= ts[i] != NULL;
+    if (!any)
+        return -EINVAL;
+    int64_t deadline = weft__sync_deadline(timeout_ms);
+    weft__task *self = weft__cur_task();
+    for (int i = 0; i < n; i++)
+        if (ts[i] == self)
+            return -EDEADLK;
+    int idx = -1;
+    for (int i = 0; i < n && idx < 0; i++)
+        if (ts[i] && task_done(ts[i]))
+            idx = i;
+    if (idx < 0) {
+        if (self && weft__cancel_pending(self))
+            return -ECANCELED;
+        if (timeout_ms == 0)
+            return -ETIMEDOUT;
+        idx = self ? join_any_task(self, ts, n, deadline) : join_any_thread(ts, n, deadline);
+        if (idx < 0)
+            return idx;
+    }
+    weft_join(ts[idx], result);
+    return idx;
+}
