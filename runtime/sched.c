@@ -317,6 +317,7 @@ static inline void mark_running(weft__worker *w, weft__task *t, int from_lifo)
     if (!from_lifo)
         t->budget = WEFT_BUDGET;
     w->current = t;
+    w->tick++;
     stat_inc(&w->stats.tasks_run, 1);
 }
 
@@ -377,8 +378,9 @@ weft__worker *weft__switch_out(weft__worker *w, weft__task *self, int action)
     weft__worker *nw;
     weft__task *next = NULL;
     int from_lifo = 0;
-    if (weft__likely(++w->tick % WEFT_EVENT_INTERVAL != 0) &&
-        !atomic_load_explicit(&w->rt->shutdown, memory_order_relaxed))
+    /* Straight to the next local task, except when a maintenance pass is
+     * due: then through the scheduler loop (which also notices shutdown). */
+    if (weft__likely(--w->until_event != 0))
         next = next_local(w, &from_lifo);
     while (next && weft__unlikely(!next->stack) && first_run(w, next) < 0)
         next = next_local(w, &from_lifo);
@@ -449,7 +451,8 @@ static void run_task(weft__worker *w, weft__task *t, int from_lifo)
 {
     if (weft__unlikely(!t->stack) && first_run(w, t) < 0)
         return;
-    w->tick++;
+    if (w->until_event > 1)
+        w->until_event--;
     mark_running(w, t, from_lifo);
     weft__worker *nw = weft__ctx_jump(&w->sched_ctx, &t->ctx, w, 0);
     weft__after_switch(nw);
@@ -591,11 +594,12 @@ static void worker_loop(weft__worker *w)
     for (;;) {
         if (weft__unlikely(atomic_load_explicit(&rt->shutdown, memory_order_acquire)))
             break;
-        /* tick counts task runs (here and in weft__switch_out, which comes
-         * back to this loop when the count reaches the interval). */
+        /* until_event counts task runs down (here and in weft__switch_out,
+         * which comes back to this loop when it reaches zero). */
         weft__task *t = NULL;
         int from_lifo = 0;
-        if (w->tick % WEFT_EVENT_INTERVAL == 0) {
+        if (w->until_event == 0) {
+            w->until_event = WEFT_EVENT_INTERVAL;
             poll_events(w, 0);
             t = global_take(w, 1);
         } else {
@@ -749,6 +753,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
         memset(w, 0, sizeof *w);
         w->index = made;
         w->rt = rt;
+        w->until_event = WEFT_EVENT_INTERVAL;
         w->rng = 0x9e3779b97f4a7c15ull * (made + 1) ^ (uint64_t)rt->start_ns;
         weft__lq_init(&w->lq);
         weft__stack_cache_init(&w->stacks, &rt->stacks);
@@ -810,31 +815,36 @@ void weft_runtime_free(weft_runtime *rt)
     /* Every task still alive is discarded: its handle reports cancellation
      * and a plain thread blocked in weft_join on it is released. Order
      * matters: blocks held by handles are marked orphans (rt = NULL) before
-     * any joiner can see JOIN_DISCARDED, so a released joiner never touches
-     * the runtime being freed. */
-    for (weft__task_chunk *c = rt->chunks; c; c = c->next)
-        for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++) {
-            weft__task *t = &c->tasks[i];
-            if (atomic_load(&t->live)) {
-                if (t->stack)
-                    weft__ctx_destroy(&t->ctx);
-                atomic_fetch_sub(&t->refs, 1); /* the task's own reference */
-            }
-        }
-    weft__task_orphan_handles(rt);
+     * a blocked joiner is released, so it never touches the runtime being
+     * freed; and once joiners run, a chunk of orphans may be freed by its
+     * last handle at any time, so nothing here touches one after that. */
+    size_t nfire = 0, capfire = 0;
+    weft__waiter **fire = NULL;
     for (weft__task_chunk *c = rt->chunks; c; c = c->next)
         for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++) {
             weft__task *t = &c->tasks[i];
             if (!atomic_load(&t->live))
                 continue;
             atomic_store(&t->live, 0);
+            if (t->stack)
+                weft__ctx_destroy(&t->ctx);
+            atomic_fetch_sub(&t->refs, 1); /* the task's own reference */
             uintptr_t j = atomic_exchange(&t->join, JOIN_DISCARDED);
-            if (j > JOIN_DISCARDED) {
-                weft__waiter *wt = (weft__waiter *)j;
-                if (!wt->task)
-                    weft__waiter_fire(wt);
+            if (j > JOIN_DISCARDED && !((weft__waiter *)j)->task) {
+                if (nfire == capfire) {
+                    capfire = capfire ? capfire * 2 : 16;
+                    weft__waiter **f = weft__realloc(fire, capfire * sizeof *fire);
+                    if (!f)
+                        abort(); /* cannot release the joiner safely */
+                    fire = f;
+                }
+                fire[nfire++] = (weft__waiter *)j;
             }
         }
+    weft__task_orphan_handles(rt);
+    for (size_t i = 0; i < nfire; i++)
+        weft__waiter_fire(fire[i]);
+    weft__free(fire);
     free_workers(rt, rt->nworkers);
     weft__task_free_chunks(rt);
     weft__inject_destroy(&rt->inject);

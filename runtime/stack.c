@@ -50,7 +50,6 @@
 #define SLAB_TARGET (32u << 20) /* bytes of address space per slab */
 #define SLAB_MIN_SLOTS 4u
 #define SLAB_MAX_SLOTS 256u
-#define CANARY 0x5745465463616e79ull /* "WEFTcany" */
 
 struct weft__slab {
     struct weft__slab *next;
@@ -327,12 +326,7 @@ void weft__stack_put(weft__stack_cache *c, weft__stack *s, int deep_hint)
 void weft__stack_arm(weft__stack *s)
 {
     if (s->guard == WEFT_GUARD_CANARY)
-        *(volatile uint64_t *)s->lo = CANARY;
-}
-
-int weft__stack_intact(const weft__stack *s)
-{
-    return s->guard != WEFT_GUARD_CANARY || *(volatile const uint64_t *)s->lo == CANARY;
+        *(volatile uint64_t *)s->lo = WEFT_STACK_CANARY;
 }
 
 /* ------------------------------------------------------------ overflow */

@@ -63,8 +63,13 @@ weft__stack *weft__stack_get(weft__stack_cache *c, unsigned cls);
 void weft__stack_put(weft__stack_cache *c, weft__stack *s, int deep_hint);
 
 /* Canary protection (WEFT_GUARD_CANARY stacks): plant / verify. */
+#define WEFT_STACK_CANARY 0x5745465463616e79ull /* "WEFTcany" */
 void weft__stack_arm(weft__stack *s);
-int weft__stack_intact(const weft__stack *s);
+static inline int weft__stack_intact(const weft__stack *s)
+{
+    return __builtin_expect(s->guard != WEFT_GUARD_CANARY, 1) ||
+           *(volatile const uint64_t *)s->lo == WEFT_STACK_CANARY;
+}
 
 /* Bytes kept warm at the top of a recycled stack. */
 #define WEFT_STACK_WARM (16 * 1024)

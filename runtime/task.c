@@ -197,20 +197,32 @@ void weft__task_release(weft__worker *w, weft__task *t)
 
 void weft__task_orphan_handles(weft_runtime *rt)
 {
-    for (weft__task_chunk *c = rt->chunks; c; c = c->next) {
+    /* Chunks that keep orphans are unlinked here, before any handle holder
+     * can be released: from then on only the last orphan_release touches
+     * such a chunk, and rt->chunks lists just the ones to free. */
+    weft__task_chunk *keep = NULL, *c = rt->chunks;
+    while (c) {
+        weft__task_chunk *next = c->next;
         unsigned orphans = 0;
-        for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++) {
-            weft__task *t = &c->tasks[i];
-            if (atomic_load(&t->refs) > 0) {
-                /* Only a handle can still hold it. Keep the chunk until the
-                 * handle goes; the release store of rt publishes free_next. */
-                t->free_next = (weft__task *)c;
-                atomic_store_explicit(&t->rt, NULL, memory_order_release);
-                orphans++;
+        for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++)
+            orphans += atomic_load(&c->tasks[i].refs) > 0;
+        if (orphans) {
+            atomic_store(&c->orphans, orphans);
+            for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++) {
+                weft__task *t = &c->tasks[i];
+                if (atomic_load(&t->refs) > 0) {
+                    /* The release store of rt publishes free_next. */
+                    t->free_next = (weft__task *)c;
+                    atomic_store_explicit(&t->rt, NULL, memory_order_release);
+                }
             }
+        } else {
+            c->next = keep;
+            keep = c;
         }
-        atomic_store(&c->orphans, orphans);
+        c = next;
     }
+    rt->chunks = keep;
 }
 
 void weft__task_free_chunks(weft_runtime *rt)
@@ -218,11 +230,9 @@ void weft__task_free_chunks(weft_runtime *rt)
     weft__task_chunk *c = rt->chunks;
     while (c) {
         weft__task_chunk *next = c->next;
-        if (!atomic_load(&c->orphans)) {
-            for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++)
-                weft__free(c->tasks[i].name);
-            weft__free(c);
-        }
+        for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++)
+            weft__free(c->tasks[i].name);
+        weft__free(c);
         c = next;
     }
     rt->chunks = NULL;
