@@ -35,7 +35,6 @@ typedef struct weft__worker {
     weft__task *current;    /* task running on this worker, NULL in the scheduler */
     weft__task *prev;       /* task that just switched away; see after_switch */
     weft__task *lifo;
-    uint32_t tick;          /* task runs on this worker */
     uint32_t until_event;   /* task runs left before the next maintenance pass */
     uint8_t lifo_runs;
     uint8_t searching;      /* counted in rt->idle as searching */

@@ -16,9 +16,9 @@
 
 #include <errno.h>
 
-static inline uint64_t pack(uint32_t steal, uint32_t real) { return ((uint64_t)steal << 32) | real; }
-static inline uint32_t steal_of(uint64_t h) { return (uint32_t)(h >> 32); }
-static inline uint32_t real_of(uint64_t h) { return (uint32_t)h; }
+static inline uint64_t pack(uint32_t steal, uint32_t real) { return weft__lq_pack(steal, real); }
+static inline uint32_t steal_of(uint64_t h) { return weft__lq_steal_of(h); }
+static inline uint32_t real_of(uint64_t h) { return weft__lq_real_of(h); }
 
 void weft__lq_init(weft__lq *q)
 {
@@ -30,75 +30,6 @@ unsigned weft__lq_len(const weft__lq *q)
     uint64_t h = atomic_load_explicit(&((weft__lq *)q)->head, memory_order_acquire);
     uint32_t t = atomic_load_explicit(&((weft__lq *)q)->tail, memory_order_acquire);
     return t - real_of(h);
-}
-
-/* Claims the oldest half of a full ring for the global queue. Fails (returns
- * 0) if a thief moved the head meanwhile; the caller then retries the push. */
-static int push_overflow(weft__lq *q, weft__task *t, uint32_t head, uint32_t tail, weft__batch *b)
-{
-    const uint32_t n = WEFT_LQ_SIZE / 2;
-    uint64_t expect = pack(head, head);
-    if (!atomic_compare_exchange_strong_explicit(&q->head, &expect, pack(head + n, head + n),
-                                                 memory_order_release, memory_order_relaxed))
-        return 0;
-    (void)tail;
-    b->head = b->tail = NULL;
-    b->n = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        weft__task *x = atomic_load_explicit(&q->buf[(head + i) & WEFT_LQ_MASK], memory_order_relaxed);
-        x->next = NULL;
-        if (b->tail)
-            b->tail->next = x;
-        else
-            b->head = x;
-        b->tail = x;
-        b->n++;
-    }
-    t->next = NULL;
-    b->tail->next = t;
-    b->tail = t;
-    b->n++;
-    return 1;
-}
-
-int weft__lq_push(weft__lq *q, weft__task *t, weft__batch *overflow)
-{
-    for (;;) {
-        uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
-        uint32_t steal = steal_of(h), real = real_of(h);
-        uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
-        if (tail - steal < WEFT_LQ_SIZE) {
-            atomic_store_explicit(&q->buf[tail & WEFT_LQ_MASK], t, memory_order_relaxed);
-            atomic_store_explicit(&q->tail, tail + 1, memory_order_release);
-            return 0;
-        }
-        if (steal != real) {
-            /* A thief is emptying the queue right now: this one task goes
-             * to the global queue alone. */
-            t->next = NULL;
-            overflow->head = overflow->tail = t;
-            overflow->n = 1;
-            return 1;
-        }
-        if (push_overflow(q, t, real, tail, overflow))
-            return 1;
-    }
-}
-
-weft__task *weft__lq_pop(weft__lq *q)
-{
-    uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
-    for (;;) {
-        uint32_t steal = steal_of(h), real = real_of(h);
-        uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
-        if (real == tail)
-            return NULL;
-        uint32_t next_real = real + 1;
-        uint64_t next = steal == real ? pack(next_real, next_real) : pack(steal, next_real);
-        if (atomic_compare_exchange_weak_explicit(&q->head, &h, next, memory_order_acq_rel,
-                                                  memory_order_acquire))
-            return atomic_load_explicit(&q->buf[real & WEFT_LQ_MASK], memory_order_relaxed);
-    }
 }
 
 weft__task *weft__lq_steal(weft__lq *victim, weft__lq *dst, unsigned *moved)

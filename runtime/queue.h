@@ -54,11 +54,86 @@ typedef struct weft__inject {
 } weft__inject;
 
 void weft__lq_init(weft__lq *q);
+
+/* The owner's push and pop are on every switch, so they are inline here;
+ * the memory-ordering argument is at the top of queue.c. */
+static inline uint64_t weft__lq_pack(uint32_t steal, uint32_t real) { return ((uint64_t)steal << 32) | real; }
+static inline uint32_t weft__lq_steal_of(uint64_t h) { return (uint32_t)(h >> 32); }
+static inline uint32_t weft__lq_real_of(uint64_t h) { return (uint32_t)h; }
+
+
 /* Owner only. Pushes t; if the ring is full, moves half of it plus t into
  * *overflow (a batch for the global queue) and returns 1, else 0. */
-int weft__lq_push(weft__lq *q, weft__task *t, weft__batch *overflow);
-/* Owner only. */
-weft__task *weft__lq_pop(weft__lq *q);
+/* Owner only. Claims the oldest half of a full ring for the global queue. Fails (returns
+ * 0) if a thief moved the head meanwhile; the caller then retries the push. */
+static inline int weft__lq_push_overflow(weft__lq *q, weft__task *t, uint32_t head, uint32_t tail, weft__batch *b)
+{
+    const uint32_t n = WEFT_LQ_SIZE / 2;
+    uint64_t expect = weft__lq_pack(head, head);
+    if (!atomic_compare_exchange_strong_explicit(&q->head, &expect, weft__lq_pack(head + n, head + n),
+                                                 memory_order_release, memory_order_relaxed))
+        return 0;
+    (void)tail;
+    b->head = b->tail = NULL;
+    b->n = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        weft__task *x = atomic_load_explicit(&q->buf[(head + i) & WEFT_LQ_MASK], memory_order_relaxed);
+        x->next = NULL;
+        if (b->tail)
+            b->tail->next = x;
+        else
+            b->head = x;
+        b->tail = x;
+        b->n++;
+    }
+    t->next = NULL;
+    b->tail->next = t;
+    b->tail = t;
+    b->n++;
+    return 1;
+}
+
+static inline int weft__lq_push(weft__lq *q, weft__task *t, weft__batch *overflow)
+{
+    for (;;) {
+        uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+        uint32_t steal = weft__lq_steal_of(h), real = weft__lq_real_of(h);
+        uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+        if (tail - steal < WEFT_LQ_SIZE) {
+            atomic_store_explicit(&q->buf[tail & WEFT_LQ_MASK], t, memory_order_relaxed);
+            atomic_store_explicit(&q->tail, tail + 1, memory_order_release);
+            return 0;
+        }
+        if (steal != real) {
+            /* A thief is emptying the queue right now: this one task goes
+             * to the global queue alone. */
+            t->next = NULL;
+            overflow->head = overflow->tail = t;
+            overflow->n = 1;
+            return 1;
+        }
+        if (weft__lq_push_overflow(q, t, real, tail, overflow))
+            return 1;
+    }
+}
+
+static inline weft__task *weft__lq_pop(weft__lq *q)
+{
+    uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+    for (;;) {
+        uint32_t steal = weft__lq_steal_of(h), real = weft__lq_real_of(h);
+        uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+        if (real == tail)
+            return NULL;
+        uint32_t next_real = real + 1;
+        uint64_t next = steal == real ? weft__lq_pack(next_real, next_real) : weft__lq_pack(steal, next_real);
+        if (atomic_compare_exchange_weak_explicit(&q->head, &h, next, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return atomic_load_explicit(&q->buf[real & WEFT_LQ_MASK], memory_order_relaxed);
+    }
+}
+
+
 /* Thief: moves half (rounded up) of victim's tasks into dst (owned by the
  * caller) and returns one of them to run now, or NULL. *moved counts all. */
 weft__task *weft__lq_steal(weft__lq *victim, weft__lq *dst, unsigned *moved);

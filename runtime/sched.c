@@ -28,10 +28,18 @@
  * looking for work in others' queues). At most half the workers search at a
  * time. Sleepers are listed in rt->sleepers under rt->idle_lock.
  *
- *  Producer (spawn, wake, overflow): publish the task (local tail store or
- *  global-queue bitmask RMW), then a seq_cst fence, then load rt->idle. If
+ *  Producer into the global queue (outside threads, overflow): publish the
+ *  task (the bitmask RMW), then a seq_cst fence, then load rt->idle. If
  *  nobody searches and somebody sleeps, take the lock, pop one sleeper, count
  *  it as unparked and searching, and write its eventfd.
+ *
+ *  Producer into its own local queue (spawn, wake from a task or a poller
+ *  event): no fence, a plain load of rt->idle first. Liveness does not
+ *  depend on it, because the producing worker is awake and will run the
+ *  task itself; waking a peer only adds parallelism, so a rare missed wake
+ *  costs throughput for a moment, never a task. A yielding task wakes
+ *  nobody. Pinned tasks woken elsewhere go to their worker's inbox, whose
+ *  push always writes that worker's eventfd.
  *
  *  Worker going to sleep: under the lock, leave the searching count (if it
  *  was searching), leave the unparked count and push itself on the sleepers
@@ -216,9 +224,12 @@ void weft__schedule(weft_runtime *rt, weft__task *t, int spawned)
         notify_parked(rt);
         return;
     }
-    if (!spawned && w->current) {
-        /* Woken by the running task: it runs next here (a message hand-off
-         * stays on this core). The previous occupant moves to the queue. */
+    (void)spawned;
+    if (w->current) {
+        /* Woken or spawned by the running task: it runs next here (a message
+         * hand-off or a spawn chain stays on this core, warm in its cache).
+         * The previous occupant moves to the queue, where peers can steal
+         * it; only then is a sleeping peer worth waking. */
         weft__task *prev = w->lifo;
         w->lifo = t;
         if (!prev)
@@ -317,7 +328,6 @@ static inline void mark_running(weft__worker *w, weft__task *t, int from_lifo)
     if (!from_lifo)
         t->budget = WEFT_BUDGET;
     w->current = t;
-    w->tick++;
     stat_inc(&w->stats.tasks_run, 1);
 }
 
@@ -380,8 +390,13 @@ weft__worker *weft__switch_out(weft__worker *w, weft__task *self, int action)
     int from_lifo = 0;
     /* Straight to the next local task, except when a maintenance pass is
      * due: then through the scheduler loop (which also notices shutdown). */
-    if (weft__likely(--w->until_event != 0))
+    if (weft__likely(--w->until_event != 0)) {
         next = next_local(w, &from_lifo);
+        /* Local queue dry: the global queue before the scheduler loop, or
+         * a yielding task would find only itself there and starve it. */
+        if (!next)
+            next = global_take(w, WEFT_LQ_SIZE / 2);
+    }
     while (next && weft__unlikely(!next->stack) && first_run(w, next) < 0)
         next = next_local(w, &from_lifo);
     if (next) {

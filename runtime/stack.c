@@ -17,7 +17,7 @@
  * cache spills half to the shared pool when full and refills in batches.
  *
  * Memory: only touched pages cost RSS. A stack coming back from deep use (the
- * caller says so, or every 64th reuse as a backstop for uses nobody saw)
+ * caller says so, or every 4096th reuse as a backstop for uses nobody saw)
  * returns everything below its top WEFT_STACK_WARM bytes to the kernel with
  * MADV_DONTNEED; a stack entering the shared pool returns all of it. Slabs
  * are MADV_NOHUGEPAGE so transparent huge pages never turn a 256 KiB stack
@@ -315,7 +315,10 @@ weft__stack *weft__stack_get(weft__stack_cache *c, unsigned cls)
 void weft__stack_put(weft__stack_cache *c, weft__stack *s, int deep_hint)
 {
     unsigned cls = s->cls;
-    if (weft__unlikely(deep_hint || (++s->uses & 63) == 0) && s->size > WEFT_STACK_WARM)
+    /* The backstop for deep use nobody saw (recursion that returned before
+     * any switch) is rare on purpose: madvise on a stack other threads map
+     * too costs a TLB shootdown on every core. */
+    if (weft__unlikely(deep_hint || (++s->uses & 4095) == 0) && s->size > WEFT_STACK_WARM)
         madvise(s->lo, s->size - WEFT_STACK_WARM, MADV_DONTNEED);
     s->next = c->free[cls];
     c->free[cls] = s;

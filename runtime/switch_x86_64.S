@@ -40,20 +40,11 @@ weft__ctx_switch:
     subq    $8, %rsp
     stmxcsr (%rsp)
     fnstcw  4(%rsp)
-    movl    (%rsp), %r8d
-    movzwl  4(%rsp), %r9d
     movq    %rsp, (%rdi)
     movq    %rsi, %rsp
-    /* Loading MXCSR and the x87 control word is slow (fldcw serialises on
-     * many cores) and almost always a no-op: both contexts normally run
-     * with the defaults. Load only when the incoming state differs. */
-    cmpl    (%rsp), %r8d
-    jne     1f
-    cmpw    4(%rsp), %r9w
-    je      2f
-1:  ldmxcsr (%rsp)
+    ldmxcsr (%rsp)
     fldcw   4(%rsp)
-2:  addq    $8, %rsp
+    addq    $8, %rsp
     popq    %r15
     popq    %r14
     popq    %r13

@@ -29,46 +29,47 @@
 
 /* ------------------------------------------------------ control blocks */
 
-/* Takes up to want blocks from the runtime's shared list, making a chunk if
- * it is empty. Returns a list linked through free_next. */
-static weft__task *tfree_take(weft_runtime *rt, unsigned want, unsigned *got)
+/* The runtime's shared free list holds whole batches ("magazines"): a
+ * batch is a list linked through free_next whose head records its length
+ * in `id` and links to the next batch through `next`. Taking or giving a
+ * batch is O(1) under the lock: walking blocks last touched on another core
+ * while holding it would cost a cache miss per block.
+ *
+ * Takes one batch (making a chunk's worth when there is none). */
+static weft__task *tfree_take(weft_runtime *rt, unsigned *got)
 {
     pthread_mutex_lock(&rt->tfree_lock);
-    if (!rt->tfree) {
-        weft__task_chunk *c = weft__aligned(64, sizeof *c);
-        if (!c) {
-            pthread_mutex_unlock(&rt->tfree_lock);
-            *got = 0;
-            return NULL;
-        }
-        memset(c, 0, sizeof *c);
-        c->next = rt->chunks;
-        rt->chunks = c;
-        for (unsigned i = WEFT_TASK_CHUNK; i-- > 0;) {
-            c->tasks[i].free_next = rt->tfree;
-            rt->tfree = &c->tasks[i];
-        }
-        rt->ntfree += WEFT_TASK_CHUNK;
+    weft__task *head = rt->tfree;
+    if (head) {
+        rt->tfree = head->next;
+        *got = (unsigned)head->id;
+        rt->ntfree -= *got;
+        pthread_mutex_unlock(&rt->tfree_lock);
+        return head;
     }
-    weft__task *head = NULL;
-    unsigned n = 0;
-    while (rt->tfree && n < want) {
-        weft__task *t = rt->tfree;
-        rt->tfree = t->free_next;
-        t->free_next = head;
-        head = t;
-        n++;
+    weft__task_chunk *c = weft__aligned(64, sizeof *c);
+    if (!c) {
+        pthread_mutex_unlock(&rt->tfree_lock);
+        *got = 0;
+        return NULL;
     }
-    rt->ntfree -= n;
+    c->next = rt->chunks;
+    rt->chunks = c;
     pthread_mutex_unlock(&rt->tfree_lock);
-    *got = n;
-    return head;
+    memset(c->tasks, 0, sizeof c->tasks);
+    atomic_init(&c->orphans, 0);
+    for (unsigned i = WEFT_TASK_CHUNK; i-- > 0;)
+        c->tasks[i].free_next = i + 1 < WEFT_TASK_CHUNK ? &c->tasks[i + 1] : NULL;
+    *got = WEFT_TASK_CHUNK;
+    return &c->tasks[0];
 }
 
 static void tfree_give(weft_runtime *rt, weft__task *head, weft__task *tail, unsigned n)
 {
+    tail->free_next = NULL;
+    head->id = n;
     pthread_mutex_lock(&rt->tfree_lock);
-    tail->free_next = rt->tfree;
+    head->next = rt->tfree;
     rt->tfree = head;
     rt->ntfree += n;
     pthread_mutex_unlock(&rt->tfree_lock);
@@ -79,7 +80,7 @@ static weft__task *tcb_alloc(weft_runtime *rt, weft__worker *w)
     if (w) {
         if (weft__unlikely(!w->task_free)) {
             unsigned got;
-            w->task_free = tfree_take(rt, WEFT_TASK_POOL_MAX / 4, &got);
+            w->task_free = tfree_take(rt, &got);
             w->ntask_free = got;
             if (!got)
                 return NULL;
@@ -103,7 +104,7 @@ static weft__task *tcb_alloc(weft_runtime *rt, weft__worker *w)
     }
     if (!ext.list) {
         unsigned got;
-        ext.list = tfree_take(rt, 32, &got);
+        ext.list = tfree_take(rt, &got);
         if (!got)
             return NULL;
     }
