@@ -47,20 +47,21 @@ static void *rounding_task(void *arg)
     int mode = (int)(intptr_t)arg;
     int me = mode == FE_UPWARD ? 0 : 1;
     fesetround(mode);
+    void *bad = NULL;
     for (int i = 0; i < 200; i++) {
         while (atomic_load(&turn) % 2 != me)
             weft_yield();
-        if (fegetround() != mode)
-            return (void *)1;
+        if (!bad && fegetround() != mode)
+            bad = (void *)1;
         volatile double x = 1.0, y = 3.0;
         double q = x / y; /* rounding direction shows in the last bit */
         volatile double up = nextafter(1.0 / 3.0, 1.0);
-        if (mode == FE_UPWARD && q != up)
-            return (void *)2;
-        atomic_fetch_add(&turn, 1);
+        if (!bad && mode == FE_UPWARD && q != up)
+            bad = (void *)2;
+        atomic_fetch_add(&turn, 1); /* keep taking turns even after a failure */
         weft_yield();
     }
-    return NULL;
+    return bad;
 }
 
 static void *rounding_root(void *arg)
@@ -78,6 +79,8 @@ static void *rounding_root(void *arg)
 
 Test(context, fp_control_state_is_per_task)
 {
+    if (getenv("WEFT_VALGRIND"))
+        cr_skip_test("valgrind does not model non-default SSE rounding modes");
     weft_runtime *rt = test_runtime(1);
     cr_assert_eq(weft_runtime_block_on(rt, rounding_root, NULL, NULL), 0);
     weft_runtime_free(rt);
