@@ -131,6 +131,7 @@ TEST_ENV ?=
 CRITERION_FLAGS ?= --jobs 2
 test: deps $(BUILD)/tests/weft_tests $(LTO_TESTS) $(BUILD)/tests/switch_check
 	@for t in $(LTO_TESTS); do echo "== $$t"; $(TEST_ENV) $$t $(CRITERION_FLAGS) || exit 1; done
+	@if [ "$(BUILD)" = build ] && [ "$(ARCH)" != aarch64 ]; then $(MAKE) --no-print-directory check-aarch64; fi
 	@echo "== $(BUILD)/tests/weft_tests"
 	@$(TEST_ENV) $(BUILD)/tests/weft_tests $(CRITERION_FLAGS)
 
@@ -159,6 +160,14 @@ VALGRIND := valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=def
 valgrind:
 	$(MAKE) $(BUILD)/valgrind/tests/weft_tests BUILD=$(BUILD)/valgrind ALLOC_LIB= OPT="-O1 -g"
 	WEFT_VALGRIND=1 $(VALGRIND) $(BUILD)/valgrind/tests/weft_tests --jobs 1
+
+# Long soaks, kept out of `make test`.
+$(BUILD)/soak/%: tests/soak/%.c $(BUILD)/libweft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_APP) $< -o $@ $(BUILD)/libweft.a $(LDLIBS_APP)
+
+soak: deps $(patsubst tests/soak/%.c,$(BUILD)/soak/%,$(wildcard tests/soak/*.c))
+	@for s in $(BUILD)/soak/*; do echo "== $$s"; $$s || exit 1; done
 
 # ---------------------------------------------------------------- demo, bench
 demo: all
@@ -216,3 +225,4 @@ help:
 	@echo "make bench / bench-quick   benchmarks (results in bench/results/)"
 	@echo "make install PREFIX=DIR    headers, libraries, pkg-config file"
 	@echo "make check-aarch64         cross-build and run the aarch64 switch check under qemu"
+	@echo "make soak     long soaks (a million sleeping tasks)"
