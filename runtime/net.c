@@ -188,7 +188,10 @@ static int new_socket(int domain, int type)
     int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    weft__fd_fresh(fd);
+    if (type == SOCK_STREAM)
+        weft__fd_fresh_stream(fd);
+    else
+        weft__fd_fresh(fd);
     return fd;
 }
 
@@ -235,7 +238,7 @@ static int accept_until(int lfd, struct sockaddr_storage *addr_out, int tcp, wef
         int fd = accept4(lfd, (struct sockaddr *)addr_out, addr_out ? &len : NULL,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            weft__fd_fresh(fd);
+            weft__fd_fresh_stream(fd); /* accepted sockets are streams */
             /* Best effort: it fails harmlessly if lfd was not TCP after all. */
             if (tcp)
                 set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
@@ -389,9 +392,19 @@ ssize_t weft_read(int fd, void *buf, size_t n, int64_t timeout_ms)
         n = SSIZE_MAX;
     weft_time deadline = deadline_after(timeout_ms);
     int waited = 0;
+    if (!weft__fd_worth_trying(fd, WEFT__DIR_READ)) {
+        /* The last read drained this stream and nothing arrived since: a
+         * read now would only say EAGAIN, so wait first. */
+        int rc = wait_until(fd, WEFT_READ, deadline);
+        if (rc < 0)
+            return rc;
+        waited = 1;
+    }
     for (;;) {
         ssize_t r = read(fd, buf, n);
         if (r >= 0) {
+            if (r > 0 && (size_t)r < n)
+                weft__fd_drained(fd, WEFT__DIR_READ);
             completed(waited);
             return r;
         }

@@ -69,6 +69,18 @@ int weft__fd_close(int fd, weft__ready_fn wake, void *ctx);
  * accept, pipe...): forgets whatever the table remembers of an earlier
  * descriptor with the same number that was closed with plain close(). */
 void weft__fd_fresh(int fd);
+/* As weft__fd_fresh, for a connected stream socket (TCP, Unix stream),
+ * where a read that returns less than asked for means the kernel buffer
+ * has been drained: see weft__fd_drained. */
+void weft__fd_fresh_stream(int fd);
+/* Stream descriptors only: records that a read just drained the buffer, so
+ * the next read can wait for readiness first instead of making a system
+ * call that would fail with EAGAIN (the edge-triggered event for any data
+ * that arrives later sets the direction ready again). No-op otherwise. */
+void weft__fd_drained(int fd, int dir);
+/* 0 when a read on fd is known to find nothing (drained and no event
+ * since), 1 when it is worth trying. Lock-free. */
+int weft__fd_worth_trying(int fd, int dir);
 /* Drops every registration made through p (its epoll is going away). */
 void weft__fd_forget_poller(weft__poller *p);
 /* Frees the descriptor table (at process exit; for leak checkers). */

@@ -27,7 +27,9 @@ typedef struct fdstate {
     _Atomic int lock;
     uint32_t gen;
     weft__poller *poller;
-    uint8_t ready[2];
+    _Atomic uint8_t ready[2];   /* written under the lock, read lock-free by hints */
+    _Atomic uint8_t drained[2]; /* stream only: last read emptied the buffer */
+    uint8_t stream;
     uint8_t waiting[2];
     struct weft_task *task[2];
     uint64_t token[2];
@@ -87,6 +89,7 @@ int weft__fd_wait(weft__poller *p, int fd, int dir, struct weft_task *task, uint
         s->poller = p;
     }
     *gen_out = s->gen;
+    s->drained[dir] = 0; /* whatever the wait ends with, the next read tries */
     if (s->ready[dir]) {
         s->ready[dir] = 0;
         unlock(s);
@@ -183,9 +186,9 @@ int weft__fd_close(int fd, weft__ready_fn fn, void *ctx)
     return rc;
 }
 
-void weft__fd_fresh(int fd)
+static void fresh(int fd, int stream)
 {
-    fdstate *s = lookup(fd, 0);
+    fdstate *s = lookup(fd, stream);
     if (!s)
         return;
     lock(s);
@@ -196,7 +199,32 @@ void weft__fd_fresh(int fd)
         s->ready[0] = s->ready[1] = 0;
         s->task[0] = s->task[1] = NULL;
     }
+    s->drained[0] = s->drained[1] = 0;
+    s->stream = (uint8_t)stream;
     unlock(s);
+}
+
+void weft__fd_fresh(int fd) { fresh(fd, 0); }
+void weft__fd_fresh_stream(int fd) { fresh(fd, 1); }
+
+void weft__fd_drained(int fd, int dir)
+{
+    fdstate *s = lookup(fd, 0);
+    if (!s || !s->stream)
+        return;
+    /* Order: clear ready first, then mark drained. An event that lands in
+     * between sets ready again, and worth_trying reads ready after drained,
+     * so it is never missed: at worst one read finds EAGAIN. */
+    atomic_store_explicit(&s->ready[dir], 0, memory_order_seq_cst);
+    atomic_store_explicit(&s->drained[dir], 1, memory_order_seq_cst);
+}
+
+int weft__fd_worth_trying(int fd, int dir)
+{
+    fdstate *s = lookup(fd, 0);
+    if (!s || !atomic_load_explicit(&s->drained[dir], memory_order_seq_cst))
+        return 1;
+    return atomic_load_explicit(&s->ready[dir], memory_order_seq_cst) != 0;
 }
 
 void weft__fd_forget_poller(weft__poller *p)
