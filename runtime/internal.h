@@ -93,6 +93,13 @@ struct weft_runtime {
     weft__task_chunk *chunks;
     _Atomic uint64_t ext_ids;
 
+    /* Services that own threads or descriptors beside the workers register
+     * a stop hook here; weft_runtime_free calls it after the workers have
+     * stopped and before tasks are discarded. */
+    void *blocking;                          /* the blocking pool, made on first use */
+    void (*blocking_stop)(struct weft_runtime *rt);
+    pthread_mutex_t services_lock;           /* guards making `blocking` and friends */
+
     int64_t start_ns;
     pthread_mutex_t start_lock;
     pthread_cond_t start_cond;
@@ -135,6 +142,19 @@ weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *
 void weft__task_finish(weft__worker *w, weft__task *t);
 void weft__task_release(weft__worker *w, weft__task *t);
 void weft__task_entry(void *arg, void *data);
+/* A control block for work that runs outside the workers (the blocking
+ * pool): it has a handle and a join state like any task, but never gets a
+ * stack or a run queue. NULL with *err set on failure (ENOMEM, ESHUTDOWN). */
+weft__task *weft__task_new_external(weft_runtime *rt, weft_fn fn, void *arg, int *err);
+/* Completes such a block from any thread: publishes result, wakes a joiner,
+ * drops the block's own reference. A block whose cancellation was
+ * requested reports -ECANCELED to its joiner. */
+void weft__task_complete_external(weft__task *t, void *result);
+/* True once cancellation of t has been requested. */
+static inline int weft__task_cancel_requested(weft__task *t)
+{
+    return atomic_load_explicit(&t->cancel, memory_order_acquire) != 0;
+}
 /* At weft_runtime_free, after every task's own reference is dropped: marks
  * blocks still held by handles as orphans (their chunks outlive the
  * runtime); then weft__task_free_chunks frees the other chunks. */

@@ -753,6 +753,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
     rt->default_cls = cls;
     rt->start_ns = weft__clock_ns();
     pthread_mutex_init(&rt->idle_lock, NULL);
+    pthread_mutex_init(&rt->services_lock, NULL);
     pthread_mutex_init(&rt->tfree_lock, NULL);
     pthread_mutex_init(&rt->start_lock, NULL);
     pthread_cond_init(&rt->start_cond, NULL);
@@ -829,6 +830,9 @@ void weft_runtime_free(weft_runtime *rt)
     weft__wake_sleepers(rt);
     for (unsigned i = 0; i < rt->nworkers; i++)
         pthread_join(rt->workers[i]->thread, NULL);
+    if (rt->blocking_stop)
+        rt->blocking_stop(rt);
+    pthread_mutex_destroy(&rt->services_lock);
 
     /* Every task still alive is discarded: its handle reports cancellation
      * and a plain thread blocked in weft_join on it is released. Order

@@ -289,6 +289,30 @@ void weft__task_finish(weft__worker *w, weft__task *t)
     weft__task_release(w, t);
 }
 
+weft__task *weft__task_new_external(weft_runtime *rt, weft_fn fn, void *arg, int *err)
+{
+    if (atomic_load_explicit(&rt->shutdown, memory_order_relaxed)) {
+        *err = ESHUTDOWN;
+        return NULL;
+    }
+    weft__worker *w = weft__cur_worker();
+    if (w && w->rt != rt)
+        w = NULL;
+    return weft__task_new(rt, w, fn, arg, NULL, err);
+}
+
+void weft__task_complete_external(weft__task *t, void *result)
+{
+    t->result = result;
+    atomic_store_explicit(&t->live, 0, memory_order_relaxed);
+    uintptr_t done = atomic_load_explicit(&t->cancel, memory_order_acquire) ? JOIN_DISCARDED : JOIN_DONE;
+    uintptr_t j = atomic_exchange_explicit(&t->join, done, memory_order_acq_rel);
+    if (j > JOIN_DISCARDED)
+        weft__waiter_fire((weft__waiter *)j);
+    weft__worker *w = weft__cur_worker();
+    weft__task_release(w && w->rt == t->rt ? w : NULL, t);
+}
+
 /* ------------------------------------------------------ waits and wakes */
 
 uint64_t weft__wait_prepare(weft__task *self)
