@@ -235,29 +235,64 @@ void weft__stack_cache_init(weft__stack_cache *c, weft__stack_pool *p)
 
 /* Moves n stacks (all of them if n is 0) of class cls from the cache to the
  * pool, returning their pages to the kernel. */
+static int by_address(const void *a, const void *b)
+{
+    const weft__stack *x = *(weft__stack *const *)a, *y = *(weft__stack *const *)b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Returns the pages of the given stacks to the kernel. Stacks that sit next
+ * to each other in a slab (the common case: they were handed out in order)
+ * go in one madvise over the whole run, guard pages included (DONTNEED
+ * keeps guards installed with MADV_GUARD_INSTALL, and a PROT_NONE guard has
+ * no pages to drop), so a burst of exits costs a few system calls, not one
+ * per stack. */
+static void release_pages(weft__stack **v, unsigned n)
+{
+    qsort(v, n, sizeof *v, by_address);
+    for (unsigned i = 0; i < n;) {
+        char *lo = v[i]->lo;
+        char *hi = v[i]->lo + v[i]->size;
+        unsigned j = i + 1;
+        while (j < n && v[j]->slab == v[i]->slab && v[j]->lo == hi + PAGE) {
+            hi = v[j]->lo + v[j]->size;
+            j++;
+        }
+        madvise(lo, (size_t)(hi - lo), MADV_DONTNEED);
+        i = j;
+    }
+}
+
+/* Moves n stacks (all of them if n is 0) of class cls from the cache to the
+ * pool, returning their pages to the kernel. */
 static void spill(weft__stack_cache *c, unsigned cls, unsigned n)
 {
-    weft__stack *head = NULL, *tail = NULL;
-    unsigned moved = 0;
-    while (c->free[cls] && (n == 0 || moved < n)) {
-        weft__stack *s = c->free[cls];
-        c->free[cls] = s->next;
-        c->nfree[cls]--;
-        madvise(s->lo, s->size, MADV_DONTNEED);
-        s->next = head;
-        head = s;
-        if (!tail)
-            tail = s;
-        moved++;
+    weft__stack *v[64];
+    while (c->free[cls]) {
+        unsigned k = 0;
+        while (c->free[cls] && k < 64 && (n == 0 || k < n)) {
+            weft__stack *s = c->free[cls];
+            c->free[cls] = s->next;
+            c->nfree[cls]--;
+            v[k++] = s;
+        }
+        if (!k)
+            return;
+        release_pages(v, k);
+        weft__stack_pool *p = c->pool;
+        pthread_mutex_lock(&p->lock);
+        for (unsigned i = 0; i < k; i++) {
+            v[i]->next = p->free[cls];
+            p->free[cls] = v[i];
+        }
+        p->nfree[cls] += k;
+        pthread_mutex_unlock(&p->lock);
+        if (n) {
+            n -= k;
+            if (!n)
+                return;
+        }
     }
-    if (!head)
-        return;
-    weft__stack_pool *p = c->pool;
-    pthread_mutex_lock(&p->lock);
-    tail->next = p->free[cls];
-    p->free[cls] = head;
-    p->nfree[cls] += moved;
-    pthread_mutex_unlock(&p->lock);
 }
 
 void weft__stack_cache_drain(weft__stack_cache *c)
