@@ -170,18 +170,44 @@ soak: deps $(patsubst tests/soak/%.c,$(BUILD)/soak/%,$(wildcard tests/soak/*.c))
 	@for s in $(BUILD)/soak/*; do echo "== $$s"; $$s || exit 1; done
 
 # ---------------------------------------------------------------- demo, bench
-demo: all
-	$(BUILD)/examples/demo
+# The async-vs-threads comparison (bench/avt.h, shared with its smoke test)
+# adds its weft_spawn_blocking model when the runtime's header declares it.
+AVT_CFLAGS := $(if $(shell grep -s -l weft_spawn_blocking include/weft.h),-DAVT_HAVE_SPAWN_BLOCKING)
+$(BUILD)/bench/async_vs_threads $(BUILD)/bench/scaling $(BUILD)/tests/test_bench_smoke.o: \
+  CFLAGS_APP += $(AVT_CFLAGS)
+$(BUILD)/tests/test_bench_smoke.o: bench/avt.h bench/bench.h
+
+# The tour (examples/tour.c): tasks, gather, the HTTP server under loadgen and
+# a reduced async-vs-threads comparison, in under a minute.
+demo: all $(BUILD)/bench/loadgen $(BUILD)/bench/async_vs_threads
+	$(BUILD)/examples/tour
 
 BENCH_ARGS ?=
 bench: lib benches
 	@mkdir -p bench/results
 	@for b in $(BENCHES); do echo "== $$b"; $$b $(BENCH_ARGS) | tee bench/results/$$(basename $$b).txt || exit 1; done
-	@cat bench/results/*.txt | awk '/^bench: /{print $$2","$$3","$$4}' > bench/results/all.csv
+	@{ echo name,value,unit; cat bench/results/*.txt | awk '/^bench: /{print $$2","$$3","$$4}'; } \
+	  > bench/results/all.csv
 	@echo "results: bench/results/all.csv"
 
 bench-quick:
 	$(MAKE) bench BENCH_ARGS=--quick
+
+# PNG charts of bench/results/all.csv (bench/charts.sh) with gnuplot
+# (Debian: gnuplot-nox, installed here when run as root).
+.PHONY: charts
+charts:
+	@if ! command -v gnuplot >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "weft: installing gnuplot-nox"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q gnuplot-nox; \
+	  else \
+	    echo "weft: charts need gnuplot: sudo apt-get update && sudo apt-get install -y gnuplot-nox"; \
+	    exit 1; \
+	  fi; \
+	fi
+	@test -f bench/results/all.csv || { echo "charts: no bench/results/all.csv; run make bench first"; exit 1; }
+	sh bench/charts.sh bench/results/all.csv bench/results
 
 # ---------------------------------------------------------------- aarch64
 # Cross-builds the switch test for aarch64 and runs it under qemu-user when
