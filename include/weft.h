@@ -421,6 +421,45 @@ WEFT_API int weft_join_timeout(weft_task *t, void **result, int64_t timeout_ms);
 WEFT_API int weft_join_all(weft_task **ts, int n, void **results, int64_t timeout_ms);
 WEFT_API int weft_join_any(weft_task **ts, int n, void **result, int64_t timeout_ms);
 
+/* ------------------------------------------------- blocking pool, files, names
+ * Work that would block a worker thread (CPU-bound jobs, file system calls,
+ * getaddrinfo, libraries that block) runs on a pool of plain OS threads
+ * beside the workers. Pool threads are preemptive and never run weft tasks;
+ * code running on one is "outside a task" (weft calls there block the
+ * thread, as from any plain thread). Each runtime has its own pool, made on
+ * first use. It grows on demand up to a maximum number of threads (default
+ * 512, or the WEFT_BLOCKING_MAX environment variable read when the pool is
+ * made) and queues jobs beyond it; a thread idle for the keep-alive (default
+ * 10000 ms, or WEFT_BLOCKING_KEEPALIVE_MS) exits. Each job wakes exactly one
+ * idle thread (the most recently idle), and a thread is started only when
+ * none is idle. Pool threads block asynchronous signals.
+ * weft_runtime_free waits for blocking jobs that are running (their results
+ * are dropped); jobs still queued never run and their handles report
+ * -ECANCELED. */
+struct stat;
+struct addrinfo;
+
+/* Runs fn(arg) on rt's blocking pool and returns a join handle, used like a
+ * task's: weft_join (suspends only the calling task; blocks a plain thread),
+ * weft_join_timeout/_all/_any, weft_detach, weft_cancel. Cancelling a job
+ * that has not started removes it (it never runs); cancelling a running one
+ * lets it finish and drops its result. Either way weft_join reports
+ * -ECANCELED. weft_spawn_blocking is task only and uses the calling task's
+ * runtime; weft_spawn_blocking_on works from any thread. NULL and errno
+ * EPERM (weft_spawn_blocking outside a task), EINVAL (rt or fn NULL),
+ * ENOMEM, EAGAIN (no pool thread could be started), ESHUTDOWN (rt is being
+ * freed). Do not suspend. */
+WEFT_API weft_task *weft_spawn_blocking(weft_fn fn, void *arg);
+WEFT_API weft_task *weft_spawn_blocking_on(weft_runtime *rt, weft_fn fn, void *arg);
+
+/* Sets rt's pool limits before its first blocking job: max_threads (1 to
+ * 65536; 0 = keep the default) and keepalive_ms (0 = keep the default).
+ * Returns 0, -EINVAL, -ENOMEM, -EBUSY (a blocking job has already been
+ * submitted on rt). */
+WEFT_API int weft_blocking_configure(weft_runtime *rt, unsigned max_threads, unsigned keepalive_ms);
+/* Pool threads of rt alive now (busy or idle); 0 before first use. */
+WEFT_API unsigned weft_blocking_threads(weft_runtime *rt);
+
 /* ------------------------------------------------------------- networking
  * Every descriptor weft creates is non-blocking and close-on-exec. Calls
  * that wait take timeout_ms (-1 = none) and return -ETIMEDOUT when it passes.
