@@ -24,6 +24,9 @@
  *   bench: avt_<workload>_<model>_rss KiB
  *   bench: avt_<workload>_<model>_cpu ms
  *   bench: avt_<workload>_<model>_{vcsw,ivcsw} count
+ *   bench: avt_<workload>_<model>_peak_inflight count   (most requests
+ *          admitted and unfinished at once: thread per request is limited
+ *          by how fast threads can be created, not only by the permits)
  *
  * and a table per workload on `#` lines at the end.
  * Flags: --quick (2,000 requests per workload), --only NAME (substring of
@@ -105,7 +108,13 @@ static void print_cell(const avt_workload *w, int m, const cell *c)
     OUT("cpu", c->cpu_ms, "ms");
     OUT("vcsw", (double)c->vcsw, "count");
     OUT("ivcsw", (double)c->ivcsw, "count");
+    OUT("peak_inflight", (double)c->r.peak_inflight, "count");
 #undef OUT
+    if (m == AVT_WEFT || m == AVT_WEFT_BLOCKING)
+        bench_comment("%s runtime counters: %llu overflows to the global queue, %llu global pulls, "
+                      "%llu steals, %llu LIFO bypasses",
+                      pre, (unsigned long long)c->r.overflows, (unsigned long long)c->r.global_pulls,
+                      (unsigned long long)c->r.steals, (unsigned long long)c->r.lifo_capped);
 }
 
 int main(int argc, char **argv)
@@ -170,17 +179,18 @@ int main(int argc, char **argv)
             continue;
         bench_comment("workload %s (%s): %d requests, %d in flight", w->name, w->what, w->requests,
                       w->inflight);
-        bench_comment("  %-14s %9s %9s %8s %8s %8s %9s %9s %8s %8s", "model", "wall ms", "req/s",
-                      "p50 ms", "p99 ms", "max ms", "RSS KiB", "CPU ms", "vcsw", "ivcsw");
+        bench_comment("  %-14s %9s %9s %8s %8s %8s %9s %9s %8s %8s %8s", "model", "wall ms", "req/s",
+                      "p50 ms", "p99 ms", "max ms", "RSS KiB", "CPU ms", "vcsw", "ivcsw",
+                      "inflight");
         for (int m = 0; m < AVT_NMODELS; m++) {
             const cell *c = &cells[wi][m];
             if (!c->ran)
                 continue;
-            bench_comment("  %-14s %9.1f %9.0f %8.2f %8.2f %8.2f %9ld %9.1f %8ld %8ld%s",
+            bench_comment("  %-14s %9.1f %9.0f %8.2f %8.2f %8.2f %9ld %9.1f %8ld %8ld %8d%s",
                           avt_model_names[m], c->r.wall_ms,
                           c->r.wall_ms > 0 ? c->r.completed / (c->r.wall_ms / 1e3) : 0,
                           c->r.p50_ms, c->r.p99_ms, c->r.max_ms, c->rss_kb, c->cpu_ms, c->vcsw,
-                          c->ivcsw, c->ok ? "" : "  FAILED");
+                          c->ivcsw, c->r.peak_inflight, c->ok ? "" : "  FAILED");
         }
     }
     return failures ? 1 : 0;

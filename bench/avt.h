@@ -84,6 +84,9 @@ typedef struct avt_result {
     int errors;        /* failed spawns / thread creations (retried) */
     double wall_ms;    /* first admission to last completion */
     double p50_ms, p99_ms, max_ms, min_ms;
+    int peak_inflight; /* most requests admitted and not finished at once */
+    /* weft models: the runtime's counters summed over its workers */
+    uint64_t overflows, global_pulls, steals, lifo_capped;
 } avt_result;
 
 /* ------------------------------------------------------------ CPU work */
@@ -131,7 +134,9 @@ typedef struct avt_state {
     int model;
     unsigned weft_workers;  /* 0 = automatic */
     int64_t *admit_ns, *lat_ns;
-    _Atomic int completed, errors;
+    _Atomic int completed, errors, inflight;
+    int peak_inflight;
+    weft_worker_stats wstats; /* summed at the end of a weft run */
     int64_t start_ns, end_ns;
     bench_latch latch;       /* for the pthread models */
     /* weft */
@@ -147,6 +152,13 @@ typedef struct avt_state {
 } avt_state;
 
 static avt_state *avt__cur; /* one run at a time per process */
+
+static inline void avt__admitted(avt_state *s)
+{
+    int now = atomic_fetch_add(&s->inflight, 1) + 1;
+    if (now > s->peak_inflight)
+        s->peak_inflight = now;
+}
 
 static inline int avt_cpu_us_of(const avt_workload *w, int i)
 {
@@ -167,6 +179,7 @@ static inline int avt_complete(avt_state *s, int i, uint64_t h)
     bench_keep(h);
     int64_t now = bench_now_ns();
     s->lat_ns[i] = now - s->admit_ns[i];
+    atomic_fetch_sub(&s->inflight, 1);
     int done = atomic_fetch_add(&s->completed, 1) + 1;
     if (done == s->w->requests)
         s->end_ns = now;
@@ -229,6 +242,7 @@ static void *avt__weft_root(void *arg)
     for (int i = 0; i < n; i++) {
         weft_sem_acquire(s->wsem, -1);
         s->admit_ns[i] = bench_now_ns();
+        avt__admitted(s);
         weft_task *t;
         while (!(t = weft_spawn(avt__weft_request, (void *)(intptr_t)i))) {
             atomic_fetch_add(&s->errors, 1);
@@ -251,6 +265,14 @@ static inline int avt__run_weft(avt_state *s)
     s->wsem = weft_sem_new(s->w->inflight);
     s->wwg = weft_wg_new();
     int rc = (s->wsem && s->wwg) ? weft_runtime_block_on(rt, avt__weft_root, s, NULL) : -1;
+    weft_worker_stats st[64];
+    unsigned nw = weft_runtime_stats(rt, st, 64);
+    for (unsigned k = 0; k < nw && k < 64; k++) {
+        s->wstats.overflows += st[k].overflows;
+        s->wstats.global_pulls += st[k].global_pulls;
+        s->wstats.steals += st[k].steals;
+        s->wstats.lifo_capped += st[k].lifo_capped;
+    }
     weft_runtime_free(rt);
     if (s->wsem)
         weft_sem_free(s->wsem);
@@ -296,6 +318,7 @@ static inline int avt__run_threads(avt_state *s)
         while (sem_wait(&s->psem) != 0) {
         }
         s->admit_ns[i] = bench_now_ns();
+        avt__admitted(s);
         pthread_t th;
         while (pthread_create(&th, &attr, avt__thread_request, (void *)(intptr_t)i) != 0) {
             atomic_fetch_add(&s->errors, 1);
@@ -358,6 +381,7 @@ static inline int avt__run_pool(avt_state *s, int nthreads)
             while (sem_wait(&s->psem) != 0) {
             }
             s->admit_ns[i] = bench_now_ns();
+            avt__admitted(s);
             pthread_mutex_lock(&s->qmu);
             s->queue[s->qtail++] = i;
             pthread_cond_signal(&s->qcv);
@@ -417,6 +441,11 @@ static inline int avt_run(const avt_workload *w, int m, double iters_per_us, uns
         out->completed = n;
         out->errors = atomic_load(&s->errors);
         out->wall_ms = (double)(s->end_ns - s->start_ns) / 1e6;
+        out->peak_inflight = s->peak_inflight;
+        out->overflows = s->wstats.overflows;
+        out->global_pulls = s->wstats.global_pulls;
+        out->steals = s->wstats.steals;
+        out->lifo_capped = s->wstats.lifo_capped;
         double *v = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
         if (v) {
             int k = 0;
