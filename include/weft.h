@@ -460,6 +460,41 @@ WEFT_API int weft_blocking_configure(weft_runtime *rt, unsigned max_threads, uns
 /* Pool threads of rt alive now (busy or idle); 0 before first use. */
 WEFT_API unsigned weft_blocking_threads(weft_runtime *rt);
 
+/* Files. From a task each call runs on the blocking pool and suspends the
+ * calling task only; from a plain thread (a pool thread included) it runs
+ * inline. Every call returns 0 or a count on success, a negative errno on
+ * failure, and -ECANCELED when the calling task was cancelled before the
+ * call started (it did not happen then; once started, a call completes and
+ * its outcome is reported, so nothing is lost or half done unknowingly).
+ * Descriptors are ordinary blocking descriptors: use them only with these
+ * calls (or your own blocking code), not with weft_read/weft_wait_fd. */
+
+/* open(2), always with O_CLOEXEC: the descriptor or -errno. */
+WEFT_API int weft_open(const char *path, int flags, unsigned mode);
+/* read(2)/pread(2): the count (0 at end of file, may be short) or -errno. */
+WEFT_API ssize_t weft_file_read(int fd, void *buf, size_t n);
+WEFT_API ssize_t weft_pread(int fd, void *buf, size_t n, off_t offset);
+/* Writes all n bytes (retrying short writes) or fails: n or -errno (part may
+ * have been written on failure). */
+WEFT_API ssize_t weft_file_write(int fd, const void *buf, size_t n);
+WEFT_API ssize_t weft_pwrite(int fd, const void *buf, size_t n, off_t offset);
+WEFT_API int weft_fsync(int fd);
+/* close(2). The descriptor is gone even when the call reports an error
+ * (and also when the task is cancelled first: then it is closed inline). */
+WEFT_API int weft_file_close(int fd);
+WEFT_API int weft_stat(const char *path, struct stat *st);
+WEFT_API int weft_unlink(const char *path);
+WEFT_API int weft_rename(const char *from, const char *to);
+/* Reads a whole regular file into a malloc'd buffer (free it with free();
+ * one extra zero byte follows the data, so text can be used as a string):
+ * 0 with *data_out and *len_out set, or -errno (then *data_out is NULL). */
+WEFT_API int weft_read_file(const char *path, void **data_out, size_t *len_out);
+/* Replaces path atomically with len bytes of data (mode 0644 less the umask
+ * for a new file; an existing file's mode is kept): writes a temporary file
+ * beside it, fsyncs it, renames it over path and fsyncs the directory.
+ * Readers see the old or the new content, never a mix. 0 or -errno. */
+WEFT_API int weft_write_file(const char *path, const void *data, size_t len);
+
 /* ------------------------------------------------------------- networking
  * Every descriptor weft creates is non-blocking and close-on-exec. Calls
  * that wait take timeout_ms (-1 = none) and return -ETIMEDOUT when it passes.
