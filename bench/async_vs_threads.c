@@ -27,6 +27,8 @@
  *   bench: avt_<workload>_<model>_peak_inflight count   (most requests
  *          admitted and unfinished at once: thread per request is limited
  *          by how fast threads can be created, not only by the permits)
+ *   bench: avt_<workload>_<model>_rss_per_inflight KiB   (rss less an idle
+ *          child's, divided by peak_inflight: memory per request in flight)
  *
  * and a table per workload on `#` lines at the end.
  * Flags: --quick (2,000 requests per workload), --only NAME (substring of
@@ -50,6 +52,7 @@ typedef struct cell {
 } cell;
 
 static cell cells[AVT_NWORKLOADS][AVT_NMODELS];
+static long idle_rss_kb; /* peak RSS of a forked child that does nothing */
 
 static int run_cell(const avt_workload *w, int m, double ipu, unsigned workers, cell *c)
 {
@@ -109,6 +112,8 @@ static void print_cell(const avt_workload *w, int m, const cell *c)
     OUT("vcsw", (double)c->vcsw, "count");
     OUT("ivcsw", (double)c->ivcsw, "count");
     OUT("peak_inflight", (double)c->r.peak_inflight, "count");
+    if (c->r.peak_inflight > 0)
+        OUT("rss_per_inflight", (double)(c->rss_kb - idle_rss_kb) / c->r.peak_inflight, "KiB");
 #undef OUT
     if (m == AVT_WEFT || m == AVT_WEFT_BLOCKING)
         bench_comment("%s runtime counters: %llu overflows to the global queue, %llu global pulls, "
@@ -141,9 +146,11 @@ int main(int argc, char **argv)
             _exit(0);
         int st;
         struct rusage ru;
-        if (pid > 0 && wait4(pid, &st, 0, &ru) == pid)
+        if (pid > 0 && wait4(pid, &st, 0, &ru) == pid) {
+            idle_rss_kb = ru.ru_maxrss;
             bench_comment("peak RSS of an idle forked child (included in every rss figure): %ld KiB",
                           ru.ru_maxrss);
+        }
     }
 
     int failures = 0;
