@@ -59,6 +59,7 @@ set title 'latency from admission (ms, log scale)'
 set logscale y
 plot '$TMP/avt_$w.dat' using 2:xtic(1) title 'p50', '' using 3 title 'p99'
 unset logscale y
+set yrange [0:*]
 set title 'throughput (requests/s)'
 set key off
 plot '$TMP/avt_$w.dat' using 4:xtic(1) title 'req/s' lc rgb '#2a7fbf'
@@ -115,6 +116,7 @@ set style fill solid 0.8 border -1
 set xtics rotate by -30
 set grid ytics
 set key off
+set yrange [0:*]
 set title 'requests/s (higher is better)'
 plot '$TMP/net.dat' using 2:xtic(1) lc rgb '#2a7fbf'
 set title 'p99 latency, us (lower is better)'
