@@ -495,6 +495,35 @@ WEFT_API int weft_read_file(const char *path, void **data_out, size_t *len_out);
  * Readers see the old or the new content, never a mix. 0 or -errno. */
 WEFT_API int weft_write_file(const char *path, const void *data, size_t len);
 
+/* Name resolution: getaddrinfo(host, service) on the blocking pool (inline
+ * from a plain thread), with hints family (AF_UNSPEC, AF_INET, AF_INET6),
+ * socktype (0, SOCK_STREAM, SOCK_DGRAM); a numeric host with a numeric or
+ * NULL service is converted inline without the pool. Returns 0 with *out
+ * set (free it with weft_freeaddrinfo), or:
+ *   -ENOENT        EAI_NONAME, EAI_NODATA, EAI_ADDRFAMILY: no such name or no
+ *                  address of the family asked for
+ *   -EAGAIN        EAI_AGAIN: temporary failure (no answer from a resolver)
+ *   -EINVAL        bad input (out NULL, host and service both NULL, a bad
+ *                  family or socktype), EAI_BADFLAGS
+ *   -EAFNOSUPPORT  EAI_FAMILY;  -ESOCKTNOSUPPORT  EAI_SOCKTYPE
+ *   -ESRCH         EAI_SERVICE (service unknown for this socket type)
+ *   -ENOMEM        EAI_MEMORY
+ *   -EIO           EAI_FAIL (unrecoverable resolver failure)
+ *   -errno         EAI_SYSTEM
+ *   -ECANCELED     the calling task was cancelled (the result is freed)
+ * Suspends. */
+WEFT_API int weft_resolve(const char *host, const char *service, int family, int socktype,
+                          struct addrinfo **out);
+WEFT_API void weft_freeaddrinfo(struct addrinfo *ai);
+/* weft_tcp_connect to a host name or numeric address: resolves it (numeric
+ * addresses without a lookup; NULL or "" is the loopback address) and tries
+ * each address in the order getaddrinfo gives (IPv6 and IPv4) until one
+ * connects, within timeout_ms (-1 = none) counted from the call. The
+ * lookup itself is bounded by the resolver's own timeouts (resolv.conf),
+ * not by timeout_ms. Returns the fd, or the error of the last address tried
+ * (-ECONNREFUSED, ...), -ETIMEDOUT, or a weft_resolve error. Suspends. */
+WEFT_API int weft_tcp_connect_host(const char *host, uint16_t port, int64_t timeout_ms);
+
 /* ------------------------------------------------------------- networking
  * Every descriptor weft creates is non-blocking and close-on-exec. Calls
  * that wait take timeout_ms (-1 = none) and return -ETIMEDOUT when it passes.

@@ -206,7 +206,11 @@ Test(blocking_pool, cpu_bound_jobs_do_not_stall_timers, .timeout = 60)
     int want = test_scale_down() ? 3 : 8;
     cr_log_info("ticks while 2 pool threads spun %d ms: %d; while a task spun %d ms inline: %d",
                 BLK_SPIN_MS, ticks[0], BLK_SPIN_MS / 3, ticks[1]);
-    cr_assert_geq(ticks[0], want, "only %d ticks while the pool spun", ticks[0]);
+    if (getenv("WEFT_VALGRIND"))
+        cr_log_info("under valgrind, which runs one thread at a time, spinning pool threads "
+                    "take the worker's turns: the tick count is not checked");
+    else
+        cr_assert_geq(ticks[0], want, "only %d ticks while the pool spun", ticks[0]);
     cr_assert_eq(ticks[1], 0, "the ticker ran while the only worker spun");
     weft_runtime_free(rt);
 }

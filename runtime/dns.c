@@ -1,0 +1,181 @@
+/*
+ * Name resolution: getaddrinfo on the blocking pool (it blocks on files,
+ * NSS modules and resolver round trips), with EAI_* codes mapped to negative
+ * errno values; and weft_tcp_connect_host, which resolves a name and tries
+ * each address with weft_tcp_connect (runtime/net.c takes numeric addresses
+ * only; it could call weft_tcp_connect_host for anything that does not parse
+ * as one).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* blocking.c */
+int weft__blocking_call(weft_fn fn, void *arg);
+
+static int map_eai(int eai, int saved_errno)
+{
+    switch (eai) {
+    case 0:
+        return 0;
+    case EAI_NONAME:
+#ifdef EAI_NODATA
+    case EAI_NODATA:
+#endif
+#ifdef EAI_ADDRFAMILY
+    case EAI_ADDRFAMILY:
+#endif
+        return -ENOENT;
+    case EAI_AGAIN:
+        return -EAGAIN;
+    case EAI_BADFLAGS:
+        return -EINVAL;
+    case EAI_FAMILY:
+        return -EAFNOSUPPORT;
+    case EAI_SOCKTYPE:
+        return -ESOCKTNOSUPPORT;
+    case EAI_SERVICE:
+        return -ESRCH;
+    case EAI_MEMORY:
+        return -ENOMEM;
+    case EAI_SYSTEM:
+        return saved_errno > 0 ? -saved_errno : -EIO;
+    case EAI_FAIL:
+    default:
+        return -EIO;
+    }
+}
+
+typedef struct resolve_op {
+    const char *host, *service;
+    struct addrinfo hints;
+    struct addrinfo *res;
+    int rc;
+} resolve_op;
+
+static void *op_resolve(void *arg)
+{
+    resolve_op *o = arg;
+    o->res = NULL;
+    int eai = getaddrinfo(o->host, o->service, &o->hints, &o->res);
+    o->rc = map_eai(eai, eai == EAI_SYSTEM ? errno : 0);
+    if (o->rc < 0)
+        o->res = NULL;
+    return NULL;
+}
+
+static int all_digits(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return 0;
+    return 1;
+}
+
+int weft_resolve(const char *host, const char *service, int family, int socktype,
+                 struct addrinfo **out)
+{
+    if (out)
+        *out = NULL;
+    if (!out || (!host && !service))
+        return -EINVAL;
+    if (family != AF_UNSPEC && family != AF_INET && family != AF_INET6)
+        return -EINVAL;
+    if (socktype != 0 && socktype != SOCK_STREAM && socktype != SOCK_DGRAM)
+        return -EINVAL;
+    resolve_op o;
+    memset(&o, 0, sizeof o);
+    o.host = host;
+    o.service = service;
+    o.hints.ai_family = family;
+    o.hints.ai_socktype = socktype;
+    /* Numeric host and service: no lookup, so no trip to the pool. */
+    if (host && (!service || all_digits(service))) {
+        o.hints.ai_flags = AI_NUMERICHOST | (service ? AI_NUMERICSERV : 0);
+        op_resolve(&o);
+        if (o.rc == 0) {
+            *out = o.res;
+            return 0;
+        }
+        o.hints.ai_flags = 0;
+    }
+    int rc = weft__blocking_call(op_resolve, &o);
+    if (rc < 0)
+        return rc; /* cancelled before the lookup started */
+    weft__task *self = weft__cur_task();
+    if (o.rc == 0 && self && weft__cancel_pending(self)) {
+        /* The lookup finished, but the caller was cancelled meanwhile: report
+         * the cancellation, as other waits do, and free the answer. */
+        freeaddrinfo(o.res);
+        return -ECANCELED;
+    }
+    *out = o.res;
+    return o.rc;
+}
+
+void weft_freeaddrinfo(struct addrinfo *ai)
+{
+    if (ai)
+        freeaddrinfo(ai);
+}
+
+int weft_tcp_connect_host(const char *host, uint16_t port, int64_t timeout_ms)
+{
+    unsigned char probe[sizeof(struct in6_addr)];
+    if (!host || !*host || inet_pton(AF_INET, host, probe) == 1 ||
+        inet_pton(AF_INET6, host, probe) == 1)
+        return weft_tcp_connect(host, port, timeout_ms);
+    /* One deadline for every attempt; a timeout this long is as good as
+     * none (and avoids overflow in ns). */
+    weft_time deadline = -1;
+    if (timeout_ms >= 0 && timeout_ms < ((int64_t)1 << 40))
+        deadline = weft_now() + timeout_ms * 1000000;
+    struct addrinfo *ai = NULL;
+    int rc = weft_resolve(host, NULL, AF_UNSPEC, SOCK_STREAM, &ai);
+    if (rc < 0)
+        return rc;
+    rc = -ENOENT;
+    for (struct addrinfo *a = ai; a; a = a->ai_next) {
+        char num[INET6_ADDRSTRLEN];
+        const void *addr;
+        if (a->ai_family == AF_INET)
+            addr = &((struct sockaddr_in *)(void *)a->ai_addr)->sin_addr;
+        else if (a->ai_family == AF_INET6)
+            addr = &((struct sockaddr_in6 *)(void *)a->ai_addr)->sin6_addr;
+        else
+            continue;
+        if (!inet_ntop(a->ai_family, addr, num, sizeof num))
+            continue;
+        int64_t left = -1;
+        if (deadline >= 0) {
+            weft_time ns = deadline - weft_now();
+            if (ns <= 0) {
+                rc = -ETIMEDOUT;
+                break;
+            }
+            left = (ns + 999999) / 1000000;
+        }
+        int fd = weft_tcp_connect(num, port, left);
+        if (fd >= 0) {
+            rc = fd;
+            break;
+        }
+        rc = fd;
+        if (rc == -ETIMEDOUT || rc == -ECANCELED)
+            break; /* the whole budget is spent, or the caller gave up */
+    }
+    freeaddrinfo(ai);
+    return rc;
+}
