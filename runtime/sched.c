@@ -534,13 +534,19 @@ static int work_anywhere(weft_runtime *rt)
 
 /* ------------------------------------------------------------ the loop */
 
+/* Room left in the local queue: what a poll may wake without spilling. */
+static inline unsigned lq_room(weft__worker *w) { return WEFT_LQ_SIZE - weft__lq_len(&w->lq); }
+
+static void poll_timers(weft__worker *w)
+{
+    w->now_tick = weft__now_tick(w->rt, weft__clock_ns());
+    weft__wheel_poll(&w->wheel, w->now_tick, lq_room(w), weft__wake_cb, NULL);
+}
+
 static void poll_events(weft__worker *w, int timeout_ms)
 {
-    /* Room left in the local queue (the LIFO slot is not used from here). */
-    int room = (int)(WEFT_LQ_SIZE - weft__lq_len(&w->lq));
-    weft__poller_poll(&w->poller, timeout_ms, room, weft__wake_cb, NULL);
-    w->now_tick = weft__now_tick(w->rt, weft__clock_ns());
-    weft__wheel_poll(&w->wheel, w->now_tick, weft__wake_cb, NULL);
+    weft__poller_poll(&w->poller, timeout_ms, (int)lq_room(w), weft__wake_cb, NULL);
+    poll_timers(w);
 }
 
 static void park(weft__worker *w)
@@ -618,8 +624,7 @@ static void worker_loop(weft__worker *w)
             poll_events(w, 0);
             t = global_take(w, 1);
         } else {
-            w->now_tick = weft__now_tick(rt, weft__clock_ns());
-            weft__wheel_poll(&w->wheel, w->now_tick, weft__wake_cb, NULL);
+            poll_timers(w);
         }
         if (!t)
             t = next_local(w, &from_lifo);

@@ -205,9 +205,12 @@ uint64_t weft__wheel_next(weft__wheel *w)
     return WEFT_NO_DEADLINE;
 }
 
-unsigned weft__wheel_poll(weft__wheel *w, uint64_t now, weft__timer_fire_fn fire, void *ctx)
+unsigned weft__wheel_poll(weft__wheel *w, uint64_t now, unsigned max, weft__timer_fire_fn fire,
+                          void *ctx)
 {
     unsigned fired = 0;
+    if (max == 0)
+        return 0;
     if (atomic_load_explicit(&w->cancels, memory_order_relaxed))
         drain_cancels(w);
     for (;;) {
@@ -233,6 +236,12 @@ unsigned weft__wheel_poll(weft__wheel *w, uint64_t now, weft__timer_fire_fn fire
             list = t->next;
             t->next = t->prev = NULL;
             t->linked = 0;
+            if (fired == max) {
+                /* Enough for now: the rest stay due, at the front of the
+                 * wheel, and fire first at the next poll. */
+                link_entry(w, t);
+                continue;
+            }
             if (t->deadline <= w->elapsed || lvl == 0) {
                 uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
                 uint64_t armed = (s >> 2) << 2 | TIMER_ARMED;
@@ -252,5 +261,7 @@ unsigned weft__wheel_poll(weft__wheel *w, uint64_t now, weft__timer_fire_fn fire
                 link_entry(w, t);
             }
         }
+        if (fired == max)
+            return fired;
     }
 }

@@ -65,9 +65,13 @@ int weft__timer_add(weft__wheel *w, uint64_t deadline_tick, struct weft_task *ta
 void weft__timer_cancel(weft__timer_ref ref, int on_owner);
 
 typedef void (*weft__timer_fire_fn)(struct weft_task *task, uint64_t token, void *ctx);
-/* Owner only. Advances to now_tick, firing every entry whose deadline has
- * come, in deadline order. Returns the number fired. */
-unsigned weft__wheel_poll(weft__wheel *w, uint64_t now_tick, weft__timer_fire_fn fire, void *ctx);
+/* Owner only. Advances to now_tick, firing entries whose deadline has come,
+ * in deadline order, at most max of them (the rest fire first next time:
+ * a worker that wakes late takes only what its run queue can hold, so a
+ * burst of due timers never spills to the global queue out of order).
+ * Returns the number fired. */
+unsigned weft__wheel_poll(weft__wheel *w, uint64_t now_tick, unsigned max, weft__timer_fire_fn fire,
+                          void *ctx);
 /* Earliest pending deadline tick, or WEFT_NO_DEADLINE. */
 uint64_t weft__wheel_next(weft__wheel *w);
 
