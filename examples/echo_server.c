@@ -4,18 +4,109 @@
  *   build/examples/echo_server PORT [WORKERS]
  *
  * Listens on 127.0.0.1:PORT (0 picks a free port, printed at start) and runs
- * until killed. WORKERS defaults to one per CPU.
+ * until SIGINT or SIGTERM. WORKERS defaults to one per CPU.
+ *
+ * Graceful shutdown: a task waits for the signal (watched from the start),
+ * closes the listener and shuts down the read side of every connection:
+ * each echoes what it had already received, reads end of stream and
+ * closes. Connections still open after GRACE_MS are cut off; the server
+ * prints a line and exits 0.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <weft.h>
 
+#define GRACE_MS 2000
+
+typedef struct conn {
+    int fd;
+    struct conn *prev, *next;
+} conn;
+
+static atomic_int g_stopping;
+static pthread_mutex_t g_conns_lock = PTHREAD_MUTEX_INITIALIZER;
+static conn *g_conns; /* every open connection */
+static int g_nconns;
+
+static void conn_register(conn *c)
+{
+    pthread_mutex_lock(&g_conns_lock);
+    c->prev = NULL;
+    c->next = g_conns;
+    if (g_conns)
+        g_conns->prev = c;
+    g_conns = c;
+    g_nconns++;
+    /* A connection accepted as the shutdown pass ran gets its own. */
+    if (atomic_load(&g_stopping))
+        weft_shutdown(c->fd, SHUT_RD);
+    pthread_mutex_unlock(&g_conns_lock);
+}
+
+/* Before the descriptor is closed, so the shutdown pass never touches a
+ * number that was closed and reused. */
+static void conn_unregister(conn *c)
+{
+    pthread_mutex_lock(&g_conns_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        g_conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    g_nconns--;
+    pthread_mutex_unlock(&g_conns_lock);
+}
+
+/* Shuts every connection's read side, then waits up to GRACE_MS for them to
+ * finish. Returns how many are left. */
+static int drain_connections(void)
+{
+    pthread_mutex_lock(&g_conns_lock);
+    for (conn *c = g_conns; c; c = c->next)
+        weft_shutdown(c->fd, SHUT_RD);
+    pthread_mutex_unlock(&g_conns_lock);
+    weft_time end = weft_now() + (weft_time)GRACE_MS * 1000000;
+    for (;;) {
+        pthread_mutex_lock(&g_conns_lock);
+        int left = g_nconns;
+        pthread_mutex_unlock(&g_conns_lock);
+        if (left == 0 || weft_now() >= end)
+            return left;
+        weft_sleep_ms(10);
+    }
+}
+
+/* Waits for SIGINT/SIGTERM (watched by server() already), then stops the
+ * accept loop by closing the listener. */
+static void *stop_on_signal(void *arg)
+{
+    int lfd = (int)(intptr_t)arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig = weft_signal_wait(&set, -1);
+    if (sig < 0)
+        return NULL; /* cancelled: the server ended on its own */
+    atomic_store(&g_stopping, 1);
+    printf("echo_server: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    fflush(stdout);
+    weft_close(lfd);
+    return NULL;
+}
+
 static void *serve(void *arg)
 {
-    int fd = (int)(intptr_t)arg;
+    conn c = {.fd = (int)(intptr_t)arg};
+    conn_register(&c);
+    int fd = c.fd;
     char buf[16384];
     for (;;) {
         ssize_t n = weft_read(fd, buf, sizeof buf, -1);
@@ -24,6 +115,7 @@ static void *serve(void *arg)
         if (weft_write(fd, buf, (size_t)n, -1) < 0)
             break;
     }
+    conn_unregister(&c);
     weft_close(fd);
     return NULL;
 }
@@ -36,10 +128,24 @@ static void *server(void *arg)
         fprintf(stderr, "echo_server: listen on 127.0.0.1:%u: %s\n", port, strerror(-lfd));
         return (void *)1;
     }
+    sigset_t stop_set;
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGINT);
+    sigaddset(&stop_set, SIGTERM);
+    int rc = weft_signal_watch(&stop_set);
+    weft_task *stopper = rc < 0 ? NULL : weft_spawn(stop_on_signal, (void *)(intptr_t)lfd);
+    if (!stopper)
+        fprintf(stderr, "echo_server: no graceful shutdown: %s\n", strerror(rc < 0 ? -rc : errno));
     printf("echo_server: listening on 127.0.0.1:%d\n", weft_socket_port(lfd));
     fflush(stdout);
     for (;;) {
         int fd = weft_tcp_accept(lfd, NULL);
+        if (atomic_load(&g_stopping)) {
+            /* The listener is closed (its number may even be reused). */
+            if (fd >= 0)
+                weft_close(fd);
+            break;
+        }
         if (fd < 0) {
             /* Descriptor exhaustion is absorbed inside accept; what reaches
              * here is transient (a network error on one connection) unless
@@ -56,6 +162,18 @@ static void *server(void *arg)
             continue;
         }
         weft_detach(t);
+    }
+    if (atomic_load(&g_stopping)) {
+        weft_join(stopper, NULL);
+        int left = drain_connections();
+        printf("echo_server: stopped (%d connection%s cut off after the grace period)\n", left,
+               left == 1 ? "" : "s");
+        fflush(stdout);
+        return NULL;
+    }
+    if (stopper) {
+        weft_cancel(stopper);
+        weft_join(stopper, NULL);
     }
     weft_close(lfd);
     return (void *)1;

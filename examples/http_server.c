@@ -4,7 +4,7 @@
  *   build/examples/http_server PORT [WORKERS] [DIR]
  *
  * Listens on 127.0.0.1:PORT (0 picks a free port, printed at start) and runs
- * until killed. WORKERS defaults to one per CPU (0 = default too).
+ * until SIGINT or SIGTERM. WORKERS defaults to one per CPU (0 = default too).
  *
  *   GET /           200 "Hello, World!"
  *   GET /file/NAME  the regular file NAME of DIR (404 without DIR, for a
@@ -26,10 +26,22 @@
  * Per connection: a fixed 16 KiB input and 16 KiB output buffer on the task's
  * stack, the parser state; no allocation per request. The "Hello" and error
  * responses are formatted once at start.
+ *
+ * Graceful shutdown: a task waits for SIGINT/SIGTERM (watched from the start,
+ * so one that comes early is not fatal). It closes the listener, which ends
+ * the accept loop; then every connection that is idle between requests has
+ * its read side shut down (its read sees end of stream and it closes), and a
+ * connection busy with a request finishes it and closes instead of reading
+ * the next one. Connections still busy after GRACE_MS are cut off. The
+ * server prints a line and exits 0. The cost per request is one relaxed
+ * store and one relaxed load; a connection registers in a list once.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +58,7 @@
 #define WRITE_TIMEOUT_MS 60000
 #define LINGER_MS 500 /* draining after an error or "Connection: close" */
 #define LINGER_READS 16
+#define GRACE_MS 2000 /* shutdown: how long busy connections may take */
 
 static int g_dirfd = -1; /* DIR, or -1 */
 
@@ -94,8 +107,85 @@ static void responses_init(void)
 typedef struct conn {
     int fd;
     size_t out_len;
+    atomic_int idle;  /* waiting for a new request (nothing half read) */
+    int shut;         /* shutdown: read side shut down (under g_conns_lock) */
+    struct conn *prev, *next;
     char out[OUT_CAP];
 } conn;
+
+/* ------------------------------------------------------ graceful shutdown */
+
+static atomic_int g_stopping;
+static pthread_mutex_t g_conns_lock = PTHREAD_MUTEX_INITIALIZER;
+static conn *g_conns; /* every open connection */
+static int g_nconns;
+
+static void conn_register(conn *c)
+{
+    pthread_mutex_lock(&g_conns_lock);
+    c->prev = NULL;
+    c->next = g_conns;
+    if (g_conns)
+        g_conns->prev = c;
+    g_conns = c;
+    g_nconns++;
+    pthread_mutex_unlock(&g_conns_lock);
+}
+
+/* Before the descriptor is closed, so the shutdown pass never touches a
+ * number that was closed and reused. */
+static void conn_unregister(conn *c)
+{
+    pthread_mutex_lock(&g_conns_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        g_conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    g_nconns--;
+    pthread_mutex_unlock(&g_conns_lock);
+}
+
+/* Ends idle connections and waits up to GRACE_MS for busy ones (re-checking
+ * every 10 ms, so one that turns idle meanwhile is ended too). Returns how
+ * many connections are left. */
+static int drain_connections(void)
+{
+    weft_time end = weft_now() + (weft_time)GRACE_MS * 1000000;
+    for (;;) {
+        pthread_mutex_lock(&g_conns_lock);
+        int left = g_nconns;
+        for (conn *c = g_conns; c; c = c->next)
+            if (!c->shut && atomic_load_explicit(&c->idle, memory_order_relaxed)) {
+                weft_shutdown(c->fd, SHUT_RD);
+                c->shut = 1;
+            }
+        pthread_mutex_unlock(&g_conns_lock);
+        if (left == 0 || weft_now() >= end)
+            return left;
+        weft_sleep_ms(10);
+    }
+}
+
+/* Waits for SIGINT/SIGTERM (watched by server() already), then stops the
+ * accept loop by closing the listener. */
+static void *stop_on_signal(void *arg)
+{
+    int lfd = (int)(intptr_t)arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig = weft_signal_wait(&set, -1);
+    if (sig < 0)
+        return NULL; /* cancelled: the server ended on its own */
+    atomic_store(&g_stopping, 1);
+    printf("http_server: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    fflush(stdout);
+    weft_close(lfd);
+    return NULL;
+}
 
 static int flush_out(conn *c)
 {
@@ -237,6 +327,7 @@ static void linger_close(int fd, char *scratch, size_t cap)
 static void *serve(void *arg)
 {
     conn c = {.fd = (int)(intptr_t)arg, .out_len = 0};
+    conn_register(&c);
     char in[IN_CAP];
     size_t len = 0;   /* bytes in `in` */
     size_t start = 0; /* first byte of the request being parsed */
@@ -246,6 +337,13 @@ static void *serve(void *arg)
     http_request_init(&req, 0);
 
     while (!done) {
+        /* Between requests: a shutdown may end us here (or, once we wait,
+         * by shutting our read side). */
+        atomic_store_explicit(&c.idle, len == 0, memory_order_relaxed);
+        if (len == 0 && atomic_load_explicit(&g_stopping, memory_order_relaxed)) {
+            done = 2;
+            break;
+        }
         ssize_t n = weft_read(c.fd, in + len, IN_CAP - len, IDLE_TIMEOUT_MS);
         if (n <= 0) {
             done = 2; /* end of stream, reset or idle timeout */
@@ -302,6 +400,7 @@ static void *serve(void *arg)
             start = 0;
         }
     }
+    conn_unregister(&c);
     if (done == 1)
         linger_close(c.fd, in, sizeof in);
     else
@@ -319,10 +418,24 @@ static void *server(void *arg)
         fprintf(stderr, "http_server: listen on 127.0.0.1:%u: %s\n", port, strerror(-lfd));
         return (void *)1;
     }
+    sigset_t stop_set;
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGINT);
+    sigaddset(&stop_set, SIGTERM);
+    int rc = weft_signal_watch(&stop_set);
+    weft_task *stopper = rc < 0 ? NULL : weft_spawn(stop_on_signal, (void *)(intptr_t)lfd);
+    if (!stopper)
+        fprintf(stderr, "http_server: no graceful shutdown: %s\n", strerror(rc < 0 ? -rc : errno));
     printf("http_server: listening on 127.0.0.1:%d\n", weft_socket_port(lfd));
     fflush(stdout);
     for (;;) {
         int fd = weft_tcp_accept(lfd, NULL);
+        if (atomic_load(&g_stopping)) {
+            /* The listener is closed (its number may even be reused). */
+            if (fd >= 0)
+                weft_close(fd);
+            break;
+        }
         if (fd < 0) {
             fprintf(stderr, "http_server: accept: %s\n", strerror(-fd));
             if (fd == -EBADF || fd == -EINVAL || fd == -ENOTSOCK)
@@ -336,6 +449,18 @@ static void *server(void *arg)
             continue;
         }
         weft_detach(t);
+    }
+    if (atomic_load(&g_stopping)) {
+        weft_join(stopper, NULL);
+        int left = drain_connections();
+        printf("http_server: stopped (%d connection%s cut off after the grace period)\n", left,
+               left == 1 ? "" : "s");
+        fflush(stdout);
+        return NULL;
+    }
+    if (stopper) {
+        weft_cancel(stopper);
+        weft_join(stopper, NULL);
     }
     weft_close(lfd);
     return (void *)1;

@@ -524,6 +524,93 @@ WEFT_API void weft_freeaddrinfo(struct addrinfo *ai);
  * (-ECONNREFUSED, ...), -ETIMEDOUT, or a weft_resolve error. Suspends. */
 WEFT_API int weft_tcp_connect_host(const char *host, uint16_t port, int64_t timeout_ms);
 
+/* ------------------------------------------------- subprocesses, signals
+ * Subprocesses. A child's stdin, stdout and stderr are either inherited or
+ * pipes. The parent ends of pipes are non-blocking, close-on-exec
+ * descriptors for weft_read / weft_write / weft_wait_fd; the weft_process
+ * owns them: end one early with weft_process_close_fd, never with close()
+ * or weft_close. */
+#include <signal.h>
+
+typedef struct weft_process weft_process;
+
+typedef struct weft_process_opts {
+    const char *const *argv; /* program and arguments, NULL-terminated */
+    const char *const *envp; /* environment, NULL-terminated; NULL = ours */
+    const char *cwd;         /* working directory; NULL = ours */
+    int pipe_stdin, pipe_stdout, pipe_stderr; /* nonzero: make a pipe */
+} weft_process_opts;
+
+/* Starts argv[0]. A name without '/' is searched in this process's PATH
+ * (as execvp does; "/bin:/usr/bin" if PATH is unset; relative entries and
+ * relative names are taken from cwd when it is given). The search happens
+ * before the child is made, so a missing or non-executable program is
+ * reported here: -ENOENT, -EACCES (also for a directory), -ENOTDIR. The
+ * child starts with an empty signal mask and SIGPIPE at its default action;
+ * other dispositions follow exec(2) (caught ones become default, ignored
+ * ones stay ignored). Returns 0 with *out set (NULL on failure), -EINVAL
+ * (o, out, argv or argv[0] NULL, argv[0] empty), -ENOENT (also for a
+ * missing cwd), -EMFILE, -ENOMEM, -EAGAIN, or another exec(2) error. Does
+ * not suspend. */
+WEFT_API int weft_process_spawn(const weft_process_opts *o, weft_process **out);
+/* The parent end of the child's stdin (a write end), stdout or stderr (read
+ * ends); -1 when that stream is not a pipe or was closed. */
+WEFT_API int weft_process_stdin_fd(const weft_process *p);
+WEFT_API int weft_process_stdout_fd(const weft_process *p);
+WEFT_API int weft_process_stderr_fd(const weft_process *p);
+WEFT_API pid_t weft_process_pid(const weft_process *p);
+/* Closes our end of the child's stdin (which = 0: the child reads end of
+ * file), stdout (1) or stderr (2). Tasks waiting on it wake with -EBADF.
+ * 0, -EBADF (not a pipe, or closed already), -EINVAL. Does not suspend. */
+WEFT_API int weft_process_close_fd(weft_process *p, int which);
+/* Waits until the child has exited and stores its wait status (test it with
+ * WIFEXITED/WEXITSTATUS, WIFSIGNALED/WTERMSIG from <sys/wait.h>) in
+ * *status_out (may be NULL). The child is reaped then; later calls report
+ * the same status at once. Returns 0, -ETIMEDOUT, -ECANCELED, -EINVAL,
+ * -EBUSY (another wait on p is in progress), -ECHILD (something else reaped
+ * the child: waitpid(-1, ...) elsewhere, or SIGCHLD set to SIG_IGN).
+ * Waits on a pidfd (Linux 5.3+); where the kernel has none it polls
+ * waitpid(WNOHANG) with a back-off from 1 to 20 ms. Suspends (from a plain
+ * thread: blocks it). */
+WEFT_API int weft_process_wait(weft_process *p, int *status_out, int64_t timeout_ms);
+/* Sends sig (0: only check) to the child: 0, -ESRCH (already reaped),
+ * -EINVAL, -EPERM. Goes through the pidfd, so it can never hit a recycled
+ * pid (without pidfd support, kill(2)). Does not suspend. */
+WEFT_API int weft_process_kill(weft_process *p, int sig);
+/* Closes the pipes and frees p. A child not yet waited for is reaped here so
+ * it never lingers as a zombie: if it is still running it is killed with
+ * SIGKILL first (wait for it before freeing to let it finish). Suspends for
+ * the moment the killed child takes to exit (not cancellable); blocks a
+ * plain thread. Must not race with other calls on p. NULL: no-op. */
+WEFT_API void weft_process_free(weft_process *p);
+
+/* Signals, process-wide (shared by every runtime). weft installs a handler
+ * for a signal the first time a wait (or weft_signal_watch) names it, and
+ * keeps it until weft_signal_unwatch. The handler only counts the delivery
+ * and writes a byte to a pipe (async-signal-safe, errno preserved), so it
+ * works whichever thread the kernel picks and no thread's signal mask is
+ * changed; a service thread (started on first use, never running tasks)
+ * hands each delivery to a waiter.
+ * wait: suspends until a signal in set is delivered and returns its number,
+ * or -ETIMEDOUT, -ECANCELED, -EINVAL (set NULL or empty, or naming a signal
+ * that cannot be waited for: SIGKILL, SIGSTOP, and the fault signals
+ * SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS, SIGABRT), -EMFILE/-EAGAIN
+ * (no pipe or service thread). Each delivery wakes exactly one waiter: the
+ * longest-waiting one whose set holds the signal. A delivery of a watched
+ * signal that no waiter wants is kept (counted per signal) and taken by
+ * the next wait for it, one delivery per wait; so watch a signal before it
+ * can arrive (a server watches SIGTERM when it starts) and it is never lost
+ * or fatal. From a plain thread a wait blocks the thread.
+ * watch: installs the handlers for every signal in set now, without
+ * waiting. 0 or as wait.
+ * unwatch: restores the disposition sig had before weft watched it and
+ * drops its kept deliveries. 0 (also when it was not watched), -EINVAL,
+ * -EBUSY (a wait for sig is in progress).
+ * None of these may be used in a child made by fork() without exec. */
+WEFT_API int weft_signal_wait(const sigset_t *set, int64_t timeout_ms);
+WEFT_API int weft_signal_watch(const sigset_t *set);
+WEFT_API int weft_signal_unwatch(int sig);
+
 /* ------------------------------------------------------------- networking
  * Every descriptor weft creates is non-blocking and close-on-exec. Calls
  * that wait take timeout_ms (-1 = none) and return -ETIMEDOUT when it passes.

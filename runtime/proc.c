@@ -1,0 +1,442 @@
+/*
+ * Subprocesses: posix_spawn with optional pipes, waiting on a pidfd.
+ *
+ * Spawning. glibc's posix_spawn makes the child with clone(CLONE_VM |
+ * CLONE_VFORK) and reports an exec failure through its return value, but
+ * only because the child shares the parent's memory; under valgrind (which
+ * drops CLONE_VM) the failure would turn into a child that exits 127. So
+ * the program is looked up here first, as execvp would, and a missing or
+ * non-executable one is reported by spawn itself everywhere. The pipes'
+ * child ends are ordinary blocking descriptors moved to 0/1/2 by dup2 file
+ * actions; every end is close-on-exec, so a child spawned concurrently by
+ * another thread never inherits them.
+ *
+ * Waiting. A pidfd (pidfd_open, Linux 5.3) becomes readable when the child
+ * exits: the task waits for that with weft_wait_fd and then reaps with
+ * waitpid(WNOHANG). Without pidfd support (older kernel, or a tool that
+ * does not know the call) the wait polls waitpid(WNOHANG) with a back-off
+ * from 1 to 20 ms: slower to notice an exit, but it needs no SIGCHLD
+ * handler, which would be process-wide state that the program may own.
+ *
+ * The pidfd stays open until weft_process_free, so weft_process_kill can
+ * use it (pidfd_send_signal) even after the child was reaped: the kernel
+ * then reports ESRCH instead of signalling a process that got the pid
+ * number again.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define POLL_FIRST_MS 1
+#define POLL_MAX_MS 20
+
+struct weft_process {
+    pid_t pid;
+    int pidfd;            /* -1: no pidfd support, waits poll */
+    int fds[3];           /* parent ends for 0, 1, 2; -1 when not a pipe */
+    int status;           /* wait status, valid once reaped */
+    _Atomic int reaped;   /* 1: reaped (status valid); 2: reaped by someone else */
+    _Atomic int waiting;  /* a weft_process_wait is in progress */
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static int sys_pidfd_open(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    (void)pid;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static int sys_pidfd_send_signal(int pidfd, int sig)
+{
+#ifdef SYS_pidfd_send_signal
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+#else
+    (void)pidfd;
+    (void)sig;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/* 0 when dfd/path names an executable regular file, else -errno (EACCES for
+ * anything that is not a regular file, as execve says). */
+static int check_exec(int dfd, const char *path)
+{
+    struct stat st;
+    if (fstatat(dfd, path, &st, 0) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return -EACCES;
+    if (faccessat(dfd, path, X_OK, AT_EACCESS) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Finds the program: *path_out is a malloc'd path to hand to posix_spawn
+ * (relative ones are resolved by the child after it changed directory to
+ * cwd, so they are checked against dfd, which is cwd's descriptor or
+ * AT_FDCWD). */
+static int resolve(const char *name, int dfd, char **path_out)
+{
+    *path_out = NULL;
+    if (strchr(name, '/')) {
+        int rc = check_exec(dfd, name);
+        if (rc < 0)
+            return rc;
+        *path_out = strdup(name);
+        return *path_out ? 0 : -ENOMEM;
+    }
+    const char *env = getenv("PATH");
+    const char *dirs = env ? env : "/bin:/usr/bin";
+    size_t nlen = strlen(name);
+    int err = -ENOENT;
+    for (const char *d = dirs;; d++) {
+        const char *end = strchrnul(d, ':');
+        size_t dlen = (size_t)(end - d);
+        char *cand = malloc(dlen + nlen + 3);
+        if (!cand)
+            return -ENOMEM;
+        if (dlen == 0) /* an empty entry is the current directory */
+            memcpy(cand, "./", 3);
+        else {
+            memcpy(cand, d, dlen);
+            cand[dlen] = '/';
+            cand[dlen + 1] = '\0';
+        }
+        strcat(cand, name);
+        int rc = check_exec(dfd, cand);
+        if (rc == 0) {
+            *path_out = cand;
+            return 0;
+        }
+        free(cand);
+        /* As execvp: remember that something was there but not usable. */
+        if (rc == -EACCES)
+            err = -EACCES;
+        if (*end == '\0')
+            break;
+        d = end;
+    }
+    return err;
+}
+
+/* Moves fd to a number above 2 (a closed stdin/stdout/stderr in the parent
+ * hands out low numbers), keeping close-on-exec. Returns the fd or -errno
+ * (fd is closed on failure). */
+static int above_stdio(int fd)
+{
+    if (fd > 2)
+        return fd;
+    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    int e = errno;
+    close(fd);
+    return nfd < 0 ? -e : nfd;
+}
+
+static void close_pair(int pair[2])
+{
+    for (int i = 0; i < 2; i++)
+        if (pair[i] >= 0) {
+            close(pair[i]);
+            pair[i] = -1;
+        }
+}
+
+/* Reaps p if it has exited: 1 (reaped, status stored), 0 (still running),
+ * -ECHILD (reaped by someone else) or another -errno. */
+static int try_reap(weft_process *p)
+{
+    int r0 = atomic_load_explicit(&p->reaped, memory_order_acquire);
+    if (r0)
+        return r0 == 1 ? 1 : -ECHILD;
+    for (;;) {
+        int st = 0;
+        pid_t r = waitpid(p->pid, &st, WNOHANG);
+        if (r == p->pid) {
+            p->status = st;
+            atomic_store_explicit(&p->reaped, 1, memory_order_release);
+            return 1;
+        }
+        if (r == 0)
+            return 0;
+        int e = errno;
+        if (e == EINTR)
+            continue;
+        if (e == ECHILD)
+            atomic_store_explicit(&p->reaped, 2, memory_order_release);
+        return -e;
+    }
+}
+
+/* ------------------------------------------------------------ public API */
+
+int weft_process_spawn(const weft_process_opts *o, weft_process **out)
+{
+    if (out)
+        *out = NULL;
+    if (!o || !out || !o->argv || !o->argv[0] || !o->argv[0][0])
+        return -EINVAL;
+
+    int dfd = AT_FDCWD;
+    if (o->cwd) {
+        dfd = open(o->cwd, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+            return -errno;
+    }
+    char *path = NULL;
+    int rc = resolve(o->argv[0], dfd, &path);
+    if (dfd != AT_FDCWD)
+        close(dfd);
+    if (rc < 0)
+        return rc;
+
+    weft_process *p = weft__calloc(1, sizeof *p);
+    if (!p) {
+        free(path);
+        return -ENOMEM;
+    }
+    p->pid = -1;
+    p->pidfd = -1;
+    int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
+    const int want[3] = {o->pipe_stdin, o->pipe_stdout, o->pipe_stderr};
+
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int fa_ok = 0, attr_ok = 0;
+    if ((rc = posix_spawn_file_actions_init(&fa)) != 0) {
+        rc = -rc;
+        goto fail;
+    }
+    fa_ok = 1;
+    if ((rc = posix_spawnattr_init(&attr)) != 0) {
+        rc = -rc;
+        goto fail;
+    }
+    attr_ok = 1;
+
+    for (int i = 0; i < 3; i++) {
+        if (!want[i])
+            continue;
+        if (pipe2(pipes[i], O_CLOEXEC) < 0) {
+            rc = -errno;
+            goto fail;
+        }
+        for (int e = 0; e < 2; e++) {
+            int fd = above_stdio(pipes[i][e]);
+            pipes[i][e] = fd < 0 ? -1 : fd;
+            if (fd < 0) {
+                rc = fd;
+                goto fail;
+            }
+        }
+        /* stdin: the child reads pipes[0][0], we write pipes[0][1]. */
+        int child = i == 0 ? pipes[i][0] : pipes[i][1];
+        int parent = i == 0 ? pipes[i][1] : pipes[i][0];
+        if (fcntl(parent, F_SETFL, O_NONBLOCK) < 0) {
+            rc = -errno;
+            goto fail;
+        }
+        if ((rc = posix_spawn_file_actions_adddup2(&fa, child, i)) != 0) {
+            rc = -rc;
+            goto fail;
+        }
+    }
+    if (o->cwd && (rc = posix_spawn_file_actions_addchdir_np(&fa, o->cwd)) != 0) {
+        rc = -rc;
+        goto fail;
+    }
+
+    /* The spawning worker's mask may hold anything (weft blocks SIGPIPE
+     * around some writes); the child starts clean. */
+    sigset_t none, pipe_only;
+    sigemptyset(&none);
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &pipe_only);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+    char *const *envp = o->envp ? (char *const *)o->envp : environ;
+    pid_t pid;
+    rc = posix_spawn(&pid, path, &fa, &attr, (char *const *)o->argv, envp);
+    if (rc != 0) {
+        rc = -rc;
+        goto fail;
+    }
+    p->pid = pid;
+
+    for (int i = 0; i < 3; i++) {
+        if (!want[i])
+            continue;
+        int child = i == 0 ? 0 : 1, parent = 1 - child;
+        close(pipes[i][child]);
+        pipes[i][child] = -1;
+        p->fds[i] = pipes[i][parent];
+        pipes[i][parent] = -1;
+        /* Not weft__fd_fresh_stream, though a short read of a pipe does
+         * mean it is empty: the "drained" hint can lose an edge that lands
+         * between read() returning and the hint being recorded (here: the
+         * hang-up of a child that wrote its last bytes and exited at once),
+         * and the next read would then wait for an edge that never comes.
+         * Without the hint a drained pipe costs one read() that says EAGAIN. */
+        weft__fd_fresh(p->fds[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        if (!want[i])
+            p->fds[i] = -1;
+
+    /* The child is ours and not reaped, so its pid cannot have been reused. */
+    p->pidfd = sys_pidfd_open(pid);
+    if (p->pidfd >= 0)
+        weft__fd_fresh(p->pidfd);
+
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    free(path);
+    *out = p;
+    return 0;
+
+fail:
+    for (int i = 0; i < 3; i++)
+        close_pair(pipes[i]);
+    if (fa_ok)
+        posix_spawn_file_actions_destroy(&fa);
+    if (attr_ok)
+        posix_spawnattr_destroy(&attr);
+    free(path);
+    weft__free(p);
+    return rc;
+}
+
+int weft_process_stdin_fd(const weft_process *p) { return p ? p->fds[0] : -1; }
+int weft_process_stdout_fd(const weft_process *p) { return p ? p->fds[1] : -1; }
+int weft_process_stderr_fd(const weft_process *p) { return p ? p->fds[2] : -1; }
+pid_t weft_process_pid(const weft_process *p) { return p ? p->pid : -1; }
+
+int weft_process_close_fd(weft_process *p, int which)
+{
+    if (!p || which < 0 || which > 2)
+        return -EINVAL;
+    int fd = p->fds[which];
+    if (fd < 0)
+        return -EBADF;
+    p->fds[which] = -1;
+    return weft_close(fd);
+}
+
+int weft_process_wait(weft_process *p, int *status_out, int64_t timeout_ms)
+{
+    if (!p)
+        return -EINVAL;
+    if (atomic_exchange_explicit(&p->waiting, 1, memory_order_acquire))
+        return -EBUSY;
+    int64_t deadline = -1; /* absolute, ns; -1: none */
+    if (timeout_ms >= 0)
+        deadline = weft__clock_ns() +
+                   (timeout_ms > INT64_MAX / 4000000 ? INT64_MAX / 4 : timeout_ms * 1000000);
+    unsigned step = POLL_FIRST_MS;
+    int rc;
+    for (;;) {
+        rc = try_reap(p);
+        if (rc == 1) {
+            if (status_out)
+                *status_out = p->status;
+            rc = 0;
+            break;
+        }
+        if (rc < 0)
+            break;
+        int64_t left_ms = -1;
+        if (deadline >= 0) {
+            int64_t left = deadline - weft__clock_ns();
+            if (left <= 0) {
+                rc = -ETIMEDOUT;
+                break;
+            }
+            left_ms = (left + 999999) / 1000000;
+        }
+        if (p->pidfd >= 0) {
+            int w = weft_wait_fd(p->pidfd, WEFT_READ, left_ms);
+            if (w < 0 && w != -ETIMEDOUT) {
+                rc = w;
+                break;
+            }
+        } else {
+            if (weft_cancelled()) {
+                rc = -ECANCELED;
+                break;
+            }
+            uint64_t ms = step;
+            if (left_ms >= 0 && (uint64_t)left_ms < ms)
+                ms = (uint64_t)left_ms;
+            weft_sleep_ms(ms);
+            step = step * 2 > POLL_MAX_MS ? POLL_MAX_MS : step * 2;
+        }
+    }
+    atomic_store_explicit(&p->waiting, 0, memory_order_release);
+    return rc;
+}
+
+int weft_process_kill(weft_process *p, int sig)
+{
+    if (!p || sig < 0 || sig >= NSIG)
+        return -EINVAL;
+    if (atomic_load_explicit(&p->reaped, memory_order_acquire))
+        return -ESRCH;
+    if (p->pidfd >= 0) {
+        if (sys_pidfd_send_signal(p->pidfd, sig) == 0)
+            return 0;
+        if (errno != ENOSYS)
+            return -errno;
+    }
+    /* No pidfd_send_signal: the pid is ours until reaped, and only a wait
+     * racing with this call could reap it. */
+    return kill(p->pid, sig) == 0 ? 0 : -errno;
+}
+
+void weft_process_free(weft_process *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < 3; i++)
+        if (p->fds[i] >= 0)
+            weft_close(p->fds[i]);
+    if (try_reap(p) == 0) {
+        weft_process_kill(p, SIGKILL);
+        if (p->pidfd >= 0 && weft_in_task()) {
+            /* SIGKILL is not held off, so this is short; not cancellable,
+             * or the child would be left a zombie. */
+            weft_shield_begin();
+            while (try_reap(p) == 0)
+                weft_wait_fd(p->pidfd, WEFT_READ, 100);
+            weft_shield_end();
+        } else {
+            int st;
+            while (waitpid(p->pid, &st, 0) < 0 && errno == EINTR)
+                ;
+        }
+    }
+    if (p->pidfd >= 0)
+        weft_close(p->pidfd);
+    weft__free(p);
+}
