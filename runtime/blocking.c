@@ -39,6 +39,8 @@
 #endif
 #include "internal.h"
 
+int weft__blocking_remove(weft__task *t);
+
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -120,6 +122,7 @@ static pool *pool_get(weft_runtime *rt, int *err)
         p->keepalive_ms = env_unsigned("WEFT_BLOCKING_KEEPALIVE_MS", 1, UINT_MAX,
                                        POOL_DEFAULT_KEEPALIVE_MS);
         rt->blocking_stop = pool_stop;
+        rt->blocking_cancel = weft__blocking_remove;
         __atomic_store_n((pool **)&rt->blocking, p, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&rt->services_lock);
@@ -352,6 +355,7 @@ static void pool_stop(weft_runtime *rt)
     weft__free(p);
     rt->blocking = NULL;
     rt->blocking_stop = NULL;
+    rt->blocking_cancel = NULL;
 }
 
 /* ------------------------------------------------------------ internal */
@@ -380,7 +384,6 @@ static weft__task *submit(weft_runtime *rt, weft_fn fn, void *arg, int *err)
 /* Takes t out of its pool's queue if it is still there and completes it as
  * cancelled (its cancellation must have been requested). Returns 1 if it
  * did, 0 if t had already been picked (or handed to a thread). */
-int weft__blocking_remove(weft__task *t);
 int weft__blocking_remove(weft__task *t)
 {
     weft_runtime *rt = atomic_load_explicit(&t->rt, memory_order_acquire);

@@ -98,6 +98,8 @@ struct weft_runtime {
      * stopped and before tasks are discarded. */
     void *blocking;                          /* the blocking pool, made on first use */
     void (*blocking_stop)(struct weft_runtime *rt);
+    /* Withdraws a queued external job at weft_cancel (returns 1 if it did). */
+    int (*blocking_cancel)(weft__task *t);
     pthread_mutex_t services_lock;           /* guards making `blocking` and friends */
 
     int64_t start_ns;
@@ -146,6 +148,7 @@ void weft__task_entry(void *arg, void *data);
  * pool): it has a handle and a join state like any task, but never gets a
  * stack or a run queue. NULL with *err set on failure (ENOMEM, ESHUTDOWN). */
 weft__task *weft__task_new_external(weft_runtime *rt, weft_fn fn, void *arg, int *err);
+#define WEFT_EXTERNAL_CLS 0xff /* stack_cls of an external block: it never gets a stack */
 /* Completes such a block from any thread: publishes result, wakes a joiner,
  * drops the block's own reference. A block whose cancellation was
  * requested reports -ECANCELED to its joiner. */

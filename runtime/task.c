@@ -298,7 +298,10 @@ weft__task *weft__task_new_external(weft_runtime *rt, weft_fn fn, void *arg, int
     weft__worker *w = weft__cur_worker();
     if (w && w->rt != rt)
         w = NULL;
-    return weft__task_new(rt, w, fn, arg, NULL, err);
+    weft__task *t = weft__task_new(rt, w, fn, arg, NULL, err);
+    if (t)
+        t->stack_cls = WEFT_EXTERNAL_CLS;
+    return t;
 }
 
 void weft__task_complete_external(weft__task *t, void *result)
@@ -565,6 +568,13 @@ int weft_cancel(weft_task *t)
         atomic_load_explicit(&t->join, memory_order_acquire) == JOIN_DONE)
         return 0; /* finished (or its runtime is gone): nothing to do */
     atomic_store_explicit(&t->cancel, 1, memory_order_seq_cst);
+    if (t->stack_cls == WEFT_EXTERNAL_CLS) {
+        /* A blocking-pool job: if it is still queued it never runs. */
+        weft_runtime *rt = atomic_load_explicit(&t->rt, memory_order_acquire);
+        if (rt && rt->blocking_cancel)
+            rt->blocking_cancel(t);
+        return 0;
+    }
     /* Wake it from whatever it waits for now (a stale token does nothing;
      * a task not yet parked sees the flag before it parks). */
     uint64_t s = atomic_load_explicit(&t->state, memory_order_seq_cst);
