@@ -299,8 +299,10 @@ static void *avt__thread_request(void *arg)
     int i = (int)(intptr_t)arg;
     uint64_t h = avt__blocking_request(s, i);
     avt_complete(s, i, h);
-    sem_post(&s->psem);
+    /* The permit last: once every permit is back, the admitting thread
+     * frees s, so nothing here may touch s after sem_post. */
     bench_latch_add(&s->latch, 1);
+    sem_post(&s->psem);
     return NULL;
 }
 
