@@ -55,10 +55,21 @@ struct weft_process {
 
 /* ------------------------------------------------------------ helpers */
 
+/* Set once the kernel (or a tool such as valgrind 3.19) says ENOSYS, so the
+ * call is not tried again for every child. */
+static _Atomic int no_pidfd;
+
 static int sys_pidfd_open(pid_t pid)
 {
 #ifdef SYS_pidfd_open
-    return (int)syscall(SYS_pidfd_open, pid, 0);
+    if (atomic_load_explicit(&no_pidfd, memory_order_relaxed)) {
+        errno = ENOSYS;
+        return -1;
+    }
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0 && errno == ENOSYS)
+        atomic_store_explicit(&no_pidfd, 1, memory_order_relaxed);
+    return fd;
 #else
     (void)pid;
     errno = ENOSYS;
