@@ -401,10 +401,11 @@ ssize_t weft_read(int fd, void *buf, size_t n, int64_t timeout_ms)
         waited = 1;
     }
     for (;;) {
+        uint32_t seq = weft__fd_event_seq(fd, WEFT__DIR_READ);
         ssize_t r = read(fd, buf, n);
         if (r >= 0) {
             if (r > 0 && (size_t)r < n)
-                weft__fd_drained(fd, WEFT__DIR_READ);
+                weft__fd_drained(fd, WEFT__DIR_READ, seq);
             completed(waited);
             return r;
         }

@@ -73,11 +73,16 @@ void weft__fd_fresh(int fd);
  * where a read that returns less than asked for means the kernel buffer
  * has been drained: see weft__fd_drained. */
 void weft__fd_fresh_stream(int fd);
+/* Readiness events seen so far for one direction of fd (lock-free). A
+ * reader takes it before its read() and passes it to weft__fd_drained. */
+uint32_t weft__fd_event_seq(int fd, int dir);
 /* Stream descriptors only: records that a read just drained the buffer, so
  * the next read can wait for readiness first instead of making a system
- * call that would fail with EAGAIN (the edge-triggered event for any data
- * that arrives later sets the direction ready again). No-op otherwise. */
-void weft__fd_drained(int fd, int dir);
+ * call that would fail with EAGAIN. seq is weft__fd_event_seq from before
+ * that read: if any event arrived since, nothing is recorded (the event may
+ * be for data that came after the read, and its edge will not come again).
+ * No-op on other descriptors. */
+void weft__fd_drained(int fd, int dir, uint32_t seq);
 /* 0 when a read on fd is known to find nothing (drained and no event
  * since), 1 when it is worth trying. Lock-free. */
 int weft__fd_worth_trying(int fd, int dir);

@@ -20,7 +20,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-void weft__fd_ready(weft__poller *p, uint64_t data, int rd, int wr, weft__ready_fn fn, void *ctx);
+void weft__fd_ready(weft__poller *p, uint64_t data, int rd, int wr, int hup, weft__ready_fn fn,
+                    void *ctx);
 
 #define EVFD_DATA UINT64_MAX
 #define MAX_EVENTS 256
@@ -101,7 +102,8 @@ int weft__poller_poll(weft__poller *p, int timeout_ms, int max_events, weft__rea
         int err = (e & (EPOLLERR | EPOLLHUP)) != 0;
         int rd = err || (e & (EPOLLIN | EPOLLRDHUP | EPOLLPRI));
         int wr = err || (e & EPOLLOUT);
-        weft__fd_ready(p, data, rd, wr, fn, ctx);
+        int hup = (e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) != 0;
+        weft__fd_ready(p, data, rd, wr, hup, fn, ctx);
         count++;
     }
     return count;

@@ -29,6 +29,8 @@ typedef struct fdstate {
     weft__poller *poller;
     _Atomic uint8_t ready[2];   /* written under the lock, read lock-free by hints */
     _Atomic uint8_t drained[2]; /* stream only: last read emptied the buffer */
+    _Atomic uint32_t events[2]; /* readiness events seen, per direction */
+    _Atomic uint8_t hup;        /* hang-up or error seen: no edge will come again */
     uint8_t stream;
     uint8_t waiting[2];
     struct weft_task *task[2];
@@ -127,7 +129,8 @@ int weft__fd_unwait(int fd, int dir, uint32_t gen)
 
 /* Called by the backend for each event: marks readiness and hands over the
  * waiters. Stale generations and foreign pollers are ignored. */
-void weft__fd_ready(weft__poller *p, uint64_t data, int rd, int wr, weft__ready_fn fn, void *ctx)
+void weft__fd_ready(weft__poller *p, uint64_t data, int rd, int wr, int hup, weft__ready_fn fn,
+                    void *ctx)
 {
     int fd = (int)(uint32_t)data;
     uint32_t gen = (uint32_t)(data >> 32);
@@ -145,6 +148,9 @@ void weft__fd_ready(weft__poller *p, uint64_t data, int rd, int wr, weft__ready_
     for (int d = 0; d < 2; d++) {
         if (!fire[d])
             continue;
+        if (hup) /* before the count: see weft__fd_drained */
+            atomic_store_explicit(&s->hup, 1, memory_order_seq_cst);
+        atomic_fetch_add_explicit(&s->events[d], 1, memory_order_seq_cst); /* before ready */
         s->ready[d] = 1;
         if (s->waiting[d]) {
             t[d] = s->task[d];
@@ -200,6 +206,7 @@ static void fresh(int fd, int stream)
         s->task[0] = s->task[1] = NULL;
     }
     s->drained[0] = s->drained[1] = 0;
+    s->hup = 0;
     s->stream = (uint8_t)stream;
     unlock(s);
 }
@@ -207,16 +214,35 @@ static void fresh(int fd, int stream)
 void weft__fd_fresh(int fd) { fresh(fd, 0); }
 void weft__fd_fresh_stream(int fd) { fresh(fd, 1); }
 
-void weft__fd_drained(int fd, int dir)
+uint32_t weft__fd_event_seq(int fd, int dir)
+{
+    fdstate *s = lookup(fd, 0);
+    return s ? atomic_load_explicit(&s->events[dir], memory_order_seq_cst) : 0;
+}
+
+void weft__fd_drained(int fd, int dir, uint32_t seq)
 {
     fdstate *s = lookup(fd, 0);
     if (!s || !s->stream)
         return;
-    /* Order: clear ready first, then mark drained. An event that lands in
-     * between sets ready again, and worth_trying reads ready after drained,
-     * so it is never missed: at worst one read finds EAGAIN. */
+    /* weft__fd_ready counts an event before it sets ready. So: if the count
+     * still equals seq after we clear ready and set drained, no event has
+     * come since the read, and any later one sets ready again after our
+     * clear. If it moved, the event may be for data the read did not see:
+     * undo, and the next read tries the system call. */
+    /* A hang-up (end of stream, peer gone, error) is a state, not data: a
+     * read that drained the data leaves it pending, and no further edge
+     * will announce it, so a stream that has seen one is never marked. */
+    if (atomic_load_explicit(&s->events[dir], memory_order_seq_cst) != seq ||
+        atomic_load_explicit(&s->hup, memory_order_seq_cst))
+        return;
     atomic_store_explicit(&s->ready[dir], 0, memory_order_seq_cst);
     atomic_store_explicit(&s->drained[dir], 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&s->events[dir], memory_order_seq_cst) != seq ||
+        atomic_load_explicit(&s->hup, memory_order_seq_cst)) {
+        atomic_store_explicit(&s->drained[dir], 0, memory_order_seq_cst);
+        atomic_store_explicit(&s->ready[dir], 1, memory_order_seq_cst);
+    }
 }
 
 int weft__fd_worth_trying(int fd, int dir)

@@ -304,13 +304,9 @@ int weft_process_spawn(const weft_process_opts *o, weft_process **out)
         pipes[i][child] = -1;
         p->fds[i] = pipes[i][parent];
         pipes[i][parent] = -1;
-        /* Not weft__fd_fresh_stream, though a short read of a pipe does
-         * mean it is empty: the "drained" hint can lose an edge that lands
-         * between read() returning and the hint being recorded (here: the
-         * hang-up of a child that wrote its last bytes and exited at once),
-         * and the next read would then wait for an edge that never comes.
-         * Without the hint a drained pipe costs one read() that says EAGAIN. */
-        weft__fd_fresh(p->fds[i]);
+        /* A pipe is a stream: a short read means it is empty, so the next
+         * read may wait for readiness first (see weft__fd_drained). */
+        weft__fd_fresh_stream(p->fds[i]);
     }
     for (int i = 0; i < 3; i++)
         if (!want[i])
