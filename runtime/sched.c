@@ -622,7 +622,10 @@ static void worker_loop(weft__worker *w)
         if (w->until_event == 0) {
             w->until_event = WEFT_EVENT_INTERVAL;
             poll_events(w, 0);
-            t = global_take(w, 1);
+            /* A batch, not one task: with a busy local queue this is the
+             * global queue's only turn, and one task per 61 runs lets it
+             * grow without bound while the local queue is fed. */
+            t = global_take(w, WEFT_LQ_SIZE / 2);
         } else {
             poll_timers(w);
         }

@@ -120,11 +120,13 @@ int weft__timer_add(weft__wheel *w, uint64_t deadline, struct weft_task *task, u
     } else {
         atomic_init(&t->state, 0);
         t->linked = 0;
+        /* Set once: entries are recycled only within their own wheel, so a
+         * late canceller on another thread can read owner without a race. */
+        t->owner = w;
     }
     t->deadline = deadline;
     t->task = task;
     t->token = token;
-    t->owner = w;
     t->cancel_next = NULL;
     uint64_t gen = atomic_load_explicit(&t->state, memory_order_relaxed) >> 2;
     atomic_store_explicit(&t->state, gen << 2 | TIMER_ARMED, memory_order_release);

@@ -22,18 +22,6 @@ static void check_model(int m)
         fprintf(stderr, "bench_smoke: model %s not available in this runtime; skipped\n", avt_model_names[m]);
         return;
     }
-#if defined(__SANITIZE_THREAD__)
-    /* TSan reports a race inside the runtime with these models: a task that
-     * wakes from weft_sleep on another worker reads the timer entry's owner
-     * (runtime/time.c weft__timer_disarm) while the first worker has already
-     * reused that entry and rewrites owner (runtime/timer.c weft__timer_add).
-     * Skipped here until the runtime fixes it (see the bench_smoke commit). */
-    if (m == AVT_WEFT || m == AVT_WEFT_BLOCKING) {
-        fprintf(stderr, "bench_smoke: %s skipped under TSan (timer entry owner race in the "
-                        "runtime)\n", avt_model_names[m]);
-        return;
-    }
-#endif
     int small = test_scale_down();
     for (int wi = 0; wi < AVT_NWORKLOADS; wi++) {
         avt_workload w = avt_workloads[wi];
