@@ -614,8 +614,9 @@ WEFT_API int weft_signal_unwatch(int sig);
 /* ------------------------------------------------------------- networking
  * Every descriptor weft creates is non-blocking and close-on-exec. Calls
  * that wait take timeout_ms (-1 = none) and return -ETIMEDOUT when it passes.
- * Host strings are numeric IPv4 or IPv6 addresses ("127.0.0.1", "::1");
- * NULL or "" means the loopback address for connect and listen.
+ * Host strings are numeric IPv4 or IPv6 addresses ("127.0.0.1", "::1"), and
+ * for weft_tcp_connect also host names; NULL or "" means the loopback
+ * address for connect and listen.
  * Writing to a peer that has gone away returns -EPIPE (never SIGPIPE). */
 
 #define WEFT_REUSEPORT 1 /* weft_tcp_listen_ex flag: SO_REUSEPORT */
@@ -628,8 +629,11 @@ WEFT_API int weft_tcp_listen_ex(const char *host, uint16_t port, int backlog, in
  * than spinning. Suspends. */
 WEFT_API int weft_tcp_accept(int lfd, struct sockaddr_storage *addr_out);
 WEFT_API int weft_tcp_accept_timeout(int lfd, struct sockaddr_storage *addr_out, int64_t timeout_ms);
-/* Connects to host:port (TCP_NODELAY set). Returns the fd or -errno
- * (-ECONNREFUSED, -ETIMEDOUT, -EINVAL for a malformed address). Suspends. */
+/* Connects to host:port (TCP_NODELAY set). host is a numeric address or a
+ * host name, which is resolved (weft_resolve) and each of its addresses,
+ * IPv6 and IPv4, tried in turn within the one timeout. Returns the fd or
+ * -errno (-ECONNREFUSED, -ETIMEDOUT, -EINVAL for a malformed address, the
+ * weft_resolve codes for a name that does not resolve). Suspends. */
 WEFT_API int weft_tcp_connect(const char *host, uint16_t port, int64_t timeout_ms);
 /* Port a bound socket listens on (host order), or -errno. */
 WEFT_API int weft_socket_port(int fd);

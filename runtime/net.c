@@ -348,12 +348,29 @@ int weft_tcp_accept(int lfd, struct sockaddr_storage *addr_out)
     return accept_until(lfd, addr_out, 1, NO_DEADLINE);
 }
 
+/* A DNS host name (letters, digits, '-' and '.', with at least one letter):
+ * anything else that is not a numeric address is a malformed host. */
+static int looks_like_name(const char *h)
+{
+    int letter = 0;
+    for (; *h; h++) {
+        unsigned char c = (unsigned char)*h;
+        if ((c | 32) >= 'a' && (c | 32) <= 'z')
+            letter = 1;
+        else if (!(c >= '0' && c <= '9') && c != '-' && c != '.')
+            return 0;
+    }
+    return letter;
+}
+
 int weft_tcp_connect(const char *host, uint16_t port, int64_t timeout_ms)
 {
     weft_time deadline = deadline_after(timeout_ms);
     sockaddr_any a;
     socklen_t alen;
     int rc = ip_addr(host, port, &a, &alen);
+    if (rc == -EINVAL && host && looks_like_name(host))
+        return weft_tcp_connect_host(host, port, timeout_ms); /* resolves, tries each address */
     if (rc < 0)
         return rc;
     int fd = new_socket(a.sa.sa_family, SOCK_STREAM);

@@ -168,6 +168,15 @@ static void *dns_connect_main(void *arg)
     DNS_EXPECT(weft_read(fd, b, 4, 10000) == 4, "read");
     weft_close(fd);
     DNS_EXPECT(weft_join(acc, NULL) == 0, "join");
+
+    /* weft_tcp_connect itself takes host names. */
+    acc = weft_spawn(dns_acceptor, &c);
+    fd = weft_tcp_connect("localhost", c.port, 10000);
+    DNS_EXPECT(fd >= 0, "weft_tcp_connect localhost: %d", fd);
+    DNS_EXPECT(weft_write(fd, "ping", 4, 10000) == 4, "write");
+    DNS_EXPECT(weft_read(fd, b, 4, 10000) == 4, "read");
+    weft_close(fd);
+    DNS_EXPECT(weft_join(acc, NULL) == 0, "join");
     weft_close(c.lfd);
 
     /* Nothing listens there any more. */
@@ -175,6 +184,8 @@ static void *dns_connect_main(void *arg)
     DNS_EXPECT(fd == -ECONNREFUSED, "closed port: %d", fd);
     fd = weft_tcp_connect_host("nonexistent.invalid", 80, 10000);
     DNS_EXPECT(fd == -ENOENT || fd == -EAGAIN, "nonexistent: %d", fd);
+    fd = weft_tcp_connect("nonexistent.invalid", 80, 10000);
+    DNS_EXPECT(fd == -ENOENT || fd == -EAGAIN, "weft_tcp_connect nonexistent: %d", fd);
     return NULL;
 }
 

@@ -996,7 +996,7 @@ Test(net_tcp, writev_writes_everything_readv_scatters, .timeout = 30)
 static void *net_bad_input_task(void *arg)
 {
     (void)arg;
-    static const char *bad_hosts[] = {"not-an-address", "256.0.0.1", "1.2.3", "[::1",
+    static const char *bad_hosts[] = {"not an address!", "256.0.0.1", "1.2.3", "[::1",
                                       "::1]",           "[]",        "1.2.3.4%lo", "::1%"};
     for (size_t i = 0; i < sizeof bad_hosts / sizeof *bad_hosts; i++) {
         int rc = weft_tcp_connect(bad_hosts[i], 80, 1000);
