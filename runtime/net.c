@@ -493,8 +493,15 @@ static ssize_t writev_nosigpipe(int fd, const struct iovec *iov, int cnt)
 static ssize_t write_once(int fd, struct iovec *iov, int cnt, int *not_sock)
 {
     if (!*not_sock) {
-        struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
-        ssize_t r = sendmsg(fd, &m, MSG_NOSIGNAL);
+        /* One buffer, the common case: send() skips the msghdr and iovec
+         * copying that sendmsg() does in the kernel. */
+        ssize_t r;
+        if (cnt == 1) {
+            r = send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+        } else {
+            struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+            r = sendmsg(fd, &m, MSG_NOSIGNAL);
+        }
         if (r >= 0 || errno != ENOTSOCK)
             return r;
         *not_sock = 1;
