@@ -39,7 +39,6 @@
 #endif
 #include "internal.h"
 
-int weft__blocking_remove(weft__task *t);
 
 #include <errno.h>
 #include <limits.h>
@@ -438,7 +437,6 @@ static void *call_trampoline(void *arg)
  * before fn started (then it never runs), or -errno when it could not be
  * submitted. fn may use memory on the caller's stack: this never returns
  * while fn may still run. */
-int weft__blocking_call(weft_fn fn, void *arg);
 int weft__blocking_call(weft_fn fn, void *arg)
 {
     weft__worker *w = weft__cur_worker();

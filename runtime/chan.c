@@ -29,8 +29,6 @@
 #include <errno.h>
 
 /* sync.c */
-int64_t weft__sync_deadline(int64_t timeout_ms);
-int weft__waiter_wait_until(weft__waiter *wt, int64_t deadline);
 
 typedef struct csel {
     weft__waiter w;

@@ -21,7 +21,6 @@
 #include <sys/socket.h>
 
 /* blocking.c */
-int weft__blocking_call(weft_fn fn, void *arg);
 
 static int map_eai(int eai, int saved_errno)
 {

@@ -26,7 +26,6 @@
 #include <unistd.h>
 
 /* blocking.c */
-int weft__blocking_call(weft_fn fn, void *arg);
 
 typedef struct fs_op {
     const char *path, *path2;

@@ -200,6 +200,25 @@ void weft__waiter_fire(weft__waiter *wt);
 int weft__waiter_wait(weft__waiter *wt);
 void weft__waiter_wait_nocancel(weft__waiter *wt);
 
+/* ---- time.c: a deadline (absolute ns) armed on the current worker's wheel
+ * for the wait identified by token; disarm is safe whether or not it fired. */
+int weft__timer_arm(weft__task *self, uint64_t token, weft_time deadline, weft__timer_ref *ref);
+void weft__timer_disarm(weft__task *self, weft__timer_ref ref);
+
+/* ---- sync.c: weft__waiter_wait with an absolute deadline (-1 none): 0 when
+ * fired, -ETIMEDOUT or -ECANCELED otherwise (then withdraw the waiter as
+ * weft__waiter_wait's comment says). Tasks and plain threads alike. */
+int weft__waiter_wait_until(weft__waiter *wt, int64_t deadline);
+/* Absolute deadline in ns for a timeout in ms (-1 none), saturating. */
+int64_t weft__sync_deadline(int64_t timeout_ms);
+
+/* ---- blocking.c: runs fn(arg) on the blocking pool of the calling task's
+ * runtime and waits for it (inline on a plain thread); 0 or -ECANCELED if
+ * the caller was cancelled before the job started (it then never runs).
+ * weft__blocking_remove withdraws a queued job (1 if it did). */
+int weft__blocking_call(weft_fn fn, void *arg);
+int weft__blocking_remove(weft__task *t);
+
 /* Cooperative budget: every service operation that completes without
  * suspending calls this; when the slice's budget is spent it yields. */
 void weft__coop_consume(void);

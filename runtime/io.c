@@ -10,8 +10,6 @@
 #include <errno.h>
 #include <poll.h>
 
-int weft__timer_arm(weft__task *self, uint64_t token, weft_time deadline, weft__timer_ref *ref);
-void weft__timer_disarm(weft__task *self, weft__timer_ref ref);
 
 /* Absolute deadline in ns for a relative timeout (-1: none); saturates
  * instead of overflowing for absurdly long timeouts. */

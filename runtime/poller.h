@@ -47,6 +47,13 @@ int weft__poller_poll(weft__poller *p, int timeout_ms, int max_events, weft__rea
  * before the poller runs again cost one eventfd write. */
 void weft__poller_wake(weft__poller *p);
 
+/* Between the table and a backend: the backend registers a descriptor for
+ * both directions, edge-triggered, with `data` as its event cookie, and
+ * reports each event to the table. */
+int weft__poller_register(weft__poller *p, int fd, uint64_t data);
+void weft__fd_ready(weft__poller *p, uint64_t data, int rd, int wr, int hup, weft__ready_fn fn,
+                    void *ctx);
+
 /* ------------------------------------------------ descriptor waits */
 
 enum { WEFT__DIR_READ = 0, WEFT__DIR_WRITE = 1 };

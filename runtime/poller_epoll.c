@@ -20,8 +20,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-void weft__fd_ready(weft__poller *p, uint64_t data, int rd, int wr, int hup, weft__ready_fn fn,
-                    void *ctx);
 
 #define EVFD_DATA UINT64_MAX
 #define MAX_EVENTS 256

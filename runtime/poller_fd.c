@@ -17,7 +17,6 @@
 #include <pthread.h>
 #include <unistd.h>
 
-int weft__poller_register(weft__poller *p, int fd, uint64_t data);
 
 #define CHUNK_SHIFT 12
 #define CHUNK (1u << CHUNK_SHIFT)

@@ -44,8 +44,6 @@
 #include <unistd.h>
 
 /* sync.c */
-int64_t weft__sync_deadline(int64_t timeout_ms);
-int weft__waiter_wait_until(weft__waiter *wt, int64_t deadline);
 
 typedef struct swaiter {
     weft__waiter w;

@@ -23,12 +23,8 @@
 #include <unistd.h>
 
 /* time.c */
-int weft__timer_arm(weft__task *self, uint64_t token, weft_time deadline, weft__timer_ref *ref);
-void weft__timer_disarm(weft__task *self, weft__timer_ref ref);
 
 /* Shared with chan.c and group.c (declared there). */
-int64_t weft__sync_deadline(int64_t timeout_ms);
-int weft__waiter_wait_until(weft__waiter *wt, int64_t deadline);
 
 /* ------------------------------------------------------------ timed waits */
 
