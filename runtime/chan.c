@@ -25,6 +25,7 @@
 #define _GNU_SOURCE
 #endif
 #include "internal.h"
+#include "list.h"
 
 #include <errno.h>
 
@@ -59,31 +60,9 @@ struct weft_chan {
     unsigned char *buf;
 };
 
-static void cq_push(cqueue *q, cnode *n)
-{
-    n->next = NULL;
-    n->prev = q->tail;
-    if (q->tail)
-        q->tail->next = n;
-    else
-        q->head = n;
-    q->tail = n;
-    n->queued = 1;
-}
+static void cq_push(cqueue *q, cnode *n) { weft__fifo_push(q, n); }
 
-static void cq_remove(cqueue *q, cnode *n)
-{
-    if (n->prev)
-        n->prev->next = n->next;
-    else
-        q->head = n->next;
-    if (n->next)
-        n->next->prev = n->prev;
-    else
-        q->tail = n->prev;
-    n->prev = n->next = NULL;
-    n->queued = 0;
-}
+static void cq_remove(cqueue *q, cnode *n) { weft__fifo_remove(q, n); }
 
 /* Under the lock: the first node of q that we may complete, unlinked (dead
  * select nodes met on the way are unlinked too). NULL if none. */

@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #endif
 #include "internal.h"
+#include "list.h"
 
 #include <errno.h>
 #include <linux/futex.h>
@@ -81,31 +82,9 @@ typedef struct squeue {
     snode *head, *tail;
 } squeue;
 
-static void sq_push(squeue *q, snode *n)
-{
-    n->next = NULL;
-    n->prev = q->tail;
-    if (q->tail)
-        q->tail->next = n;
-    else
-        q->head = n;
-    q->tail = n;
-    n->queued = 1;
-}
+static void sq_push(squeue *q, snode *n) { weft__fifo_push(q, n); }
 
-static void sq_remove(squeue *q, snode *n)
-{
-    if (n->prev)
-        n->prev->next = n->next;
-    else
-        q->head = n->next;
-    if (n->next)
-        n->next->prev = n->prev;
-    else
-        q->tail = n->prev;
-    n->prev = n->next = NULL;
-    n->queued = 0;
-}
+static void sq_remove(squeue *q, snode *n) { weft__fifo_remove(q, n); }
 
 /* Under the lock: unlinks n, gives it its outcome and wakes it. n must not
  * be touched afterwards. */
