@@ -251,4 +251,5 @@ help:
 	@echo "make bench / bench-quick   benchmarks (results in bench/results/)"
 	@echo "make install PREFIX=DIR    headers, libraries, pkg-config file"
 	@echo "make check-aarch64         cross-build and run the aarch64 switch check under qemu"
+	@echo "make charts   PNG charts of bench/results/all.csv (gnuplot)"
 	@echo "make soak     long soaks (a million sleeping tasks)"
