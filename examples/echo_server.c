@@ -22,6 +22,8 @@
 #include <string.h>
 #include <weft.h>
 
+#include "serve.h"
+
 #define GRACE_MS 2000
 
 typedef struct conn {
@@ -29,7 +31,6 @@ typedef struct conn {
     struct conn *prev, *next;
 } conn;
 
-static atomic_int g_stopping;
 static pthread_mutex_t g_conns_lock = PTHREAD_MUTEX_INITIALIZER;
 static conn *g_conns; /* every open connection */
 static int g_nconns;
@@ -83,24 +84,6 @@ static int drain_connections(void)
     }
 }
 
-/* Waits for SIGINT/SIGTERM (watched by server() already), then stops the
- * accept loop by closing the listener. */
-static void *stop_on_signal(void *arg)
-{
-    int lfd = (int)(intptr_t)arg;
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    int sig = weft_signal_wait(&set, -1);
-    if (sig < 0)
-        return NULL; /* cancelled: the server ended on its own */
-    atomic_store(&g_stopping, 1);
-    printf("echo_server: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    fflush(stdout);
-    weft_close(lfd);
-    return NULL;
-}
 
 static void *serve(void *arg)
 {
@@ -128,55 +111,7 @@ static void *server(void *arg)
         fprintf(stderr, "echo_server: listen on 127.0.0.1:%u: %s\n", port, strerror(-lfd));
         return (void *)1;
     }
-    sigset_t stop_set;
-    sigemptyset(&stop_set);
-    sigaddset(&stop_set, SIGINT);
-    sigaddset(&stop_set, SIGTERM);
-    int rc = weft_signal_watch(&stop_set);
-    weft_task *stopper = rc < 0 ? NULL : weft_spawn(stop_on_signal, (void *)(intptr_t)lfd);
-    if (!stopper)
-        fprintf(stderr, "echo_server: no graceful shutdown: %s\n", strerror(rc < 0 ? -rc : errno));
-    printf("echo_server: listening on 127.0.0.1:%d\n", weft_socket_port(lfd));
-    fflush(stdout);
-    for (;;) {
-        int fd = weft_tcp_accept(lfd, NULL);
-        if (atomic_load(&g_stopping)) {
-            /* The listener is closed (its number may even be reused). */
-            if (fd >= 0)
-                weft_close(fd);
-            break;
-        }
-        if (fd < 0) {
-            /* Descriptor exhaustion is absorbed inside accept; what reaches
-             * here is transient (a network error on one connection) unless
-             * the listener itself is gone. */
-            fprintf(stderr, "echo_server: accept: %s\n", strerror(-fd));
-            if (fd == -EBADF || fd == -EINVAL || fd == -ENOTSOCK)
-                break;
-            continue;
-        }
-        weft_task *t = weft_spawn(serve, (void *)(intptr_t)fd);
-        if (!t) {
-            fprintf(stderr, "echo_server: spawn: %s\n", strerror(errno));
-            weft_close(fd);
-            continue;
-        }
-        weft_detach(t);
-    }
-    if (atomic_load(&g_stopping)) {
-        weft_join(stopper, NULL);
-        int left = drain_connections();
-        printf("echo_server: stopped (%d connection%s cut off after the grace period)\n", left,
-               left == 1 ? "" : "s");
-        fflush(stdout);
-        return NULL;
-    }
-    if (stopper) {
-        weft_cancel(stopper);
-        weft_join(stopper, NULL);
-    }
-    weft_close(lfd);
-    return (void *)1;
+    return serve_until_signal("echo_server", lfd, serve, drain_connections);
 }
 
 int main(int argc, char **argv)

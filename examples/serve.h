@@ -1,0 +1,96 @@
+/*
+ * What the example servers share: the accept loop (one task per
+ * connection) and graceful shutdown on SIGINT/SIGTERM. A task waits for the
+ * signal, sets g_stopping and closes the listener; the accept loop then ends,
+ * and the server's own drain function finishes or cuts off the connections
+ * that are left (each server knows what "idle" means for it).
+ */
+#ifndef WEFT_EXAMPLE_SERVE_H
+#define WEFT_EXAMPLE_SERVE_H
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <weft.h>
+
+static atomic_int g_stopping;
+static const char *g_server_name = "server";
+
+static void *stop_on_signal(void *arg)
+{
+    int lfd = (int)(intptr_t)arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig = weft_signal_wait(&set, -1);
+    if (sig < 0)
+        return NULL; /* cancelled: the server ended on its own */
+    atomic_store(&g_stopping, 1);
+    printf("%s: %s, shutting down\n", g_server_name, sig == SIGINT ? "SIGINT" : "SIGTERM");
+    fflush(stdout);
+    weft_close(lfd);
+    return NULL;
+}
+
+/* Accepts on lfd and runs serve(fd) as a task per connection until a stop
+ * signal; then drain() settles the connections left and returns how many it
+ * had to cut off. Returns NULL after a graceful stop, non-NULL on failure. */
+static void *serve_until_signal(const char *name, int lfd, weft_fn serve, int (*drain)(void))
+{
+    g_server_name = name;
+    sigset_t stop_set;
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGINT);
+    sigaddset(&stop_set, SIGTERM);
+    int rc = weft_signal_watch(&stop_set);
+    weft_task *stopper = rc < 0 ? NULL : weft_spawn(stop_on_signal, (void *)(intptr_t)lfd);
+    if (!stopper)
+        fprintf(stderr, "%s: no graceful shutdown: %s\n", name, strerror(rc < 0 ? -rc : errno));
+    printf("%s: listening on 127.0.0.1:%d\n", name, weft_socket_port(lfd));
+    fflush(stdout);
+    for (;;) {
+        int fd = weft_tcp_accept(lfd, NULL);
+        if (atomic_load(&g_stopping)) {
+            /* The listener is closed (its number may even be reused). */
+            if (fd >= 0)
+                weft_close(fd);
+            break;
+        }
+        if (fd < 0) {
+            /* Descriptor exhaustion is absorbed inside accept; what reaches
+             * here is transient (a network error on one connection) unless
+             * the listener itself is gone. */
+            fprintf(stderr, "%s: accept: %s\n", name, strerror(-fd));
+            if (fd == -EBADF || fd == -EINVAL || fd == -ENOTSOCK)
+                break;
+            continue;
+        }
+        weft_task *t = weft_spawn(serve, (void *)(intptr_t)fd);
+        if (!t) {
+            fprintf(stderr, "%s: spawn: %s\n", name, strerror(errno));
+            weft_close(fd);
+            continue;
+        }
+        weft_detach(t);
+    }
+    if (atomic_load(&g_stopping)) {
+        weft_join(stopper, NULL);
+        int left = drain();
+        printf("%s: stopped (%d connection%s cut off after the grace period)\n", name, left,
+               left == 1 ? "" : "s");
+        fflush(stdout);
+        return NULL;
+    }
+    if (stopper) {
+        weft_cancel(stopper);
+        weft_join(stopper, NULL);
+    }
+    weft_close(lfd);
+    return (void *)1;
+}
+
+#endif
