@@ -401,6 +401,47 @@ int weft_socket_port(int fd)
 
 /* ------------------------------------------------------------ streams */
 
+/* The loop every transfer shares: try the call; on EAGAIN wait for the
+ * descriptor under the one deadline of the whole call, and try again. op
+ * returns the call's result with errno set on -1 (read at once, before any
+ * suspension). Inlined, so each caller gets its own direct call. */
+static inline __attribute__((always_inline)) ssize_t
+retry_io(int fd, int events, weft_time deadline, int waited, ssize_t (*op)(int fd, void *args),
+         void *args)
+{
+    for (;;) {
+        ssize_t r = op(fd, args);
+        if (r >= 0) {
+            completed(waited);
+            return r;
+        }
+        int e = errno;
+        if (e == EINTR)
+            continue;
+        if (e != EAGAIN)
+            return -e;
+        int rc = wait_until(fd, events, deadline);
+        if (rc < 0)
+            return rc;
+        waited = 1;
+    }
+}
+
+struct buf_args {
+    void *buf;
+    size_t n;
+};
+
+static ssize_t read_op(int fd, void *p)
+{
+    struct buf_args *a = p;
+    uint32_t seq = weft__fd_event_seq(fd, WEFT__DIR_READ);
+    ssize_t r = read(fd, a->buf, a->n);
+    if (r > 0 && (size_t)r < a->n)
+        weft__fd_drained(fd, WEFT__DIR_READ, seq);
+    return r;
+}
+
 ssize_t weft_read(int fd, void *buf, size_t n, int64_t timeout_ms)
 {
     if (fd < 0)
@@ -417,25 +458,19 @@ ssize_t weft_read(int fd, void *buf, size_t n, int64_t timeout_ms)
             return rc;
         waited = 1;
     }
-    for (;;) {
-        uint32_t seq = weft__fd_event_seq(fd, WEFT__DIR_READ);
-        ssize_t r = read(fd, buf, n);
-        if (r >= 0) {
-            if (r > 0 && (size_t)r < n)
-                weft__fd_drained(fd, WEFT__DIR_READ, seq);
-            completed(waited);
-            return r;
-        }
-        int e = errno;
-        if (e == EINTR)
-            continue;
-        if (e != EAGAIN)
-            return -e;
-        int rc = wait_until(fd, WEFT_READ, deadline);
-        if (rc < 0)
-            return rc;
-        waited = 1;
-    }
+    struct buf_args a = {buf, n};
+    return retry_io(fd, WEFT_READ, deadline, waited, read_op, &a);
+}
+
+struct iov_args {
+    const struct iovec *iov;
+    int cnt;
+};
+
+static ssize_t readv_op(int fd, void *p)
+{
+    struct iov_args *a = p;
+    return readv(fd, a->iov, a->cnt);
 }
 
 ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_ms)
@@ -444,24 +479,8 @@ ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_
         return -EBADF;
     if (iovcnt < 0 || iovcnt > IOV_MAX || (!iov && iovcnt > 0))
         return -EINVAL;
-    weft_time deadline = deadline_after(timeout_ms);
-    int waited = 0;
-    for (;;) {
-        ssize_t r = readv(fd, iov, iovcnt);
-        if (r >= 0) {
-            completed(waited);
-            return r;
-        }
-        int e = errno;
-        if (e == EINTR)
-            continue;
-        if (e != EAGAIN)
-            return -e;
-        int rc = wait_until(fd, WEFT_READ, deadline);
-        if (rc < 0)
-            return rc;
-        waited = 1;
-    }
+    struct iov_args a = {iov, iovcnt};
+    return retry_io(fd, WEFT_READ, deadline_after(timeout_ms), 0, readv_op, &a);
 }
 
 /* writev() for descriptors that are not sockets (pipes), where
@@ -615,29 +634,37 @@ int weft_udp_bind(const char *host, uint16_t port)
     return fd;
 }
 
+struct dgram_args {
+    void *buf;
+    size_t n;
+    struct sockaddr *addr;
+    socklen_t addrlen;
+    socklen_t *addrlen_out;
+};
+
+static ssize_t sendto_op(int fd, void *p)
+{
+    struct dgram_args *a = p;
+    return sendto(fd, a->buf, a->n, MSG_NOSIGNAL, a->addr, a->addrlen);
+}
+
+static ssize_t recvfrom_op(int fd, void *p)
+{
+    struct dgram_args *a = p;
+    socklen_t len = sizeof(struct sockaddr_storage);
+    ssize_t r = recvfrom(fd, a->buf, a->n, 0, a->addr, a->addr ? &len : NULL);
+    if (r >= 0 && a->addrlen_out)
+        *a->addrlen_out = a->addr ? len : 0;
+    return r;
+}
+
 ssize_t weft_sendto(int fd, const void *buf, size_t n, const struct sockaddr *to, socklen_t tolen,
                     int64_t timeout_ms)
 {
     if (fd < 0)
         return -EBADF;
-    weft_time deadline = deadline_after(timeout_ms);
-    int waited = 0;
-    for (;;) {
-        ssize_t r = sendto(fd, buf, n, MSG_NOSIGNAL, to, tolen);
-        if (r >= 0) {
-            completed(waited);
-            return r;
-        }
-        int e = errno;
-        if (e == EINTR)
-            continue;
-        if (e != EAGAIN)
-            return -e;
-        int rc = wait_until(fd, WEFT_WRITE, deadline);
-        if (rc < 0)
-            return rc;
-        waited = 1;
-    }
+    struct dgram_args a = {(void *)buf, n, (struct sockaddr *)to, tolen, NULL};
+    return retry_io(fd, WEFT_WRITE, deadline_after(timeout_ms), 0, sendto_op, &a);
 }
 
 /* The sender's address goes to *from; *fromlen is only written (its length),
@@ -647,27 +674,8 @@ ssize_t weft_recvfrom(int fd, void *buf, size_t n, struct sockaddr_storage *from
 {
     if (fd < 0)
         return -EBADF;
-    weft_time deadline = deadline_after(timeout_ms);
-    int waited = 0;
-    for (;;) {
-        socklen_t len = sizeof *from;
-        ssize_t r = recvfrom(fd, buf, n, 0, (struct sockaddr *)from, from ? &len : NULL);
-        if (r >= 0) {
-            if (fromlen)
-                *fromlen = from ? len : 0;
-            completed(waited);
-            return r;
-        }
-        int e = errno;
-        if (e == EINTR)
-            continue;
-        if (e != EAGAIN)
-            return -e;
-        int rc = wait_until(fd, WEFT_READ, deadline);
-        if (rc < 0)
-            return rc;
-        waited = 1;
-    }
+    struct dgram_args a = {buf, n, (struct sockaddr *)from, 0, fromlen};
+    return retry_io(fd, WEFT_READ, deadline_after(timeout_ms), 0, recvfrom_op, &a);
 }
 
 /* ------------------------------------------------------------ Unix */
