@@ -37,6 +37,7 @@ typedef struct weft__worker {
     weft__task *lifo;
     uint32_t until_event;   /* task runs left before the next maintenance pass */
     uint8_t lifo_runs;
+    uint16_t global_turn;   /* picks the global queue gets before the local one */
     uint8_t searching;      /* counted in rt->idle as searching */
     uint8_t sleeping;       /* on rt->sleepers (guarded by rt->idle_lock) */
     uint8_t woken_to_search;

@@ -133,6 +133,17 @@ static inline weft__task *weft__lq_pop(weft__lq *q)
     }
 }
 
+/* Owner only. The task k places behind the next pop (k = 0: the one the next
+ * pop would return), without taking it; thieves may take it meanwhile, so
+ * use the result only as a hint. */
+static inline weft__task *weft__lq_peek(weft__lq *q, uint32_t k)
+{
+    uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+    uint32_t real = weft__lq_real_of(h);
+    if (atomic_load_explicit(&q->tail, memory_order_relaxed) - real <= k)
+        return NULL;
+    return atomic_load_explicit(&q->buf[(real + k) & WEFT_LQ_MASK], memory_order_relaxed);
+}
 
 /* Thief: moves half (rounded up) of victim's tasks into dst (owned by the
  * caller) and returns one of them to run now, or NULL. *moved counts all. */

@@ -166,6 +166,7 @@ static weft__slab *slab_new(unsigned cls)
         s->size = slot - PAGE;
         s->slab = sl;
         s->cls = (uint8_t)cls;
+        s->color = (uint16_t)((i % 32u) * 64u);
         s->guard = WEFT_GUARD_CANARY;
         if (mode == WEFT_GUARD_MADVISE && madvise(slot_lo, PAGE, MADV_GUARD_INSTALL) == 0)
             s->guard = WEFT_GUARD_MADVISE;
@@ -213,6 +214,7 @@ void weft__stack_pool_destroy(weft__stack_pool *p)
         }
         p->slabs[c] = NULL;
         p->free[c] = NULL;
+        p->warm[c] = NULL;
     }
     pthread_mutex_destroy(&p->lock);
 }
@@ -264,9 +266,11 @@ static void release_pages(weft__stack **v, unsigned n)
 }
 
 /* Moves n stacks (all of them if n is 0) of class cls from the cache to the
- * pool, returning their pages to the kernel. */
+ * pool. The pool's warm list takes them with their pages while it has room;
+ * the rest return their pages to the kernel first. */
 static void spill(weft__stack_cache *c, unsigned cls, unsigned n)
 {
+    weft__stack_pool *p = c->pool;
     weft__stack *v[64];
     while (c->free[cls]) {
         unsigned k = 0;
@@ -278,15 +282,24 @@ static void spill(weft__stack_cache *c, unsigned cls, unsigned n)
         }
         if (!k)
             return;
-        release_pages(v, k);
-        weft__stack_pool *p = c->pool;
         pthread_mutex_lock(&p->lock);
-        for (unsigned i = 0; i < k; i++) {
-            v[i]->next = p->free[cls];
-            p->free[cls] = v[i];
+        unsigned keep = 0;
+        while (keep < k && p->nwarm[cls] < WEFT_POOL_WARM) {
+            v[keep]->next = p->warm[cls];
+            p->warm[cls] = v[keep++];
+            p->nwarm[cls]++;
         }
-        p->nfree[cls] += k;
         pthread_mutex_unlock(&p->lock);
+        if (keep < k) {
+            release_pages(v + keep, k - keep);
+            pthread_mutex_lock(&p->lock);
+            for (unsigned i = keep; i < k; i++) {
+                v[i]->next = p->free[cls];
+                p->free[cls] = v[i];
+            }
+            p->nfree[cls] += k - keep;
+            pthread_mutex_unlock(&p->lock);
+        }
         if (n) {
             n -= k;
             if (!n)
@@ -299,6 +312,30 @@ void weft__stack_cache_drain(weft__stack_cache *c)
 {
     for (unsigned cls = 0; cls < WEFT_STACK_CLASSES; cls++)
         spill(c, cls, 0);
+}
+
+void weft__stack_cache_forget(weft__stack_cache *c)
+{
+    weft__stack_pool *p = c->pool;
+    memset(c, 0, sizeof *c);
+    c->pool = p;
+}
+
+/* A stack from the pool (lock held): warm ones first. */
+static weft__stack *pool_pop(weft__stack_pool *p, unsigned cls)
+{
+    weft__stack *s = p->warm[cls];
+    if (s) {
+        p->warm[cls] = s->next;
+        p->nwarm[cls]--;
+        return s;
+    }
+    s = p->free[cls];
+    if (s) {
+        p->free[cls] = s->next;
+        p->nfree[cls]--;
+    }
+    return s;
 }
 
 weft__stack *weft__stack_get(weft__stack_cache *c, unsigned cls)
@@ -314,7 +351,7 @@ weft__stack *weft__stack_get(weft__stack_cache *c, unsigned cls)
     weft__stack_pool *p = c->pool;
     unsigned want = cache_cap(cls) / 2;
     pthread_mutex_lock(&p->lock);
-    if (!p->free[cls]) {
+    if (!p->warm[cls] && !p->free[cls]) {
         /* Making a slab costs a mapping and a guard per slot (hundreds of
          * microseconds): do it without the lock, so other workers refilling
          * or spilling are not held up behind it. */
@@ -331,13 +368,11 @@ weft__stack *weft__stack_get(weft__stack_cache *c, unsigned cls)
         }
         p->nfree[cls] += sl->nslots;
     }
-    s = p->free[cls];
-    p->free[cls] = s->next;
-    p->nfree[cls]--;
-    while (want-- > 1 && p->free[cls]) {
-        weft__stack *x = p->free[cls];
-        p->free[cls] = x->next;
-        p->nfree[cls]--;
+    s = pool_pop(p, cls);
+    while (want-- > 1) {
+        weft__stack *x = pool_pop(p, cls);
+        if (!x)
+            break;
         x->next = c->free[cls];
         c->free[cls] = x;
         c->nfree[cls]++;

@@ -23,6 +23,7 @@ typedef struct weft__stack {
     size_t size;              /* usable bytes */
     weft__slab *slab;
     uint32_t uses;
+    uint16_t color;           /* bytes left unused at the top; see weft__stack_top */
     uint8_t cls;
     uint8_t guard;            /* enum weft__guard_kind */
 } weft__stack;
@@ -34,9 +35,18 @@ typedef struct weft__stack {
 typedef struct weft__stack_pool {
     pthread_mutex_t lock;
     weft__slab *slabs[WEFT_STACK_CLASSES]; /* all slabs, per class */
-    weft__stack *free[WEFT_STACK_CLASSES];
+    weft__stack *free[WEFT_STACK_CLASSES]; /* pages returned to the kernel */
     size_t nfree[WEFT_STACK_CLASSES];
+    weft__stack *warm[WEFT_STACK_CLASSES]; /* pages kept: at most WEFT_POOL_WARM */
+    size_t nwarm[WEFT_STACK_CLASSES];
 } weft__stack_pool;
+
+/* Stacks per class the shared pool keeps with their pages. Tasks that start
+ * on one worker and end on another move stacks from cache to cache through
+ * the pool; dropping their pages on the way costs a TLB shootdown per spill
+ * and a page fault (~3.4 µs) per reuse. 256 stacks hold at most
+ * 256 x WEFT_STACK_WARM of memory, and usually one page each. */
+#define WEFT_POOL_WARM 256u
 
 /* Per-thread (per-worker) cache: no lock, no system call on get/put. */
 typedef struct weft__stack_cache {
@@ -52,9 +62,22 @@ void weft__stack_pool_destroy(weft__stack_pool *p);
 void weft__stack_cache_init(weft__stack_cache *c, weft__stack_pool *p);
 /* Gives every cached stack back to the pool. */
 void weft__stack_cache_drain(weft__stack_cache *c);
+/* Empties the cache without handing its stacks anywhere: only right before
+ * weft__stack_pool_destroy, which unmaps them all anyway (returning pages
+ * first would cost a madvise and a TLB shootdown per run of stacks). */
+void weft__stack_cache_forget(weft__stack_cache *c);
 
 /* Size class for a requested stack size (0 on a size above 1 GiB). */
 int weft__stack_class(size_t bytes, unsigned *cls_out);
+
+/* Where a task's first frame goes: the top of the stack less its color.
+ * Without colors every task's first frames (and the registers it saves
+ * when it suspends) sit at the same offset in their page, so with
+ * thousands of suspended tasks they all compete for the 1/64 of the cache
+ * sets that offset maps to, and resuming a task misses the cache. The
+ * colors spread the frames over the top 2 KiB: a task that stays within
+ * 2 KiB of stack still touches one page. */
+static inline char *weft__stack_top(const weft__stack *s) { return s->lo + s->size - s->color; }
 
 /* A stack of class cls; NULL when memory or mappings run out. */
 weft__stack *weft__stack_get(weft__stack_cache *c, unsigned cls);

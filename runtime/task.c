@@ -269,7 +269,7 @@ void weft__task_entry(void *arg, void *data)
 /* Runs on the scheduler side after the task's last switch. */
 void weft__task_finish(weft__worker *w, weft__task *t)
 {
-    char *top = t->stack->lo + t->stack->size;
+    char *top = weft__stack_top(t->stack);
     int deep = t->low_sp && t->low_sp < top - WEFT_STACK_WARM;
 #ifdef WEFT_ASAN
     /* The exit path's frames never return, so their redzones stay poisoned;

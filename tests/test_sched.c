@@ -391,6 +391,57 @@ Test(sched, a_yielding_task_does_not_starve_the_global_queue, .timeout = 30)
     weft_runtime_free(rt);
 }
 
+/* A burst of spawns overflows the local queue, which moves its oldest tasks
+ * to the global queue, while the tasks left locally keep refilling the local
+ * queue by yielding. The spilled tasks are the oldest: they must start within
+ * about 900 picks (the bound allows 1,500), not wait until the local tasks
+ * run dry (with one global task per maintenance pass, the last of them
+ * started after ~7,900 picks). Counts picks, not time, so it is deterministic on one
+ * worker. */
+enum { BURST = 400, BURST_YIELDS = 20 };
+static atomic_int burst_picks;
+static int burst_first_pick[BURST];
+
+static void *burst_task(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    burst_first_pick[i] = atomic_fetch_add(&burst_picks, 1);
+    for (int k = 0; k < BURST_YIELDS; k++) {
+        atomic_fetch_add(&burst_picks, 1);
+        weft_yield();
+    }
+    return NULL;
+}
+
+static void *burst_root(void *arg)
+{
+    (void)arg;
+    static weft_task *t[BURST];
+    for (int i = 0; i < BURST; i++) {
+        t[i] = weft_spawn(burst_task, (void *)(intptr_t)i);
+        cr_assert_not_null(t[i]);
+    }
+    for (int i = 0; i < BURST; i++)
+        cr_assert_eq(weft_join(t[i], NULL), 0);
+    return NULL;
+}
+
+Test(sched, tasks_spilled_to_the_global_queue_start_promptly, .timeout = 30)
+{
+    weft_runtime *rt = test_runtime(1);
+    cr_assert_eq(weft_runtime_block_on(rt, burst_root, NULL, NULL), 0);
+    weft_worker_stats st;
+    cr_assert_eq(weft_runtime_stats(rt, &st, 1), 1);
+    weft_runtime_free(rt);
+    cr_assert_gt(st.overflows, 0, "the burst did not overflow the local queue");
+    int last = 0;
+    for (int i = 0; i < BURST; i++)
+        if (burst_first_pick[i] > last)
+            last = burst_first_pick[i];
+    cr_assert_lt(last, 1500, "a spilled task first ran after %d picks (%d tasks x %d yields)", last,
+                 BURST, BURST_YIELDS);
+}
+
 /* Two tasks hand a baton back and forth through wake-ups (each wake puts the
  * other in the LIFO slot); a third must still make progress. */
 typedef struct {

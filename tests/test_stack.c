@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 
 #include "stack.h"
@@ -172,4 +173,55 @@ Test(stack, a_million_stacks_fit_the_mapping_budget, .timeout = 120)
     weft__stack_cache_drain(&cache);
     weft__stack_pool_destroy(&pool);
     free(held);
+}
+
+static int top_page_resident(const weft__stack *s)
+{
+    unsigned char v = 0;
+    char *page = (char *)(((uintptr_t)(s->lo + s->size - 1)) & ~(uintptr_t)4095);
+    cr_assert_eq(mincore(page, 4096, &v), 0);
+    return v & 1;
+}
+
+/* Stacks that move between workers (a task spawned on one, ending on
+ * another) pass through the shared pool: up to WEFT_POOL_WARM of them keep
+ * their pages there, so reuse costs no page fault; beyond that the pool
+ * returns pages to the kernel, so a burst does not pin its memory. */
+Test(stack, pool_keeps_a_bounded_number_of_stacks_warm, .timeout = 60)
+{
+    if (test_scale_down())
+        cr_skip_test("valgrind does not model page residency");
+    enum { N = 2000 };
+    weft__stack_pool pool;
+    weft__stack_pool_init(&pool);
+    weft__stack_cache a, b;
+    weft__stack_cache_init(&a, &pool);
+    weft__stack_cache_init(&b, &pool);
+    static weft__stack *held[N];
+    for (int i = 0; i < N; i++) {
+        held[i] = weft__stack_get(&a, 2);
+        cr_assert_not_null(held[i]);
+        held[i]->lo[held[i]->size - 1] = 1;
+    }
+    /* All end "on the other worker": cache b spills to the pool. */
+    for (int i = 0; i < N; i++)
+        weft__stack_put(&b, held[i], 0);
+    cr_assert_leq(pool.nwarm[2], WEFT_POOL_WARM);
+    cr_assert_geq(pool.nwarm[2], WEFT_POOL_WARM / 2, "spilled stacks were not kept warm");
+    int warm_resident = 0, cold_resident = 0;
+    for (weft__stack *s = pool.warm[2]; s; s = s->next)
+        warm_resident += top_page_resident(s);
+    for (weft__stack *s = pool.free[2]; s; s = s->next)
+        cold_resident += top_page_resident(s);
+    cr_assert_eq(warm_resident, (int)pool.nwarm[2], "warm stacks lost their pages");
+    cr_assert_eq(cold_resident, 0, "%d stacks beyond the warm cap kept their pages", cold_resident);
+    /* Cache a (emptied of the untouched stacks its last refill left) refills
+     * from the warm ones first. */
+    weft__stack_cache_drain(&a);
+    weft__stack *s = weft__stack_get(&a, 2);
+    cr_assert(top_page_resident(s));
+    weft__stack_put(&a, s, 0);
+    weft__stack_cache_drain(&a);
+    weft__stack_cache_drain(&b);
+    weft__stack_pool_destroy(&pool);
 }
