@@ -117,9 +117,10 @@ static void print_cell(const avt_workload *w, int m, const cell *c)
 #undef OUT
     if (m == AVT_WEFT || m == AVT_WEFT_BLOCKING)
         bench_comment("%s runtime counters: %llu overflows to the global queue, %llu global pulls, "
-                      "%llu steals, %llu LIFO bypasses",
+                      "%llu steals, %llu LIFO bypasses, %llu parks",
                       pre, (unsigned long long)c->r.overflows, (unsigned long long)c->r.global_pulls,
-                      (unsigned long long)c->r.steals, (unsigned long long)c->r.lifo_capped);
+                      (unsigned long long)c->r.steals, (unsigned long long)c->r.lifo_capped,
+                      (unsigned long long)c->r.parks);
 }
 
 int main(int argc, char **argv)

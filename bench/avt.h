@@ -14,7 +14,10 @@
  *                  takes permits from a weft_sem
  *   weft_blocking  the same, with the CPU part sent to the blocking pool
  *                  (weft_spawn_blocking + weft_join); only when the runtime
- *                  has weft_spawn_blocking (AVT_HAVE_SPAWN_BLOCKING)
+ *                  has weft_spawn_blocking (AVT_HAVE_SPAWN_BLOCKING). With
+ *                  AVT_OFFLOAD_MIN_US=N in the environment, only CPU parts of
+ *                  at least N µs go to the pool (the rest run inline), which
+ *                  is how a program would use the pool for known-heavy calls
  *   threads        one pthread per request (default attributes, detached);
  *                  the admitting thread takes permits from a POSIX semaphore
  *   pool2/16/64    a fixed pool of 2, 16 or 64 pthreads fed by a mutex +
@@ -86,7 +89,7 @@ typedef struct avt_result {
     double p50_ms, p99_ms, max_ms, min_ms;
     int peak_inflight; /* most requests admitted and not finished at once */
     /* weft models: the runtime's counters summed over its workers */
-    uint64_t overflows, global_pulls, steals, lifo_capped;
+    uint64_t overflows, global_pulls, steals, lifo_capped, parks;
 } avt_result;
 
 /* ------------------------------------------------------------ CPU work */
@@ -133,6 +136,7 @@ typedef struct avt_state {
     double iters_per_us;
     int model;
     unsigned weft_workers;  /* 0 = automatic */
+    int offload_min_us;     /* weft_blocking: smallest CPU part sent to the pool */
     int64_t *admit_ns, *lat_ns;
     _Atomic int completed, errors, inflight;
     int peak_inflight;
@@ -213,7 +217,7 @@ static void *avt__weft_request(void *arg)
     if (s->w->wait1_ms)
         weft_sleep_ms((uint64_t)s->w->wait1_ms);
 #ifdef AVT_HAVE_SPAWN_BLOCKING
-    if (s->model == AVT_WEFT_BLOCKING) {
+    if (s->model == AVT_WEFT_BLOCKING && avt_cpu_us_of(s->w, i) >= s->offload_min_us) {
         weft_task *t = weft_spawn_blocking(avt__blocking_cpu, arg);
         void *r = NULL;
         if (!t || weft_join(t, &r) != 0) {
@@ -272,6 +276,7 @@ static inline int avt__run_weft(avt_state *s)
         s->wstats.global_pulls += st[k].global_pulls;
         s->wstats.steals += st[k].steals;
         s->wstats.lifo_capped += st[k].lifo_capped;
+        s->wstats.parks += st[k].parks;
     }
     weft_runtime_free(rt);
     if (s->wsem)
@@ -425,6 +430,10 @@ static inline int avt_run(const avt_workload *w, int m, double iters_per_us, uns
     s->model = m;
     s->iters_per_us = iters_per_us;
     s->weft_workers = weft_workers;
+    {
+        const char *e = getenv("AVT_OFFLOAD_MIN_US");
+        s->offload_min_us = e ? atoi(e) : 0;
+    }
     s->admit_ns = calloc((size_t)w->requests, sizeof(int64_t));
     s->lat_ns = calloc((size_t)w->requests, sizeof(int64_t));
     int rc = -1;
@@ -448,6 +457,7 @@ static inline int avt_run(const avt_workload *w, int m, double iters_per_us, uns
         out->global_pulls = s->wstats.global_pulls;
         out->steals = s->wstats.steals;
         out->lifo_capped = s->wstats.lifo_capped;
+        out->parks = s->wstats.parks;
         double *v = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
         if (v) {
             int k = 0;

@@ -626,6 +626,9 @@ static void poll_events(weft__worker *w, int timeout_ms)
 static void park(weft__worker *w)
 {
     weft_runtime *rt = w->rt;
+    /* Idle: the moment to give back the memory of stacks a burst left in the
+     * pool, before registering as a sleeper (a wake-up is not held up). */
+    weft__stack_pool_trim(&rt->stacks);
     pthread_mutex_lock(&rt->idle_lock);
     int last_searcher = 0;
     if (w->searching) {

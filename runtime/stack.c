@@ -265,9 +265,23 @@ static void release_pages(weft__stack **v, unsigned n)
     }
 }
 
+/* Moves up to k warm stacks of class cls to the cold list, returning their
+ * pages first; p->lock is not held by the caller. */
+static void cool(weft__stack_pool *p, unsigned cls, weft__stack **v, unsigned k)
+{
+    release_pages(v, k);
+    pthread_mutex_lock(&p->lock);
+    for (unsigned i = 0; i < k; i++) {
+        v[i]->next = p->free[cls];
+        p->free[cls] = v[i];
+    }
+    p->nfree[cls] += k;
+    pthread_mutex_unlock(&p->lock);
+}
+
 /* Moves n stacks (all of them if n is 0) of class cls from the cache to the
- * pool. The pool's warm list takes them with their pages while it has room;
- * the rest return their pages to the kernel first. */
+ * pool's warm list, pages and all, unless that list is past
+ * WEFT_POOL_WARM_MAX: then their pages go back to the kernel at once. */
 static void spill(weft__stack_cache *c, unsigned cls, unsigned n)
 {
     weft__stack_pool *p = c->pool;
@@ -284,26 +298,41 @@ static void spill(weft__stack_cache *c, unsigned cls, unsigned n)
             return;
         pthread_mutex_lock(&p->lock);
         unsigned keep = 0;
-        while (keep < k && p->nwarm[cls] < WEFT_POOL_WARM) {
+        size_t warm = atomic_load_explicit(&p->nwarm[cls], memory_order_relaxed);
+        while (keep < k && warm + keep < WEFT_POOL_WARM_MAX) {
             v[keep]->next = p->warm[cls];
             p->warm[cls] = v[keep++];
-            p->nwarm[cls]++;
         }
+        atomic_store_explicit(&p->nwarm[cls], warm + keep, memory_order_relaxed);
         pthread_mutex_unlock(&p->lock);
-        if (keep < k) {
-            release_pages(v + keep, k - keep);
-            pthread_mutex_lock(&p->lock);
-            for (unsigned i = keep; i < k; i++) {
-                v[i]->next = p->free[cls];
-                p->free[cls] = v[i];
-            }
-            p->nfree[cls] += k - keep;
-            pthread_mutex_unlock(&p->lock);
-        }
+        if (keep < k)
+            cool(p, cls, v + keep, k - keep);
         if (n) {
             n -= k;
             if (!n)
                 return;
+        }
+    }
+}
+
+void weft__stack_pool_trim(weft__stack_pool *p)
+{
+    for (unsigned cls = 0; cls < WEFT_STACK_CLASSES; cls++) {
+        while (atomic_load_explicit(&p->nwarm[cls], memory_order_relaxed) > WEFT_POOL_WARM) {
+            weft__stack *v[64];
+            unsigned k = 0;
+            pthread_mutex_lock(&p->lock);
+            size_t warm = atomic_load_explicit(&p->nwarm[cls], memory_order_relaxed);
+            while (k < 64 && warm - k > WEFT_POOL_WARM) {
+                v[k] = p->warm[cls];
+                p->warm[cls] = v[k]->next;
+                k++;
+            }
+            atomic_store_explicit(&p->nwarm[cls], warm - k, memory_order_relaxed);
+            pthread_mutex_unlock(&p->lock);
+            if (!k)
+                break;
+            cool(p, cls, v, k);
         }
     }
 }
@@ -327,7 +356,9 @@ static weft__stack *pool_pop(weft__stack_pool *p, unsigned cls)
     weft__stack *s = p->warm[cls];
     if (s) {
         p->warm[cls] = s->next;
-        p->nwarm[cls]--;
+        atomic_store_explicit(&p->nwarm[cls],
+                              atomic_load_explicit(&p->nwarm[cls], memory_order_relaxed) - 1,
+                              memory_order_relaxed);
         return s;
     }
     s = p->free[cls];

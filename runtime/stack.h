@@ -37,16 +37,21 @@ typedef struct weft__stack_pool {
     weft__slab *slabs[WEFT_STACK_CLASSES]; /* all slabs, per class */
     weft__stack *free[WEFT_STACK_CLASSES]; /* pages returned to the kernel */
     size_t nfree[WEFT_STACK_CLASSES];
-    weft__stack *warm[WEFT_STACK_CLASSES]; /* pages kept: at most WEFT_POOL_WARM */
-    size_t nwarm[WEFT_STACK_CLASSES];
+    weft__stack *warm[WEFT_STACK_CLASSES]; /* pages kept */
+    _Atomic size_t nwarm[WEFT_STACK_CLASSES]; /* written under lock, read without */
 } weft__stack_pool;
 
-/* Stacks per class the shared pool keeps with their pages. Tasks that start
- * on one worker and end on another move stacks from cache to cache through
- * the pool; dropping their pages on the way costs a TLB shootdown per spill
- * and a page fault (~3.4 µs) per reuse. 256 stacks hold at most
+/* Stacks per class the shared pool keeps with their pages once trimmed.
+ * Tasks that start on one worker and end on another move stacks from cache
+ * to cache through the pool; dropping their pages on the way costs a TLB
+ * shootdown per spill and a page fault (~3.4 µs) per reuse. So spills keep
+ * pages, and the excess over WEFT_POOL_WARM is returned to the kernel by
+ * weft__stack_pool_trim, which workers call when they go idle (like
+ * jemalloc's decay: memory is given back when nobody is waiting for the
+ * CPU), or at once past WEFT_POOL_WARM_MAX. 256 stacks hold at most
  * 256 x WEFT_STACK_WARM of memory, and usually one page each. */
 #define WEFT_POOL_WARM 256u
+#define WEFT_POOL_WARM_MAX 4096u
 
 /* Per-thread (per-worker) cache: no lock, no system call on get/put. */
 typedef struct weft__stack_cache {
@@ -62,6 +67,10 @@ void weft__stack_pool_destroy(weft__stack_pool *p);
 void weft__stack_cache_init(weft__stack_cache *c, weft__stack_pool *p);
 /* Gives every cached stack back to the pool. */
 void weft__stack_cache_drain(weft__stack_cache *c);
+/* Returns the pages of the pool's warm stacks beyond WEFT_POOL_WARM per
+ * class to the kernel. Cheap when there is nothing to trim. */
+void weft__stack_pool_trim(weft__stack_pool *p);
+
 /* Empties the cache without handing its stacks anywhere: only right before
  * weft__stack_pool_destroy, which unmaps them all anyway (returning pages
  * first would cost a madvise and a TLB shootdown per run of stacks). */

@@ -620,3 +620,42 @@ Test(sched, spawn_after_free_started_is_refused)
     cr_assert_eq(errno, ESHUTDOWN);
     weft_runtime_free(rt);
 }
+
+/* A burst of live tasks leaves thousands of stacks in the shared pool when it
+ * ends; once the workers go idle they give back all but WEFT_POOL_WARM. */
+static void *nap_5ms(void *arg)
+{
+    (void)arg;
+    weft_sleep_ms(5);
+    return NULL;
+}
+
+static void *burst_of_sleepers(void *arg)
+{
+    int n = (int)(intptr_t)arg;
+    weft_task **t = calloc((size_t)n, sizeof *t);
+    cr_assert_not_null(t);
+    for (int i = 0; i < n; i++)
+        cr_assert_not_null(t[i] = weft_spawn(nap_5ms, NULL));
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(weft_join(t[i], NULL), 0);
+    free(t);
+    return NULL;
+}
+
+Test(sched, idle_workers_trim_the_stack_pool, .timeout = 60)
+{
+    weft_runtime *rt = test_runtime(2);
+    cr_assert_eq(weft_runtime_block_on(rt, burst_of_sleepers, (void *)(intptr_t)3000, NULL), 0);
+    size_t warm = 0;
+    for (int tries = 0; tries < 100; tries++) {
+        usleep(10000); /* the workers park, and trim, once idle */
+        warm = 0;
+        for (unsigned c = 0; c < WEFT_STACK_CLASSES; c++)
+            warm += atomic_load(&rt->stacks.nwarm[c]) > WEFT_POOL_WARM;
+        if (!warm)
+            break;
+    }
+    cr_assert_eq(warm, 0, "the pool still holds more than %u warm stacks of some class", WEFT_POOL_WARM);
+    weft_runtime_free(rt);
+}
