@@ -12,6 +12,9 @@
 #   net.png             network servers: weft against the ceiling server and
 #                       thread-per-connection (requests/s, p99, CPU per request)
 #   scaling.png         efficiency per worker count (bench/scaling.c)
+#   chan.png            weft channels against pthread mutex+condvar channels
+#                       (bench/chan.c): ping-pong ns per round trip, stream and
+#                       mpmc messages/s, CPU per message (log scales)
 set -eu
 CSV=${1:-bench/results/all.csv}
 OUT=${2:-bench/results}
@@ -149,6 +152,60 @@ plot '$TMP/scaling_spawn.dat' using 2:3 with linespoints title 'spawn', \
      '$TMP/scaling_mixed.dat' using 2:3 with linespoints title 'mixed workload (c)'
 EOF
     made="$made scaling.png"
+fi
+
+# ------------------------------------------------------------ channels
+# Rows "label weft [weft-1-worker] pthread"; '?' marks a value not measured.
+: > "$TMP/chan_pp.dat"; : > "$TMP/chan_rate.dat"; : > "$TMP/chan_cpu.dat"
+p=$(val chan_pingpong_pthread); pc=$(val chan_pingpong_pthread_cpu_per_rt)
+for w in w1 w2; do
+    a=$(val "chan_pingpong_weft_$w"); ac=$(val "chan_pingpong_weft_${w}_cpu_per_rt")
+    n=${w#w}; [ "$n" = 1 ] && lbl="1 worker" || lbl="$n workers"
+    [ -n "$a" ] && [ -n "$p" ] && echo "\"$lbl\" $a $p" >> "$TMP/chan_pp.dat"
+    [ -n "$ac" ] && [ -n "$pc" ] && echo "\"ping-pong, $lbl\" $ac $pc" >> "$TMP/chan_cpu.dat"
+done
+for b in stream mpmc; do
+    a=$(val "chan_${b}_weft"); a1=$(val "chan_${b}_weft_w1"); p=$(val "chan_${b}_pthread")
+    ac=$(val "chan_${b}_weft_cpu_per_msg"); a1c=$(val "chan_${b}_weft_w1_cpu_per_msg")
+    pc=$(val "chan_${b}_pthread_cpu_per_msg")
+    [ -n "$a" ] && [ -n "$p" ] && echo "\"$b\" $a ${a1:-?} $p" >> "$TMP/chan_rate.dat"
+    [ -n "$ac" ] && [ -n "$pc" ] && echo "\"$b, 2 workers\" $ac $pc" >> "$TMP/chan_cpu.dat"
+    [ -n "$a1c" ] && [ -n "$pc" ] && echo "\"$b, 1 worker\" $a1c $pc" >> "$TMP/chan_cpu.dat"
+done
+panels=0
+for f in chan_pp chan_rate chan_cpu; do [ -s "$TMP/$f.dat" ] && panels=$((panels + 1)); done
+if [ "$panels" -gt 0 ]; then
+    {
+        echo "$TERM_PNG"
+        echo "set output '$OUT/chan.png'"
+        echo "set multiplot layout 1,$panels title 'weft channels against pthread mutex+condvar channels, same run (medians; log scales)'"
+        echo "set style data histograms"
+        echo "set style histogram clustered gap 1"
+        echo "set style fill solid 0.8 border -1"
+        echo "set datafile missing '?'"
+        echo "set logscale y"
+        echo "set grid ytics"
+        echo "set key top left"
+        if [ -s "$TMP/chan_pp.dat" ]; then
+            echo "set title 'ping-pong over capacity 0: ns per round trip (lower is better)'"
+            echo "plot '$TMP/chan_pp.dat' using 2:xtic(1) title 'weft' lc rgb '#2a7fbf', '' using 3 title 'pthread' lc rgb '#d95f02'"
+        fi
+        if [ -s "$TMP/chan_rate.dat" ]; then
+            echo "set title 'stream (1x1, cap 64), mpmc (4x4, cap 256): messages/s (higher is better)'"
+            echo "set format y '%.0s%c'"
+            echo "plot '$TMP/chan_rate.dat' using 2:xtic(1) title 'weft, 2 workers' lc rgb '#2a7fbf', '' using 3 title 'weft, 1 worker' lc rgb '#9ecae1', '' using 4 title 'pthread' lc rgb '#d95f02'"
+        fi
+        if [ -s "$TMP/chan_cpu.dat" ]; then
+            echo "set title 'CPU per message (ping-pong: per round trip), ns (lower is better)'"
+            echo "set format y '%g'"
+            echo "set key top right"
+            echo "set xtics rotate by -30"
+            echo "plot '$TMP/chan_cpu.dat' using 2:xtic(1) title 'weft' lc rgb '#2a7fbf', '' using 3 title 'pthread' lc rgb '#d95f02'"
+        fi
+        echo "unset multiplot"
+    } > "$TMP/chan.gp"
+    gnuplot "$TMP/chan.gp"
+    made="$made chan.png"
 fi
 
 echo "charts: wrote${made:- nothing (no results in $CSV)} in $OUT"
