@@ -115,7 +115,7 @@ static pool *pool_get(weft_runtime *rt, int *err)
             *err = ENOMEM;
             return NULL;
         }
-        pthread_mutex_init(&p->lock, NULL);
+        weft__lock_init(&p->lock);
         pthread_cond_init(&p->stop_cond, NULL);
         p->max = env_unsigned("WEFT_BLOCKING_MAX", 1, POOL_MAX_LIMIT, POOL_DEFAULT_MAX);
         p->keepalive_ms = env_unsigned("WEFT_BLOCKING_KEEPALIVE_MS", 1, UINT_MAX,

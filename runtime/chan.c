@@ -161,7 +161,7 @@ weft_chan *weft_chan_new(size_t capacity, size_t elem_size)
             return NULL;
         }
     }
-    pthread_mutex_init(&ch->lk, NULL);
+    weft__lock_init(&ch->lk);
     ch->cap = capacity;
     ch->esz = elem_size;
     return ch;

@@ -175,7 +175,7 @@ weft_group *weft_group_new(int flags)
         errno = ENOMEM;
         return NULL;
     }
-    pthread_mutex_init(&g->lk, NULL);
+    weft__lock_init(&g->lk);
     g->flags = flags;
     return g;
 }

@@ -13,6 +13,7 @@
 #include "../include/weft.h"
 #include "alloc.h"
 #include "context.h"
+#include "lock.h"
 #include "poller.h"
 #include "queue.h"
 #include "stack.h"

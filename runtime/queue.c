@@ -11,6 +11,7 @@
  *  - The owner counts free space from `steal`, not `real`, so it never
  *    overwrites slots a thief is still copying.
  */
+#include "lock.h"
 #include "queue.h"
 #include "alloc.h"
 
@@ -96,7 +97,7 @@ int weft__inject_init(weft__inject *g, unsigned nshards)
         return -ENOMEM;
     memset(g->shards, 0, nshards * sizeof *g->shards);
     for (unsigned i = 0; i < nshards; i++)
-        pthread_mutex_init(&g->shards[i].lock, NULL);
+        weft__lock_init(&g->shards[i].lock);
     g->nshards = nshards;
     atomic_init(&g->nonempty, 0);
     atomic_init(&g->len, 0);

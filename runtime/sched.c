@@ -834,9 +834,9 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
     rt->nworkers = n;
     rt->default_cls = cls;
     rt->start_ns = weft__clock_ns();
-    pthread_mutex_init(&rt->idle_lock, NULL);
+    weft__lock_init(&rt->idle_lock);
     pthread_mutex_init(&rt->services_lock, NULL);
-    pthread_mutex_init(&rt->tfree_lock, NULL);
+    weft__lock_init(&rt->tfree_lock);
     pthread_mutex_init(&rt->start_lock, NULL);
     pthread_cond_init(&rt->start_cond, NULL);
     weft__stack_pool_init(&rt->stacks);
@@ -859,7 +859,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
         weft__lq_init(&w->lq);
         weft__stack_cache_init(&w->stacks, &rt->stacks);
         weft__wheel_init(&w->wheel, 0);
-        pthread_mutex_init(&w->inbox_lock, NULL);
+        weft__lock_init(&w->inbox_lock);
         int rc = weft__poller_init(&w->poller);
         if (rc < 0) {
             err = -rc;

@@ -26,6 +26,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "lock.h"
 #include "stack.h"
 #include "alloc.h"
 
@@ -200,7 +201,7 @@ static void slab_free(weft__slab *sl)
 void weft__stack_pool_init(weft__stack_pool *p)
 {
     memset(p, 0, sizeof *p);
-    pthread_mutex_init(&p->lock, NULL);
+    weft__lock_init(&p->lock);
 }
 
 void weft__stack_pool_destroy(weft__stack_pool *p)

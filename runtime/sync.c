@@ -145,7 +145,7 @@ weft_mutex *weft_mutex_new(void)
         errno = ENOMEM;
         return NULL;
     }
-    pthread_mutex_init(&m->lk, NULL);
+    weft__lock_init(&m->lk);
     return m;
 }
 
@@ -237,7 +237,7 @@ weft_cond *weft_cond_new(void)
         errno = ENOMEM;
         return NULL;
     }
-    pthread_mutex_init(&c->lk, NULL);
+    weft__lock_init(&c->lk);
     return c;
 }
 
@@ -324,7 +324,7 @@ weft_sem *weft_sem_new(int64_t initial)
         errno = ENOMEM;
         return NULL;
     }
-    pthread_mutex_init(&s->lk, NULL);
+    weft__lock_init(&s->lk);
     s->count = initial;
     return s;
 }
@@ -418,7 +418,7 @@ weft_event *weft_event_new(void)
         errno = ENOMEM;
         return NULL;
     }
-    pthread_mutex_init(&e->lk, NULL);
+    weft__lock_init(&e->lk);
     return e;
 }
 
@@ -494,7 +494,7 @@ weft_wg *weft_wg_new(void)
         errno = ENOMEM;
         return NULL;
     }
-    pthread_mutex_init(&wg->lk, NULL);
+    weft__lock_init(&wg->lk);
     return wg;
 }
 
