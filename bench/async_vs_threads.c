@@ -8,10 +8,10 @@
  *   tail   as mixed, but 1% of the requests do 20 ms of CPU
  *
  * Models: weft (tasks, CPU inline, a weft_sem of 1,000 permits), weft_blocking
- * (CPU part on weft's blocking pool; skipped with a `#` line while the
- * runtime lacks weft_spawn_blocking), threads (one pthread per request, at
+ * (CPU part on weft's blocking pool), weft_compute (CPU part on weft's
+ * compute pool, one thread per CPU), threads (one pthread per request, at
  * most 1,000 alive), pool2 / pool16 / pool64 (fixed pthread pools, blocking
- * nanosleeps).
+ * nanosleeps). See bench/avt.h.
  *
  * The CPU work is a fixed hashing loop, calibrated once at start. Each cell
  * (workload x model) runs in its own forked child, so the child's rusage
@@ -115,7 +115,7 @@ static void print_cell(const avt_workload *w, int m, const cell *c)
     if (c->r.peak_inflight > 0)
         OUT("rss_per_inflight", (double)(c->rss_kb - idle_rss_kb) / c->r.peak_inflight, "KiB");
 #undef OUT
-    if (m == AVT_WEFT || m == AVT_WEFT_BLOCKING)
+    if (avt_model_is_weft(m))
         bench_comment("%s runtime counters: %llu overflows to the global queue, %llu global pulls, "
                       "%llu steals, %llu LIFO bypasses, %llu parks",
                       pre, (unsigned long long)c->r.overflows, (unsigned long long)c->r.global_pulls,

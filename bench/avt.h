@@ -18,6 +18,9 @@
  *                  AVT_OFFLOAD_MIN_US=N in the environment, only CPU parts of
  *                  at least N µs go to the pool (the rest run inline), which
  *                  is how a program would use the pool for known-heavy calls
+ *   weft_compute   the same with weft_spawn_compute: the compute pool, one
+ *                  thread per CPU, jobs beyond them queued FIFO (same
+ *                  AVT_OFFLOAD_MIN_US knob)
  *   threads        one pthread per request (default attributes, detached);
  *                  the admitting thread takes permits from a POSIX semaphore
  *   pool2/16/64    a fixed pool of 2, 16 or 64 pthreads fed by a mutex +
@@ -63,9 +66,18 @@ static const avt_workload avt_workloads[] = {
 };
 #define AVT_NWORKLOADS ((int)(sizeof avt_workloads / sizeof avt_workloads[0]))
 
-enum { AVT_WEFT, AVT_WEFT_BLOCKING, AVT_THREADS, AVT_POOL2, AVT_POOL16, AVT_POOL64, AVT_NMODELS };
-static const char *const avt_model_names[AVT_NMODELS] = {"weft",  "weft_blocking", "threads",
-                                                          "pool2", "pool16",        "pool64"};
+enum {
+    AVT_WEFT,
+    AVT_WEFT_BLOCKING,
+    AVT_WEFT_COMPUTE,
+    AVT_THREADS,
+    AVT_POOL2,
+    AVT_POOL16,
+    AVT_POOL64,
+    AVT_NMODELS
+};
+static const char *const avt_model_names[AVT_NMODELS] = {
+    "weft", "weft_blocking", "weft_compute", "threads", "pool2", "pool16", "pool64"};
 
 static inline int avt_model_available(int m)
 {
@@ -73,8 +85,13 @@ static inline int avt_model_available(int m)
     (void)m;
     return 1;
 #else
-    return m != AVT_WEFT_BLOCKING;
+    return m != AVT_WEFT_BLOCKING && m != AVT_WEFT_COMPUTE;
 #endif
+}
+
+static inline int avt_model_is_weft(int m)
+{
+    return m == AVT_WEFT || m == AVT_WEFT_BLOCKING || m == AVT_WEFT_COMPUTE;
 }
 
 static inline int avt_pool_size(int m)
@@ -136,7 +153,7 @@ typedef struct avt_state {
     double iters_per_us;
     int model;
     unsigned weft_workers;  /* 0 = automatic */
-    int offload_min_us;     /* weft_blocking: smallest CPU part sent to the pool */
+    int offload_min_us;     /* weft_blocking/compute: smallest CPU part sent to the pool */
     int64_t *admit_ns, *lat_ns;
     _Atomic int completed, errors, inflight;
     int peak_inflight;
@@ -217,8 +234,10 @@ static void *avt__weft_request(void *arg)
     if (s->w->wait1_ms)
         weft_sleep_ms((uint64_t)s->w->wait1_ms);
 #ifdef AVT_HAVE_SPAWN_BLOCKING
-    if (s->model == AVT_WEFT_BLOCKING && avt_cpu_us_of(s->w, i) >= s->offload_min_us) {
-        weft_task *t = weft_spawn_blocking(avt__blocking_cpu, arg);
+    if ((s->model == AVT_WEFT_BLOCKING || s->model == AVT_WEFT_COMPUTE) &&
+        avt_cpu_us_of(s->w, i) >= s->offload_min_us) {
+        weft_task *t = s->model == AVT_WEFT_COMPUTE ? weft_spawn_compute(avt__blocking_cpu, arg)
+                                                    : weft_spawn_blocking(avt__blocking_cpu, arg);
         void *r = NULL;
         if (!t || weft_join(t, &r) != 0) {
             atomic_fetch_add(&s->errors, 1);
@@ -439,7 +458,7 @@ static inline int avt_run(const avt_workload *w, int m, double iters_per_us, uns
     int rc = -1;
     if (s->admit_ns && s->lat_ns) {
         avt__cur = s;
-        if (m == AVT_WEFT || m == AVT_WEFT_BLOCKING)
+        if (avt_model_is_weft(m))
             rc = avt__run_weft(s);
         else if (m == AVT_THREADS)
             rc = avt__run_threads(s);

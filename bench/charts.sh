@@ -33,7 +33,7 @@ made=""
 # ------------------------------------------------------------ async vs threads
 for w in io cpu mixed tail; do
     : > "$TMP/avt_$w.dat"
-    for m in weft weft_blocking threads pool2 pool16 pool64; do
+    for m in weft weft_blocking weft_compute threads pool2 pool16 pool64; do
         p50=$(val "avt_${w}_${m}_p50"); p99=$(val "avt_${w}_${m}_p99")
         rps=$(val "avt_${w}_${m}_rps"); rss=$(val "avt_${w}_${m}_rss"); wall=$(val "avt_${w}_${m}_wall")
         [ -n "$p50" ] && [ -n "$rps" ] || continue

@@ -125,9 +125,10 @@ static unsigned long long http_errors;
 static int http_ok;
 
 #define MAXW 4
-#define MAXM 6
+#define MAXM 7
 static const char *const wl[MAXW] = {"io", "cpu", "mixed", "tail"};
-static const char *const md[MAXM] = {"weft", "weft_blocking", "threads", "pool2", "pool16", "pool64"};
+static const char *const md[MAXM] = {"weft",    "weft_blocking", "weft_compute", "threads",
+                                     "pool2",   "pool16",        "pool64"};
 enum { M_WALL, M_P50, M_P99, M_RSS, M_CPU, NMET };
 static const char *const met[NMET] = {"wall", "p50", "p99", "rss", "cpu"};
 static double avt[MAXW][MAXM][NMET];

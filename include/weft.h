@@ -460,6 +460,21 @@ WEFT_API int weft_blocking_configure(weft_runtime *rt, unsigned max_threads, uns
 /* Pool threads of rt alive now (busy or idle); 0 before first use. */
 WEFT_API unsigned weft_blocking_threads(weft_runtime *rt);
 
+/* The compute pool: a second pool of rt, for CPU-bound jobs, with at most
+ * one thread per CPU by default (the CPUs this process may run on, or the
+ * WEFT_COMPUTE_MAX environment variable read when the pool is made). Jobs
+ * beyond its threads wait in FIFO order. Use it rather than the blocking
+ * pool for CPU work: the blocking pool's hundreds of threads would all share
+ * the cores at once, each job advancing at a fraction of a core, so a long
+ * job takes many times its CPU time. Same handles, errors, keep-alive and
+ * shutdown behaviour as weft_spawn_blocking / weft_spawn_blocking_on;
+ * weft_compute_configure and weft_compute_threads as their blocking
+ * counterparts. Do not suspend. */
+WEFT_API weft_task *weft_spawn_compute(weft_fn fn, void *arg);
+WEFT_API weft_task *weft_spawn_compute_on(weft_runtime *rt, weft_fn fn, void *arg);
+WEFT_API int weft_compute_configure(weft_runtime *rt, unsigned max_threads, unsigned keepalive_ms);
+WEFT_API unsigned weft_compute_threads(weft_runtime *rt);
+
 /* Files. From a task each call runs on the blocking pool and suspends the
  * calling task only; from a plain thread (a pool thread included) it runs
  * inline. Every call returns 0 or a count on success, a negative errno on

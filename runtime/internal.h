@@ -98,7 +98,7 @@ struct weft_runtime {
     /* Services that own threads or descriptors beside the workers register
      * a stop hook here; weft_runtime_free calls it after the workers have
      * stopped and before tasks are discarded. */
-    void *blocking;                          /* the blocking pool, made on first use */
+    void *pools[2];                          /* blocking and compute pools, made on first use */
     void (*blocking_stop)(struct weft_runtime *rt);
     /* Withdraws a queued external job at weft_cancel (returns 1 if it did). */
     int (*blocking_cancel)(weft__task *t);

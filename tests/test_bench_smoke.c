@@ -55,6 +55,7 @@ static void check_model(int m)
 Test(bench_smoke, calibration) { cr_assert_gt(ipu(), 0); }
 Test(bench_smoke, weft) { check_model(AVT_WEFT); }
 Test(bench_smoke, weft_blocking) { check_model(AVT_WEFT_BLOCKING); }
+Test(bench_smoke, weft_compute) { check_model(AVT_WEFT_COMPUTE); }
 Test(bench_smoke, threads) { check_model(AVT_THREADS); }
 Test(bench_smoke, pool2) { check_model(AVT_POOL2); }
 Test(bench_smoke, pool16) { check_model(AVT_POOL16); }

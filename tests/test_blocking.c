@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -375,5 +376,140 @@ Test(blocking_pool, unused_and_configured_only)
     rt = test_runtime(1);
     cr_assert_eq(weft_blocking_configure(rt, 3, 20), 0);
     cr_assert_eq(weft_blocking_threads(rt), 0u);
+    weft_runtime_free(rt);
+}
+
+/* ------------------------------------------------------- compute pool */
+
+static atomic_int cmp_running, cmp_peak;
+
+static void *cmp_job(void *arg)
+{
+    int now = atomic_fetch_add(&cmp_running, 1) + 1;
+    int peak = atomic_load(&cmp_peak);
+    while (now > peak && !atomic_compare_exchange_weak(&cmp_peak, &peak, now))
+        ;
+    blk_spin_ms(3);
+    atomic_fetch_sub(&cmp_running, 1);
+    return (void *)((intptr_t)arg * 3);
+}
+
+static void *cmp_many_main(void *arg)
+{
+    int n = (int)(intptr_t)arg;
+    weft_task *h[32];
+    for (int i = 0; i < n; i++) {
+        h[i] = weft_spawn_compute(cmp_job, (void *)(intptr_t)i);
+        BLK_EXPECT(h[i] != NULL, "weft_spawn_compute: errno %d", errno);
+    }
+    for (int i = 0; i < n; i++) {
+        void *r = NULL;
+        BLK_EXPECT(weft_join(h[i], &r) == 0, "join");
+        BLK_EXPECT((intptr_t)r == i * 3, "result %ld", (long)(intptr_t)r);
+    }
+    return NULL;
+}
+
+/* CPU jobs beyond the compute pool's threads wait their turn: at most max run
+ * at once, so each runs at full speed once started. */
+Test(compute_pool, runs_at_most_its_threads_at_once, .timeout = 60)
+{
+    weft_runtime *rt = test_runtime(2);
+    cr_assert_eq(weft_compute_configure(rt, 2, 0), 0);
+    atomic_store(&cmp_running, 0);
+    atomic_store(&cmp_peak, 0);
+    cr_assert_eq(weft_runtime_block_on(rt, cmp_many_main, (void *)(intptr_t)16, NULL), 0);
+    blk_assert_no_failure();
+    if (test_scale_down()) /* valgrind runs one thread at a time */
+        cr_assert_leq(atomic_load(&cmp_peak), 2);
+    else
+        cr_assert_eq(atomic_load(&cmp_peak), 2, "peak of %d compute jobs at once with max 2",
+                     atomic_load(&cmp_peak));
+    cr_assert_leq(weft_compute_threads(rt), 2u);
+    cr_assert_eq(weft_blocking_threads(rt), 0u, "compute jobs used the blocking pool");
+    cr_assert_eq(weft_compute_configure(rt, 4, 0), -EBUSY);
+    weft_runtime_free(rt);
+}
+
+/* By default the pool has one thread per CPU this process may use. */
+Test(compute_pool, defaults_to_one_thread_per_cpu, .timeout = 60)
+{
+    cpu_set_t set;
+    cr_assert_eq(sched_getaffinity(0, sizeof set, &set), 0);
+    int cpus = CPU_COUNT(&set);
+    weft_runtime *rt = test_runtime(2);
+    atomic_store(&cmp_running, 0);
+    atomic_store(&cmp_peak, 0);
+    int n = cpus * 2 + 2 > 32 ? 32 : cpus * 2 + 2;
+    cr_assert_eq(weft_runtime_block_on(rt, cmp_many_main, (void *)(intptr_t)n, NULL), 0);
+    blk_assert_no_failure();
+    cr_assert_leq(atomic_load(&cmp_peak), cpus);
+    cr_assert_leq(weft_compute_threads(rt), (unsigned)cpus);
+    weft_runtime_free(rt);
+}
+
+/* The two pools are separate: a compute job may wait for a blocking job even
+ * with one compute thread, and cancelling a queued compute job withdraws it
+ * from the compute pool's queue. */
+static void *cmp_wait_for_event(void *arg)
+{
+    weft_event_wait((weft_event *)arg, -1); /* blocks the pool thread */
+    return (void *)(intptr_t)7;
+}
+
+static void *cmp_set_event(void *arg)
+{
+    weft_event_set((weft_event *)arg);
+    return NULL;
+}
+
+static void *cmp_separate_main(void *arg)
+{
+    (void)arg;
+    weft_event *ev = weft_event_new();
+    BLK_EXPECT(ev != NULL, "event");
+    weft_task *waiter = weft_spawn_compute(cmp_wait_for_event, ev);
+    BLK_EXPECT(waiter != NULL, "spawn_compute");
+    weft_task *queued = weft_spawn_compute(blk_add_job, NULL); /* behind the waiter */
+    BLK_EXPECT(queued != NULL, "spawn_compute");
+    BLK_EXPECT(weft_cancel(queued) == 0, "cancel");
+    void *r = (void *)1;
+    BLK_EXPECT(weft_join(queued, &r) == -ECANCELED, "queued compute job not withdrawn");
+    weft_task *setter = weft_spawn_blocking(cmp_set_event, ev);
+    BLK_EXPECT(setter != NULL, "spawn_blocking");
+    BLK_EXPECT(weft_join(setter, NULL) == 0, "join setter");
+    BLK_EXPECT(weft_join(waiter, &r) == 0 && (intptr_t)r == 7, "join waiter");
+    weft_event_free(ev);
+    return NULL;
+}
+
+Test(compute_pool, separate_from_the_blocking_pool, .timeout = 60)
+{
+    weft_runtime *rt = test_runtime(2);
+    cr_assert_eq(weft_compute_configure(rt, 1, 0), 0);
+    cr_assert_eq(weft_blocking_configure(rt, 1, 0), 0);
+    cr_assert_eq(weft_runtime_block_on(rt, cmp_separate_main, NULL, NULL), 0);
+    blk_assert_no_failure();
+    weft_runtime_free(rt);
+}
+
+Test(compute_pool, misuse)
+{
+    errno = 0;
+    cr_assert_null(weft_spawn_compute(blk_add_job, NULL));
+    cr_assert_eq(errno, EPERM);
+    errno = 0;
+    cr_assert_null(weft_spawn_compute_on(NULL, blk_add_job, NULL));
+    cr_assert_eq(errno, EINVAL);
+    weft_runtime *rt = test_runtime(1);
+    cr_assert_null(weft_spawn_compute_on(rt, NULL, NULL));
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_eq(weft_compute_configure(rt, 65537, 0), -EINVAL);
+    cr_assert_eq(weft_compute_threads(rt), 0u);
+    weft_task *t = weft_spawn_compute_on(rt, blk_add_job, (void *)(intptr_t)4);
+    cr_assert_not_null(t);
+    void *r;
+    cr_assert_eq(weft_join(t, &r), 0);
+    cr_assert_eq((intptr_t)r, 5);
     weft_runtime_free(rt);
 }
