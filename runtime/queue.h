@@ -133,16 +133,15 @@ static inline weft__task *weft__lq_pop(weft__lq *q)
     }
 }
 
-/* Owner only. The task k places behind the next pop (k = 0: the one the next
- * pop would return), without taking it; thieves may take it meanwhile, so
- * use the result only as a hint. */
-static inline weft__task *weft__lq_peek(weft__lq *q, uint32_t k)
+/* Owner only. The task the next pop would return, without taking it; a thief
+ * may take it meanwhile, so use the result only as a hint. */
+static inline weft__task *weft__lq_peek(weft__lq *q)
 {
-    uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+    uint64_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
     uint32_t real = weft__lq_real_of(h);
-    if (atomic_load_explicit(&q->tail, memory_order_relaxed) - real <= k)
+    if (real == atomic_load_explicit(&q->tail, memory_order_relaxed))
         return NULL;
-    return atomic_load_explicit(&q->buf[(real + k) & WEFT_LQ_MASK], memory_order_relaxed);
+    return atomic_load_explicit(&q->buf[real & WEFT_LQ_MASK], memory_order_relaxed);
 }
 
 /* Thief: moves half (rounded up) of victim's tasks into dst (owned by the
