@@ -129,11 +129,13 @@ $(BUILD)/tests/switch_check: tests/arch/switch_check.c runtime/context.c $(LIB_A
 
 TEST_ENV ?=
 CRITERION_FLAGS ?= --jobs 2
-test: deps $(BUILD)/tests/weft_tests $(LTO_TESTS) $(BUILD)/tests/switch_check
+# The example servers are built too: the signal tests run them (graceful stop).
+TEST_EXAMPLES := $(BUILD)/examples/echo_server $(BUILD)/examples/http_server
+test: deps $(BUILD)/tests/weft_tests $(LTO_TESTS) $(BUILD)/tests/switch_check $(TEST_EXAMPLES)
 	@for t in $(LTO_TESTS); do echo "== $$t"; $(TEST_ENV) $$t $(CRITERION_FLAGS) || exit 1; done
 	@if [ "$(BUILD)" = build ] && [ "$(ARCH)" != aarch64 ]; then $(MAKE) --no-print-directory check-aarch64; fi
 	@echo "== $(BUILD)/tests/weft_tests"
-	@$(TEST_ENV) $(BUILD)/tests/weft_tests $(CRITERION_FLAGS)
+	@WEFT_EXAMPLES_DIR=$(BUILD)/examples $(TEST_ENV) $(BUILD)/tests/weft_tests $(CRITERION_FLAGS)
 
 # Instrumented runs of the same suite. Fiber annotations live in runtime/context.h.
 # --jobs 1: Criterion's parallel runner leaks a few bytes in its own parent
@@ -158,8 +160,10 @@ VALGRIND := valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=def
             --errors-for-leak-kinds=definite,indirect --trace-children=yes --quiet \
             --suppressions=/dev/null
 valgrind:
-	$(MAKE) $(BUILD)/valgrind/tests/weft_tests BUILD=$(BUILD)/valgrind ALLOC_LIB= OPT="-O1 -g"
-	WEFT_VALGRIND=1 $(VALGRIND) $(BUILD)/valgrind/tests/weft_tests --jobs 1
+	$(MAKE) $(BUILD)/valgrind/tests/weft_tests $(BUILD)/valgrind/examples/echo_server \
+	  $(BUILD)/valgrind/examples/http_server BUILD=$(BUILD)/valgrind ALLOC_LIB= OPT="-O1 -g"
+	WEFT_VALGRIND=1 WEFT_EXAMPLES_DIR=$(BUILD)/valgrind/examples \
+	  $(VALGRIND) $(BUILD)/valgrind/tests/weft_tests --jobs 1
 
 # Long soaks, kept out of `make test`.
 $(BUILD)/soak/%: tests/soak/%.c $(BUILD)/libweft.a
