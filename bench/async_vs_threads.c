@@ -54,39 +54,33 @@ typedef struct cell {
 static cell cells[AVT_NWORKLOADS][AVT_NMODELS];
 static long idle_rss_kb; /* peak RSS of a forked child that does nothing */
 
+typedef struct cell_job {
+    const avt_workload *w;
+    int m;
+    double ipu;
+    unsigned workers;
+} cell_job;
+
+static int cell_child(void *arg, void *out)
+{
+    const cell_job *j = arg;
+    return avt_run(j->w, j->m, j->ipu, j->workers, out);
+}
+
 static int run_cell(const avt_workload *w, int m, double ipu, unsigned workers, cell *c)
 {
-    avt_result *shared =
-        mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (shared == MAP_FAILED)
-        return -1;
-    memset(shared, 0, sizeof *shared);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0) {
-        munmap(shared, sizeof *shared);
-        return -1;
-    }
-    if (pid == 0) {
-        alarm(300); /* a hung model must not hang `make bench` */
-        avt_result r;
-        int rc = avt_run(w, m, ipu, workers, &r);
-        *shared = r;
-        _exit(rc == 0 ? 0 : 1);
-    }
-    int st = 0;
+    cell_job job = {w, m, ipu, workers};
     struct rusage ru;
-    while (wait4(pid, &st, 0, &ru) < 0 && errno == EINTR) {
-    }
+    int st = bench_in_child(cell_child, &job, &c->r, sizeof c->r, 300, &ru);
+    if (st == -1)
+        return -1;
     c->ran = 1;
-    c->ok = WIFEXITED(st) && WEXITSTATUS(st) == 0 && shared->completed == w->requests;
-    c->r = *shared;
+    c->ok = st == 0 && c->r.completed == w->requests;
     c->rss_kb = ru.ru_maxrss;
     c->cpu_ms = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
                 (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
     c->vcsw = ru.ru_nvcsw;
     c->ivcsw = ru.ru_nivcsw;
-    munmap(shared, sizeof *shared);
     if (!c->ok)
         fprintf(stderr, "async_vs_threads: %s/%s failed (status 0x%x, %d of %d completed)\n",
                 w->name, avt_model_names[m], st, c->r.completed, w->requests);

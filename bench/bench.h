@@ -22,10 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "weft.h"
 
 /* ------------------------------------------------------------ arguments */
 
@@ -263,6 +267,59 @@ static inline void bench_latch_wait(bench_latch *l)
 {
     while (!atomic_load_explicit(&l->done, memory_order_acquire))
         syscall(SYS_futex, &l->done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+}
+
+/* ------------------------------------------------------------ processes */
+
+/* Runs fn(arg, out) in a forked child and copies the child's `size`-byte
+ * result back into out through a shared mapping. Each measurement then has
+ * a process of its own, so the peak RSS, CPU time and context switches that
+ * wait4 reports belong to it alone. A child still running after timeout_s
+ * gets SIGALRM, so a hung model cannot hang `make bench`. fn returns 0 on
+ * success. Returns the child's wait status (0: fn succeeded), or -1 if no
+ * child could run; *ru (if not NULL) gets the child's resource usage. */
+static inline int bench_in_child(int (*fn)(void *arg, void *out), void *arg, void *out, size_t size,
+                                 unsigned timeout_s, struct rusage *ru)
+{
+    void *shared = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shared == MAP_FAILED)
+        return -1;
+    memset(shared, 0, size);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        munmap(shared, size);
+        return -1;
+    }
+    if (pid == 0) {
+        alarm(timeout_s);
+        _exit(fn(arg, shared) == 0 ? 0 : 1);
+    }
+    int st = 0;
+    struct rusage r;
+    memset(&r, 0, sizeof r);
+    while (wait4(pid, &st, 0, &r) < 0 && errno == EINTR) {
+    }
+    memcpy(out, shared, size);
+    munmap(shared, size);
+    if (ru)
+        *ru = r;
+    return st;
+}
+
+/* A runtime of n workers, or exit: benchmarks have no use for a partial run. */
+static inline weft_runtime *bench_new_runtime(unsigned n)
+{
+    weft_config cfg;
+    weft_config_init(&cfg);
+    cfg.workers = n;
+    weft_runtime *rt = weft_runtime_new(&cfg);
+    if (!rt) {
+        perror("weft_runtime_new");
+        exit(1);
+    }
+    return rt;
 }
 
 #endif

@@ -52,18 +52,6 @@ typedef struct sizes {
     int baseline;
 } sizes;
 
-static weft_runtime *new_runtime(unsigned n)
-{
-    weft_config cfg;
-    weft_config_init(&cfg);
-    cfg.workers = n;
-    weft_runtime *rt = weft_runtime_new(&cfg);
-    if (!rt) {
-        perror("weft_runtime_new");
-        exit(1);
-    }
-    return rt;
-}
 
 /* Sum of the runtime's counters over its workers. */
 static weft_worker_stats stats_sum(weft_runtime *rt)
@@ -175,7 +163,7 @@ static void ratio_lines(const char *bench, const series *w, const char *wname, c
 static void bench_pingpong(const sizes *z)
 {
     chanb_result r;
-    weft_runtime *rt1 = new_runtime(1), *rtn = new_runtime(workers);
+    weft_runtime *rt1 = bench_new_runtime(1), *rtn = bench_new_runtime(workers);
     char wn[32];
     snprintf(wn, sizeof wn, "weft_w%u", workers);
     series s1, sn, sp;
@@ -227,7 +215,7 @@ static void bench_flow(const sizes *z, const char *bench, int producers, int con
                        int with_w1)
 {
     chanb_result r;
-    weft_runtime *rtn = new_runtime(workers), *rt1 = with_w1 ? new_runtime(1) : NULL;
+    weft_runtime *rtn = bench_new_runtime(workers), *rt1 = with_w1 ? bench_new_runtime(1) : NULL;
     series sw, s1, sp;
     char name[64];
     snprintf(name, sizeof name, "%s_weft", bench);

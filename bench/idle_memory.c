@@ -36,33 +36,26 @@ typedef struct cell {
     idle_mem_result r;
 } cell;
 
+typedef struct cell_job {
+    int model, n;
+    unsigned workers;
+    long settle_ms;
+} cell_job;
+
+static int cell_child(void *arg, void *out)
+{
+    const cell_job *j = arg;
+    return idle_mem_run(j->model, j->n, j->workers, j->settle_ms, out);
+}
+
 static int run_cell(int model, int n, unsigned workers, long settle_ms, cell *c)
 {
-    idle_mem_result *shared =
-        mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (shared == MAP_FAILED)
+    cell_job job = {model, n, workers, settle_ms};
+    int st = bench_in_child(cell_child, &job, &c->r, sizeof c->r, 300, NULL);
+    if (st == -1)
         return -1;
-    memset(shared, 0, sizeof *shared);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0) {
-        munmap(shared, sizeof *shared);
-        return -1;
-    }
-    if (pid == 0) {
-        alarm(300); /* a unit that never wakes must not hang `make bench` */
-        idle_mem_result r;
-        int rc = idle_mem_run(model, n, workers, settle_ms, &r);
-        *shared = r;
-        _exit(rc == 0 ? 0 : 1);
-    }
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
     c->ran = 1;
-    c->r = *shared;
-    c->ok = WIFEXITED(st) && WEXITSTATUS(st) == 0 && c->r.ok;
-    munmap(shared, sizeof *shared);
+    c->ok = st == 0 && c->r.ok;
     if (!c->ok)
         fprintf(stderr,
                 "idle_memory: %s failed (status 0x%x): %d of %d made, %d reached the wait, "

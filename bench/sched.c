@@ -41,18 +41,6 @@
 #define WORKERS 2
 static unsigned workers = WORKERS; /* --workers N overrides, for analysis */
 
-static weft_runtime *new_runtime(unsigned workers)
-{
-    weft_config cfg;
-    weft_config_init(&cfg);
-    cfg.workers = workers;
-    weft_runtime *rt = weft_runtime_new(&cfg);
-    if (!rt) {
-        perror("weft_runtime_new");
-        exit(1);
-    }
-    return rt;
-}
 
 static void block_on(weft_runtime *rt, weft_fn fn, void *arg)
 {
@@ -248,7 +236,7 @@ static void bench_spawn_many(const sizes *z, double *v)
 {
     bench_usage u0 = bench_getrusage();
     int64_t w0 = bench_now_ns();
-    weft_runtime *rt = new_runtime(workers);
+    weft_runtime *rt = bench_new_runtime(workers);
     many_params mp = {z->spawn_many, z->reps, v, 0, 0};
     block_on(rt, many_root, &mp);
     bench_comment("spawn_many last rep: spawning took %.1f ns/task, then %ld yields until all ran",
@@ -302,7 +290,7 @@ static void bench_spawn_remote(const sizes *z, double *v)
 {
     bench_usage u0 = bench_getrusage();
     int64_t w0 = bench_now_ns();
-    weft_runtime *rt = new_runtime(workers);
+    weft_runtime *rt = bench_new_runtime(workers);
     bench_latch l;
     for (int r = 0; r < z->reps; r++) {
         bench_latch_init(&l, (uint64_t)z->spawn_remote);
@@ -373,7 +361,7 @@ static void bench_yield_many(const sizes *z, double *v)
 {
     bench_usage u0 = bench_getrusage();
     int64_t w0 = bench_now_ns();
-    weft_runtime *rt = new_runtime(workers);
+    weft_runtime *rt = bench_new_runtime(workers);
     yield_params yp = {z->yield_tasks, z->yields, z->reps, v};
     block_on(rt, yield_root, &yp);
     stats_comment("yield_many", rt);
@@ -450,7 +438,7 @@ static void bench_chained_spawn(const sizes *z, double *v)
 {
     bench_usage u0 = bench_getrusage();
     int64_t w0 = bench_now_ns();
-    weft_runtime *rt = new_runtime(workers);
+    weft_runtime *rt = bench_new_runtime(workers);
     chain_params cp = {z->chain_len, z->chains, z->reps, v};
     block_on(rt, chain_root, &cp);
     stats_comment("chained_spawn", rt);
@@ -515,7 +503,7 @@ static void bench_spawn_remote_contended(const sizes *z, double *v)
 {
     bench_usage u0 = bench_getrusage();
     int64_t w0 = bench_now_ns();
-    weft_runtime *rt = new_runtime(workers);
+    weft_runtime *rt = bench_new_runtime(workers);
     remote_round(rt, z->contended_threads, z->contended_total); /* warm-up */
     double *one = calloc((size_t)z->reps, sizeof *one);
     /* Interleaved, so that both see the same machine weather. */
