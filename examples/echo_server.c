@@ -120,33 +120,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s PORT [WORKERS]\n", argv[0]);
         return 2;
     }
-    char *end;
-    long port = strtol(argv[1], &end, 10);
-    if (*end || port < 0 || port > 65535) {
-        fprintf(stderr, "echo_server: bad port '%s'\n", argv[1]);
-        return 2;
-    }
+    uint16_t port;
     weft_config cfg;
-    weft_config_init(&cfg);
-    if (argc == 3) {
-        long w = strtol(argv[2], &end, 10);
-        if (*end || w < 1 || w > 1024) {
-            fprintf(stderr, "echo_server: bad worker count '%s'\n", argv[2]);
-            return 2;
-        }
-        cfg.workers = (unsigned)w;
-    }
-    weft_runtime *rt = weft_runtime_new(&cfg);
-    if (!rt) {
-        perror("echo_server: weft_runtime_new");
-        return 1;
-    }
-    void *res = NULL;
-    int rc = weft_runtime_block_on(rt, server, (void *)(uintptr_t)port, &res);
-    weft_runtime_free(rt);
-    if (rc < 0) {
-        fprintf(stderr, "echo_server: %s\n", strerror(-rc));
-        return 1;
-    }
-    return res ? 1 : 0;
+    if (serve_parse_args("echo_server", argv, argc, &port, &cfg))
+        return 2;
+    return serve_run("echo_server", &cfg, server, port);
 }

@@ -410,22 +410,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s PORT [WORKERS] [DIR]\n", argv[0]);
         return 2;
     }
-    char *end;
-    long port = strtol(argv[1], &end, 10);
-    if (*end || port < 0 || port > 65535) {
-        fprintf(stderr, "http_server: bad port '%s'\n", argv[1]);
-        return 2;
-    }
+    uint16_t port;
     weft_config cfg;
-    weft_config_init(&cfg);
-    if (argc >= 3) {
-        long w = strtol(argv[2], &end, 10);
-        if (*end || w < 0 || w > 1024) {
-            fprintf(stderr, "http_server: bad worker count '%s'\n", argv[2]);
-            return 2;
-        }
-        cfg.workers = (unsigned)w;
-    }
+    if (serve_parse_args("http_server", argv, argc, &port, &cfg))
+        return 2;
     if (argc == 4) {
         g_dirfd = open(argv[3], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (g_dirfd < 0) {
@@ -434,17 +422,5 @@ int main(int argc, char **argv)
         }
     }
     responses_init();
-    weft_runtime *rt = weft_runtime_new(&cfg);
-    if (!rt) {
-        perror("http_server: weft_runtime_new");
-        return 1;
-    }
-    void *res = NULL;
-    int rc = weft_runtime_block_on(rt, server, (void *)(uintptr_t)port, &res);
-    weft_runtime_free(rt);
-    if (rc < 0) {
-        fprintf(stderr, "http_server: %s\n", strerror(-rc));
-        return 1;
-    }
-    return res ? 1 : 0;
+    return serve_run("http_server", &cfg, server, port);
 }

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <weft.h>
 
@@ -91,6 +92,50 @@ static void *serve_until_signal(const char *name, int lfd, weft_fn serve, int (*
     }
     weft_close(lfd);
     return (void *)1;
+}
+
+/* PORT and an optional WORKERS (0 = one per CPU) from argv[1] and argv[2]
+ * into *port and cfg; 0, or 2 (the exit code for bad usage) after saying
+ * what is wrong. */
+static int serve_parse_args(const char *name, char **argv, int argc, uint16_t *port,
+                            weft_config *cfg)
+{
+    char *end;
+    long p = strtol(argv[1], &end, 10);
+    if (*end || p < 0 || p > 65535) {
+        fprintf(stderr, "%s: bad port '%s'\n", name, argv[1]);
+        return 2;
+    }
+    *port = (uint16_t)p;
+    weft_config_init(cfg);
+    if (argc >= 3) {
+        long w = strtol(argv[2], &end, 10);
+        if (*end || w < 0 || w > 1024) {
+            fprintf(stderr, "%s: bad worker count '%s'\n", name, argv[2]);
+            return 2;
+        }
+        cfg->workers = (unsigned)w;
+    }
+    return 0;
+}
+
+/* Runs server(port) as the root task of a runtime made from cfg; returns
+ * the process's exit code (0 after a graceful stop). */
+static int serve_run(const char *name, const weft_config *cfg, weft_fn server, uint16_t port)
+{
+    weft_runtime *rt = weft_runtime_new(cfg);
+    if (!rt) {
+        fprintf(stderr, "%s: weft_runtime_new: %s\n", name, strerror(errno));
+        return 1;
+    }
+    void *res = NULL;
+    int rc = weft_runtime_block_on(rt, server, (void *)(uintptr_t)port, &res);
+    weft_runtime_free(rt);
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s\n", name, strerror(-rc));
+        return 1;
+    }
+    return res ? 1 : 0;
 }
 
 #endif
