@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "netbase.h"
+
 #define ECHO_SIZE 64
 #define RBUF 4096
 #define MAX_RECONNECTS 1000
@@ -110,7 +112,6 @@ static double hist_quantile(const hist *h, double q)
 
 /* ---------------------------------------------------------------- load */
 
-enum { MODE_ECHO, MODE_HTTP };
 
 typedef struct conn {
     int fd;
@@ -127,7 +128,6 @@ typedef struct worker {
     uint64_t requests, errors;
 } worker;
 
-static int g_mode;
 static struct sockaddr_in g_addr;
 static char g_request[256];
 static size_t g_request_len;
@@ -280,20 +280,13 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    if (argc == 1 || (argc == 2 && strcmp(argv[1], "--quick") == 0)) {
-        printf("loadgen: load generator used by build/bench/net (not a benchmark by itself)\n");
-        usage();
+    if (netbase_helper_banner(argc, argv, "loadgen: load generator used by build/bench/net", usage))
         return 0;
-    }
     if (argc < 6 || argc > 7) {
         usage();
         return 2;
     }
-    if (strcmp(argv[1], "echo") == 0)
-        g_mode = MODE_ECHO;
-    else if (strcmp(argv[1], "http") == 0)
-        g_mode = MODE_HTTP;
-    else {
+    if (netbase_set_mode(argv[1]) < 0) {
         usage();
         return 2;
     }

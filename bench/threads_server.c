@@ -28,34 +28,13 @@
 #include <unistd.h>
 
 #include "../examples/http_parser.h"
+#include "netbase.h"
 
 #define IN_CAP 16384
 #define OUT_CAP 32768
 #define THREAD_STACK (256 * 1024)
 
-enum { MODE_ECHO, MODE_HTTP };
-static int g_mode;
 
-static char hello_ka[256], hello_close[256], hello_ka10[256], notfound[256];
-static size_t hello_ka_len, hello_close_len, hello_ka10_len, notfound_len;
-
-static size_t fmt_hello(char *buf, size_t cap, const char *conn_hdr)
-{
-    return (size_t)snprintf(buf, cap,
-                            "HTTP/1.1 200 OK\r\nServer: weft\r\nContent-Type: text/plain\r\n"
-                            "Content-Length: 13\r\n%s\r\nHello, World!",
-                            conn_hdr);
-}
-
-static void init_responses(void)
-{
-    hello_ka_len = fmt_hello(hello_ka, sizeof hello_ka, "");
-    hello_close_len = fmt_hello(hello_close, sizeof hello_close, "Connection: close\r\n");
-    hello_ka10_len = fmt_hello(hello_ka10, sizeof hello_ka10, "Connection: keep-alive\r\n");
-    notfound_len = (size_t)snprintf(notfound, sizeof notfound,
-                                    "HTTP/1.1 404 Not Found\r\nServer: weft\r\n"
-                                    "Content-Length: 0\r\n\r\n");
-}
 
 static int write_all(int fd, const char *p, size_t n)
 {
@@ -178,21 +157,13 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    if (argc == 1 || (argc == 2 && strcmp(argv[1], "--quick") == 0)) {
-        printf("threads_server: baseline server used by build/bench/net (not a benchmark "
-               "by itself)\n");
-        usage();
+    if (netbase_helper_banner(argc, argv, "threads_server: baseline server used by build/bench/net", usage))
         return 0;
-    }
     if (argc != 3) {
         usage();
         return 2;
     }
-    if (strcmp(argv[1], "echo") == 0)
-        g_mode = MODE_ECHO;
-    else if (strcmp(argv[1], "http") == 0)
-        g_mode = MODE_HTTP;
-    else {
+    if (netbase_set_mode(argv[1]) < 0) {
         usage();
         return 2;
     }
