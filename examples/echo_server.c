@@ -103,17 +103,6 @@ static void *serve(void *arg)
     return NULL;
 }
 
-static void *server(void *arg)
-{
-    uint16_t port = (uint16_t)(uintptr_t)arg;
-    int lfd = weft_tcp_listen("127.0.0.1", port, 0);
-    if (lfd < 0) {
-        fprintf(stderr, "echo_server: listen on 127.0.0.1:%u: %s\n", port, strerror(-lfd));
-        return (void *)1;
-    }
-    return serve_until_signal("echo_server", lfd, serve, drain_connections);
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 3) {
@@ -124,5 +113,5 @@ int main(int argc, char **argv)
     weft_config cfg;
     if (serve_parse_args("echo_server", argv, argc, &port, &cfg))
         return 2;
-    return serve_run("echo_server", &cfg, server, port);
+    return serve_run("echo_server", &cfg, port, 0, serve, drain_connections);
 }

@@ -393,17 +393,6 @@ static void *serve(void *arg)
 
 /* ------------------------------------------------------------------ main */
 
-static void *server(void *arg)
-{
-    uint16_t port = (uint16_t)(uintptr_t)arg;
-    int lfd = weft_tcp_listen("127.0.0.1", port, 4096);
-    if (lfd < 0) {
-        fprintf(stderr, "http_server: listen on 127.0.0.1:%u: %s\n", port, strerror(-lfd));
-        return (void *)1;
-    }
-    return serve_until_signal("http_server", lfd, serve, drain_connections);
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2 || argc > 4) {
@@ -422,5 +411,5 @@ int main(int argc, char **argv)
         }
     }
     responses_init();
-    return serve_run("http_server", &cfg, server, port);
+    return serve_run("http_server", &cfg, port, 4096, serve, drain_connections);
 }

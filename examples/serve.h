@@ -119,17 +119,40 @@ static int serve_parse_args(const char *name, char **argv, int argc, uint16_t *p
     return 0;
 }
 
-/* Runs server(port) as the root task of a runtime made from cfg; returns
- * the process's exit code (0 after a graceful stop). */
-static int serve_run(const char *name, const weft_config *cfg, weft_fn server, uint16_t port)
+typedef struct serve_spec {
+    const char *name;
+    uint16_t port;
+    int backlog;
+    weft_fn serve;
+    int (*drain)(void);
+} serve_spec;
+
+static void *serve_root(void *arg)
 {
+    const serve_spec *sp = arg;
+    int lfd = weft_tcp_listen("127.0.0.1", sp->port, sp->backlog);
+    if (lfd < 0) {
+        fprintf(stderr, "%s: listen on 127.0.0.1:%u: %s\n", sp->name, sp->port, strerror(-lfd));
+        return (void *)1;
+    }
+    return serve_until_signal(sp->name, lfd, sp->serve, sp->drain);
+}
+
+/* Listens on 127.0.0.1:port (backlog 0: the system default) and serves
+ * until SIGINT or SIGTERM (serve_until_signal), as the root task of a
+ * runtime made from cfg. Returns the process's exit code (0 after a
+ * graceful stop). */
+static int serve_run(const char *name, const weft_config *cfg, uint16_t port, int backlog,
+                     weft_fn serve, int (*drain)(void))
+{
+    serve_spec sp = {name, port, backlog, serve, drain};
     weft_runtime *rt = weft_runtime_new(cfg);
     if (!rt) {
         fprintf(stderr, "%s: weft_runtime_new: %s\n", name, strerror(errno));
         return 1;
     }
     void *res = NULL;
-    int rc = weft_runtime_block_on(rt, server, (void *)(uintptr_t)port, &res);
+    int rc = weft_runtime_block_on(rt, serve_root, &sp, &res);
     weft_runtime_free(rt);
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", name, strerror(-rc));
