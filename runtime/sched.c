@@ -62,9 +62,9 @@
  * ---------------------------------------------------------------------------
  * Fairness constants (Tokio and Go use the same values):
  *  - WEFT_EVENT_INTERVAL 61: every 61 ticks the worker polls its poller and
- *    timers without blocking and takes a task from the global queue before
- *    its local one, so neither starves behind a local queue that never
- *    empties.
+ *    timers without blocking and, if the global queue holds tasks, gives it
+ *    a turn of several picks before its local queue (give_global_turn), so
+ *    neither starves behind a local queue that never empties.
  *  - WEFT_MAX_LIFO_RUNS 3: after 3 consecutive runs from the LIFO slot the
  *    slot's task goes to the back of the local queue, so two tasks handing a
  *    message back and forth cannot starve the rest.
@@ -423,7 +423,7 @@ static int first_run(weft__worker *w, weft__task *t)
  * bench/async_vs_threads. Prefetching one task ahead hides the page walk
  * behind the current task's slice; the lines above the saved frame then hit
  * the TLB. Three lines: the 72-byte frame the switch pops and the caller's
- * frame above it (about 8 instructions per switch; a yield costs ~20 ns).
+ * frame above it (about 8 instructions per switch; a yield costs 13-20 ns).
  * A prefetch never faults, so a stale or unmapped sp (a task not started
  * yet, or taken by a thief meanwhile) is harmless; the racy read is left out
  * under TSan, which would report it. */
