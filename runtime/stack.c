@@ -19,7 +19,9 @@
  * Memory: only touched pages cost RSS. A stack coming back from deep use (the
  * caller says so, or every 4096th reuse as a backstop for uses nobody saw)
  * returns everything below its top WEFT_STACK_WARM bytes to the kernel with
- * MADV_DONTNEED; a stack entering the shared pool returns all of it. Slabs
+ * MADV_DONTNEED. A stack entering the shared pool keeps its pages (its next
+ * user may be on another worker), until an idle worker trims the pool to
+ * WEFT_POOL_WARM stacks per class; the rest return all their pages. Slabs
  * are MADV_NOHUGEPAGE so transparent huge pages never turn a 256 KiB stack
  * into 2 MiB of RSS.
  */
@@ -266,8 +268,8 @@ static void release_pages(weft__stack **v, unsigned n)
     }
 }
 
-/* Moves up to k warm stacks of class cls to the cold list, returning their
- * pages first; p->lock is not held by the caller. */
+/* Puts the k stacks in v (on no list) on the cold list of class cls,
+ * returning their pages first; called without p->lock. */
 static void cool(weft__stack_pool *p, unsigned cls, weft__stack **v, unsigned k)
 {
     release_pages(v, k);
