@@ -613,7 +613,41 @@ static inline unsigned lq_room(weft__worker *w) { return WEFT_LQ_SIZE - weft__lq
 static void poll_timers(weft__worker *w)
 {
     w->now_tick = weft__now_tick(w->rt, weft__clock_ns());
+    weft__wheel_lock(w);
     weft__wheel_poll(&w->wheel, w->now_tick, lq_room(w), weft__wake_cb, NULL);
+    weft__wheel_unlock(w);
+    atomic_store_explicit(&w->polled_tick, w->now_tick, memory_order_relaxed);
+}
+
+/* A worker stuck in a long task (a CPU loop, a blocking call) polls neither
+ * its timers nor its descriptors, and its peers cannot steal a timer: tasks
+ * sleeping on its wheel would oversleep by the length of that task, even
+ * with the other workers idle. So a worker that passes by (each maintenance
+ * pass, and before it sleeps) fires the due timers of any peer that has not
+ * polled for RESCUE_AFTER_MS, as Go's sysmon polls the network for a stuck
+ * P. The tasks land in this worker's run queue (as many as it has room
+ * for), in deadline order. The peer's wheel lock is only tried: a peer
+ * polling or arming right now is not stuck. Descriptors are not rescued
+ * yet: their events wait for the owner. */
+#define RESCUE_AFTER_MS 10
+
+static void rescue_peer_timers(weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    uint64_t now = w->now_tick;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        weft__worker *x = rt->workers[i];
+        if (x == w || now < atomic_load_explicit(&x->polled_tick, memory_order_relaxed) + RESCUE_AFTER_MS)
+            continue;
+        if (atomic_load_explicit(&x->wheel_busy, memory_order_relaxed) ||
+            atomic_exchange_explicit(&x->wheel_busy, 1, memory_order_acquire))
+            continue;
+        unsigned room = lq_room(w);
+        unsigned n = room && x->wheel.count ? weft__wheel_poll(&x->wheel, now, room, weft__wake_cb, NULL) : 0;
+        weft__wheel_unlock(x);
+        if (n)
+            stat_inc(&w->stats.timers_rescued, n);
+    }
 }
 
 static void poll_events(weft__worker *w, int timeout_ms)
@@ -648,11 +682,18 @@ static void park(weft__worker *w)
     }
 
     int timeout = -1;
+    weft__wheel_lock(w);
     uint64_t next = weft__wheel_next(&w->wheel);
+    weft__wheel_unlock(w);
     if (next != WEFT_NO_DEADLINE) {
         uint64_t now = weft__now_tick(rt, weft__clock_ns());
         timeout = next <= now ? 0 : (next - now > 60000 ? 60000 : (int)(next - now));
     }
+    /* While a peer is awake it may get stuck in a long task: look again in
+     * RESCUE_AFTER_MS to fire its due timers (rescue_peer_timers). */
+    if (rt->nworkers > 1 && idle_unparked(atomic_load_explicit(&rt->idle, memory_order_relaxed)) > 0 &&
+        (timeout < 0 || timeout > RESCUE_AFTER_MS))
+        timeout = RESCUE_AFTER_MS;
     if (!atomic_load_explicit(&rt->shutdown, memory_order_acquire) &&
         !atomic_load_explicit(&w->inbox_n, memory_order_relaxed)) {
         stat_inc(&w->stats.parks, 1);
@@ -698,6 +739,7 @@ static void worker_loop(weft__worker *w)
         if (w->until_event == 0) {
             w->until_event = WEFT_EVENT_INTERVAL;
             poll_events(w, 0);
+            rescue_peer_timers(w);
             give_global_turn(w);
         } else {
             poll_timers(w);
@@ -721,6 +763,10 @@ static void worker_loop(weft__worker *w)
              * an extra epoll_wait per idle moment is measurable per request
              * on a busy server. */
             poll_events(w, 0);
+            t = next_local(w, &from_lifo);
+        }
+        if (!t && rt->nworkers > 1) {
+            rescue_peer_timers(w);
             t = next_local(w, &from_lifo);
         }
         if (t) {
@@ -1004,6 +1050,7 @@ unsigned weft_runtime_stats(const weft_runtime *rt, weft_worker_stats *out, unsi
         out[i].global_pulls = atomic_load_explicit(&s->global_pulls, memory_order_relaxed);
         out[i].overflows = atomic_load_explicit(&s->overflows, memory_order_relaxed);
         out[i].lifo_capped = atomic_load_explicit(&s->lifo_capped, memory_order_relaxed);
+        out[i].timers_rescued = atomic_load_explicit(&s->timers_rescued, memory_order_relaxed);
     }
     return rt->nworkers;
 }

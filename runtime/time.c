@@ -24,15 +24,24 @@ static uint64_t tick_at_or_after(weft_runtime *rt, weft_time deadline)
 int weft__timer_arm(weft__task *self, uint64_t token, weft_time deadline, weft__timer_ref *ref)
 {
     weft__worker *w = self->worker;
-    return weft__timer_add(&w->wheel, tick_at_or_after(w->rt, deadline), self, token, ref) < 0
-               ? -ENOMEM
-               : 0;
+    weft__wheel_lock(w);
+    int rc = weft__timer_add(&w->wheel, tick_at_or_after(w->rt, deadline), self, token, ref);
+    weft__wheel_unlock(w);
+    return rc < 0 ? -ENOMEM : 0;
 }
 
 void weft__timer_disarm(weft__task *self, weft__timer_ref ref)
 {
-    if (ref.t)
-        weft__timer_cancel(ref, ref.t->owner == &self->worker->wheel);
+    if (!ref.t)
+        return;
+    weft__worker *w = self->worker;
+    if (ref.t->owner == &w->wheel) {
+        weft__wheel_lock(w);
+        weft__timer_cancel(ref, 1);
+        weft__wheel_unlock(w);
+    } else {
+        weft__timer_cancel(ref, 0);
+    }
 }
 
 int weft_sleep_until(weft_time deadline)

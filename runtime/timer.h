@@ -5,9 +5,12 @@
  * deadlines and opaque waiters (task + wait token); firing hands them to a
  * callback, it does not know what a task is.
  *
- * Ownership: a wheel is touched only by its worker thread. Another thread
- * cancels an entry by flipping its state and pushing it on the owner's
- * lock-free cancel stack; the owner unlinks and frees it at its next poll.
+ * Ownership: a wheel is not thread-safe. Its worker uses it, and a peer
+ * may fire its due timers while the worker is stuck in a long task; the
+ * scheduler serializes the two with a per-worker lock (weft__wheel_lock).
+ * "Owner only" below means: under that lock. Another thread cancels an entry
+ * without the lock by flipping its state and pushing it on the wheel's
+ * lock-free cancel stack; the next poll unlinks and frees it.
  */
 #ifndef WEFT_TIMER_H
 #define WEFT_TIMER_H

@@ -659,3 +659,49 @@ Test(sched, idle_workers_trim_the_stack_pool, .timeout = 60)
     cr_assert_eq(warm, 0, "the pool still holds more than %u warm stacks of some class", WEFT_POOL_WARM);
     weft_runtime_free(rt);
 }
+
+/* A worker stuck in a long task polls neither its timers nor its I/O, and
+ * timers cannot be stolen; a peer fires the stuck worker's due timers. The
+ * root pins itself, lets a sleeper arm its timer on the same worker, then
+ * spins without yielding until the sleeper has woken: without the rescue
+ * that can only happen after the spin gives up (10 s), so the test does not
+ * depend on how fast the rescue is. */
+static atomic_int rescue_woke;
+
+static void *rescue_sleeper(void *arg)
+{
+    (void)arg;
+    weft_sleep_ms(20);
+    atomic_store(&rescue_woke, 1);
+    return NULL;
+}
+
+static void *rescue_root(void *arg)
+{
+    (void)arg;
+    cr_assert_eq(weft_pin(), 0);
+    int home = weft_worker_index();
+    weft_task *s = weft_spawn(rescue_sleeper, NULL); /* our LIFO slot: not stealable */
+    cr_assert_not_null(s);
+    weft_yield(); /* the sleeper runs here and arms its timer on this worker */
+    cr_assert_eq(weft_worker_index(), home);
+    int64_t give_up = weft_now() + 10 * (int64_t)1000000000;
+    while (!atomic_load(&rescue_woke) && weft_now() < give_up)
+        ; /* stuck: no yield, no poll */
+    int woke = atomic_load(&rescue_woke);
+    cr_assert_eq(weft_unpin(), 0);
+    cr_assert_eq(weft_join(s, NULL), 0);
+    return (void *)(intptr_t)woke;
+}
+
+Test(sched, a_stuck_workers_timers_fire_on_a_peer, .timeout = 60)
+{
+    weft_runtime *rt = test_runtime(2);
+    void *woke = NULL;
+    cr_assert_eq(weft_runtime_block_on(rt, rescue_root, NULL, &woke), 0);
+    weft_worker_stats st[2];
+    cr_assert_eq(weft_runtime_stats(rt, st, 2), 2);
+    weft_runtime_free(rt);
+    cr_assert_eq((intptr_t)woke, 1, "the sleeper stayed asleep while its worker was stuck");
+    cr_assert_geq(st[0].timers_rescued + st[1].timers_rescued, 1);
+}
