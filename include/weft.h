@@ -178,6 +178,7 @@ typedef struct weft_worker_stats {
     uint64_t overflows;     /* times the local queue spilled half to the global queue */
     uint64_t lifo_capped;   /* times the LIFO slot was bypassed by the fairness cap */
     uint64_t timers_rescued; /* timers this worker fired for a peer stuck in a long task */
+    uint64_t events_rescued; /* descriptor events it took from such a peer's poller */
 } weft_worker_stats;
 
 /* Copies up to n workers' counters into out; returns the number of workers.

@@ -29,7 +29,7 @@
 
 typedef struct weft__stats {
     _Atomic uint64_t tasks_run, steals, tasks_stolen, parks, global_pulls, overflows, lifo_capped,
-        timers_rescued;
+        timers_rescued, events_rescued;
 } weft__stats;
 
 typedef struct weft__worker {
@@ -55,11 +55,12 @@ typedef struct weft__worker {
     weft__task *pinned_head, *pinned_tail; /* runnable pinned tasks (owner-only) */
 
     weft__lq lq;
-    /* The wheel belongs to this worker, but a peer may fire its due timers
-     * while this worker is stuck in a long task (see rescue_peer_timers in
-     * sched.c): every wheel operation holds wheel_busy, and polled_tick says
-     * when this worker last polled it. */
-    _Atomic uint32_t wheel_busy;
+    /* The wheel and the poller belong to this worker, but a peer may poll
+     * them while this worker is stuck in a long task (see rescue_stuck_peers
+     * in sched.c): every wheel operation and every poll holds poll_busy
+     * (also while the worker sleeps in its poller), and polled_tick says
+     * when this worker last polled. */
+    _Atomic uint32_t poll_busy;
     _Atomic uint64_t polled_tick;
     weft__wheel wheel;
     weft__poller poller;
@@ -120,17 +121,17 @@ struct weft_runtime {
 /* A full (seq_cst) fence. GCC's TSan does not model fences and rejects
  * them, so there a seq_cst read-modify-write stands in (also a full barrier
  * on x86-64 and aarch64). */
-/* The wheel's lock (see weft__worker.wheel_busy). Held for a few hundred
- * nanoseconds by the owner; a peer only ever tries it. */
-static inline void weft__wheel_lock(weft__worker *w)
+/* The worker's poll lock (see weft__worker.poll_busy). The owner takes it;
+ * a peer only ever tries it. */
+static inline void weft__poll_lock(weft__worker *w)
 {
-    while (atomic_exchange_explicit(&w->wheel_busy, 1, memory_order_acquire))
+    while (atomic_exchange_explicit(&w->poll_busy, 1, memory_order_acquire))
         weft__cpu_relax();
 }
 
-static inline void weft__wheel_unlock(weft__worker *w)
+static inline void weft__poll_unlock(weft__worker *w)
 {
-    atomic_store_explicit(&w->wheel_busy, 0, memory_order_release);
+    atomic_store_explicit(&w->poll_busy, 0, memory_order_release);
 }
 
 static inline void weft__fence(void)

@@ -43,6 +43,11 @@ void weft__poller_destroy(weft__poller *p);
  * wait behind newer ones). Returns the number of descriptor events, or a
  * negative errno. */
 int weft__poller_poll(weft__poller *p, int timeout_ms, int max_events, weft__ready_fn fn, void *ctx);
+/* For a peer of a stuck worker (the caller serializes polls of p): takes
+ * up to max_events descriptor events without blocking and passes their
+ * waiters to fn, leaving wake-ups sent to p's owner (weft__poller_wake) for
+ * the owner's own next poll. Returns the number of descriptor events. */
+int weft__poller_poll_events(weft__poller *p, int max_events, weft__ready_fn fn, void *ctx);
 /* Any thread: makes a sleeping (or next) poll return. Coalesced: many wakes
  * before the poller runs again cost one eventfd write. */
 void weft__poller_wake(weft__poller *p);

@@ -74,7 +74,24 @@ void weft__poller_wake(weft__poller *p)
     (void)r; /* EAGAIN means the counter is already non-zero: still awake-able */
 }
 
+/* The eventfd is registered level-triggered: a poll that does not read it
+ * leaves it readable, so a peer's poll (skip_wakes) never swallows a wake
+ * meant for the owner. */
+static int poll_epoll(weft__poller *p, int timeout_ms, int max_events, int skip_wakes,
+                      weft__ready_fn fn, void *ctx);
+
 int weft__poller_poll(weft__poller *p, int timeout_ms, int max_events, weft__ready_fn fn, void *ctx)
+{
+    return poll_epoll(p, timeout_ms, max_events, 0, fn, ctx);
+}
+
+int weft__poller_poll_events(weft__poller *p, int max_events, weft__ready_fn fn, void *ctx)
+{
+    return poll_epoll(p, 0, max_events, 1, fn, ctx);
+}
+
+static int poll_epoll(weft__poller *p, int timeout_ms, int max_events, int skip_wakes,
+                      weft__ready_fn fn, void *ctx)
 {
     struct epoll_event evs[MAX_EVENTS];
     if (max_events > MAX_EVENTS)
@@ -89,6 +106,8 @@ int weft__poller_poll(weft__poller *p, int timeout_ms, int max_events, weft__rea
         uint64_t data = evs[i].data.u64;
         uint32_t e = evs[i].events;
         if (data == EVFD_DATA) {
+            if (skip_wakes)
+                continue;
             uint64_t v;
             ssize_t r = read(p->evfd, &v, sizeof v);
             (void)r;

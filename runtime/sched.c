@@ -610,28 +610,46 @@ static int work_anywhere(weft_runtime *rt)
 /* Room left in the local queue: what a poll may wake without spilling. */
 static inline unsigned lq_room(weft__worker *w) { return WEFT_LQ_SIZE - weft__lq_len(&w->lq); }
 
-static void poll_timers(weft__worker *w)
+/* The poll lock is held by the caller. */
+static void poll_timers_locked(weft__worker *w)
 {
     w->now_tick = weft__now_tick(w->rt, weft__clock_ns());
-    weft__wheel_lock(w);
     weft__wheel_poll(&w->wheel, w->now_tick, lq_room(w), weft__wake_cb, NULL);
-    weft__wheel_unlock(w);
     atomic_store_explicit(&w->polled_tick, w->now_tick, memory_order_relaxed);
 }
 
+static void poll_timers(weft__worker *w)
+{
+    weft__poll_lock(w);
+    poll_timers_locked(w);
+    weft__poll_unlock(w);
+}
+
+/* Descriptors, then timers. The poll lock is held across a blocking
+ * epoll_wait too: a sleeping worker is not stuck, and only its own thread
+ * arms timers on its wheel. */
+static void poll_events(weft__worker *w, int timeout_ms)
+{
+    weft__poll_lock(w);
+    weft__poller_poll(&w->poller, timeout_ms, (int)lq_room(w), weft__wake_cb, NULL);
+    poll_timers_locked(w);
+    weft__poll_unlock(w);
+}
+
 /* A worker stuck in a long task (a CPU loop, a blocking call) polls neither
- * its timers nor its descriptors, and its peers cannot steal a timer: tasks
- * sleeping on its wheel would oversleep by the length of that task, even
- * with the other workers idle. So a worker that passes by (each maintenance
- * pass, and before it sleeps) fires the due timers of any peer that has not
- * polled for RESCUE_AFTER_MS, as Go's sysmon polls the network for a stuck
- * P. The tasks land in this worker's run queue (as many as it has room
- * for), in deadline order. The peer's wheel lock is only tried: a peer
- * polling or arming right now is not stuck. Descriptors are not rescued
- * yet: their events wait for the owner. */
+ * its timers nor its descriptors, and its peers cannot steal either: tasks
+ * sleeping on its wheel or waiting on descriptors registered with its
+ * poller would wait for the end of that task, even with the other workers
+ * idle. So a worker that passes by (each maintenance pass, and before it
+ * sleeps) polls any peer that has not polled for RESCUE_AFTER_MS, as Go's
+ * sysmon polls the network for a stuck P: its due timers, in deadline
+ * order, and its descriptor events (not its wake-ups, which stay for it).
+ * The woken tasks land in this worker's run queue, as many as it has room
+ * for. The peer's poll lock is only tried: a peer polling, sleeping in its
+ * poller or arming a timer right now is not stuck. */
 #define RESCUE_AFTER_MS 10
 
-static void rescue_peer_timers(weft__worker *w)
+static void rescue_stuck_peers(weft__worker *w)
 {
     weft_runtime *rt = w->rt;
     uint64_t now = w->now_tick;
@@ -639,21 +657,22 @@ static void rescue_peer_timers(weft__worker *w)
         weft__worker *x = rt->workers[i];
         if (x == w || now < atomic_load_explicit(&x->polled_tick, memory_order_relaxed) + RESCUE_AFTER_MS)
             continue;
-        if (atomic_load_explicit(&x->wheel_busy, memory_order_relaxed) ||
-            atomic_exchange_explicit(&x->wheel_busy, 1, memory_order_acquire))
+        if (atomic_load_explicit(&x->poll_busy, memory_order_relaxed) ||
+            atomic_exchange_explicit(&x->poll_busy, 1, memory_order_acquire))
             continue;
-        unsigned room = lq_room(w);
-        unsigned n = room && x->wheel.count ? weft__wheel_poll(&x->wheel, now, room, weft__wake_cb, NULL) : 0;
-        weft__wheel_unlock(x);
+        unsigned n = 0, room = lq_room(w);
+        if (room) {
+            int ev = weft__poller_poll_events(&x->poller, (int)room, weft__wake_cb, NULL);
+            if (ev > 0)
+                stat_inc(&w->stats.events_rescued, (uint64_t)ev);
+            room = lq_room(w);
+        }
+        if (room && x->wheel.count)
+            n = weft__wheel_poll(&x->wheel, now, room, weft__wake_cb, NULL);
+        weft__poll_unlock(x);
         if (n)
             stat_inc(&w->stats.timers_rescued, n);
     }
-}
-
-static void poll_events(weft__worker *w, int timeout_ms)
-{
-    weft__poller_poll(&w->poller, timeout_ms, (int)lq_room(w), weft__wake_cb, NULL);
-    poll_timers(w);
 }
 
 static void park(weft__worker *w)
@@ -682,15 +701,15 @@ static void park(weft__worker *w)
     }
 
     int timeout = -1;
-    weft__wheel_lock(w);
+    weft__poll_lock(w);
     uint64_t next = weft__wheel_next(&w->wheel);
-    weft__wheel_unlock(w);
+    weft__poll_unlock(w);
     if (next != WEFT_NO_DEADLINE) {
         uint64_t now = weft__now_tick(rt, weft__clock_ns());
         timeout = next <= now ? 0 : (next - now > 60000 ? 60000 : (int)(next - now));
     }
     /* While a peer is awake it may get stuck in a long task: look again in
-     * RESCUE_AFTER_MS to fire its due timers (rescue_peer_timers). */
+     * RESCUE_AFTER_MS (rescue_stuck_peers). */
     if (rt->nworkers > 1 && idle_unparked(atomic_load_explicit(&rt->idle, memory_order_relaxed)) > 0 &&
         (timeout < 0 || timeout > RESCUE_AFTER_MS))
         timeout = RESCUE_AFTER_MS;
@@ -739,7 +758,7 @@ static void worker_loop(weft__worker *w)
         if (w->until_event == 0) {
             w->until_event = WEFT_EVENT_INTERVAL;
             poll_events(w, 0);
-            rescue_peer_timers(w);
+            rescue_stuck_peers(w);
             give_global_turn(w);
         } else {
             poll_timers(w);
@@ -766,7 +785,7 @@ static void worker_loop(weft__worker *w)
             t = next_local(w, &from_lifo);
         }
         if (!t && rt->nworkers > 1) {
-            rescue_peer_timers(w);
+            rescue_stuck_peers(w);
             t = next_local(w, &from_lifo);
         }
         if (t) {
@@ -1051,6 +1070,7 @@ unsigned weft_runtime_stats(const weft_runtime *rt, weft_worker_stats *out, unsi
         out[i].overflows = atomic_load_explicit(&s->overflows, memory_order_relaxed);
         out[i].lifo_capped = atomic_load_explicit(&s->lifo_capped, memory_order_relaxed);
         out[i].timers_rescued = atomic_load_explicit(&s->timers_rescued, memory_order_relaxed);
+        out[i].events_rescued = atomic_load_explicit(&s->events_rescued, memory_order_relaxed);
     }
     return rt->nworkers;
 }

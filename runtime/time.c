@@ -24,9 +24,9 @@ static uint64_t tick_at_or_after(weft_runtime *rt, weft_time deadline)
 int weft__timer_arm(weft__task *self, uint64_t token, weft_time deadline, weft__timer_ref *ref)
 {
     weft__worker *w = self->worker;
-    weft__wheel_lock(w);
+    weft__poll_lock(w);
     int rc = weft__timer_add(&w->wheel, tick_at_or_after(w->rt, deadline), self, token, ref);
-    weft__wheel_unlock(w);
+    weft__poll_unlock(w);
     return rc < 0 ? -ENOMEM : 0;
 }
 
@@ -36,9 +36,9 @@ void weft__timer_disarm(weft__task *self, weft__timer_ref ref)
         return;
     weft__worker *w = self->worker;
     if (ref.t->owner == &w->wheel) {
-        weft__wheel_lock(w);
+        weft__poll_lock(w);
         weft__timer_cancel(ref, 1);
-        weft__wheel_unlock(w);
+        weft__poll_unlock(w);
     } else {
         weft__timer_cancel(ref, 0);
     }

@@ -7,7 +7,7 @@
  *
  * Ownership: a wheel is not thread-safe. Its worker uses it, and a peer
  * may fire its due timers while the worker is stuck in a long task; the
- * scheduler serializes the two with a per-worker lock (weft__wheel_lock).
+ * scheduler serializes the two with a per-worker lock (weft__poll_lock).
  * "Owner only" below means: under that lock. Another thread cancels an entry
  * without the lock by flipping its state and pushing it on the wheel's
  * lock-free cancel stack; the next poll unlinks and frees it.

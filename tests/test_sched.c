@@ -3,9 +3,11 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -704,4 +706,61 @@ Test(sched, a_stuck_workers_timers_fire_on_a_peer, .timeout = 60)
     weft_runtime_free(rt);
     cr_assert_eq((intptr_t)woke, 1, "the sleeper stayed asleep while its worker was stuck");
     cr_assert_geq(st[0].timers_rescued + st[1].timers_rescued, 1);
+}
+
+/* The same for a descriptor: a reader waiting on a pipe registered with the
+ * stuck worker's poller wakes when a plain thread writes to the pipe. */
+static atomic_int rescue_read_done;
+static int rescue_pipe[2];
+
+static void *rescue_reader(void *arg)
+{
+    (void)arg;
+    char c = 0;
+    ssize_t n = weft_read(rescue_pipe[0], &c, 1, -1);
+    atomic_store(&rescue_read_done, n == 1 && c == 'x' ? 1 : -1);
+    return NULL;
+}
+
+static void *rescue_writer(void *arg)
+{
+    (void)arg;
+    usleep(20000); /* let the root get stuck first */
+    ssize_t n = write(rescue_pipe[1], "x", 1);
+    (void)n;
+    return NULL;
+}
+
+static void *rescue_io_root(void *arg)
+{
+    (void)arg;
+    cr_assert_eq(weft_pin(), 0);
+    weft_task *r = weft_spawn(rescue_reader, NULL); /* our LIFO slot */
+    cr_assert_not_null(r);
+    weft_yield(); /* the reader registers the pipe with this worker's poller */
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, rescue_writer, NULL), 0);
+    int64_t give_up = weft_now() + 10 * (int64_t)1000000000;
+    while (!atomic_load(&rescue_read_done) && weft_now() < give_up)
+        ; /* stuck */
+    int done = atomic_load(&rescue_read_done);
+    pthread_join(th, NULL);
+    cr_assert_eq(weft_unpin(), 0);
+    cr_assert_eq(weft_join(r, NULL), 0);
+    return (void *)(intptr_t)done;
+}
+
+Test(sched, a_stuck_workers_descriptor_events_reach_a_peer, .timeout = 60)
+{
+    cr_assert_eq(pipe2(rescue_pipe, O_NONBLOCK | O_CLOEXEC), 0);
+    weft_runtime *rt = test_runtime(2);
+    void *done = NULL;
+    cr_assert_eq(weft_runtime_block_on(rt, rescue_io_root, NULL, &done), 0);
+    weft_worker_stats st[2];
+    cr_assert_eq(weft_runtime_stats(rt, st, 2), 2);
+    weft_close(rescue_pipe[0]);
+    close(rescue_pipe[1]);
+    weft_runtime_free(rt);
+    cr_assert_eq((intptr_t)done, 1, "the reader stayed blocked while its worker was stuck");
+    cr_assert_geq(st[0].events_rescued + st[1].events_rescued, 1);
 }
