@@ -32,7 +32,8 @@ int weft__timer_arm(weft__task *self, uint64_t token, weft_time deadline, weft__
 
 void weft__timer_disarm(weft__task *self, weft__timer_ref ref)
 {
-    if (!ref.t)
+    /* The common case, a sleep whose timer fired, takes no lock. */
+    if (!weft__timer_maybe_armed(ref))
         return;
     weft__worker *w = self->worker;
     if (ref.t->owner == &w->wheel) {

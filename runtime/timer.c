@@ -145,7 +145,8 @@ void weft__timer_cancel(weft__timer_ref ref, int on_owner)
     uint64_t armed = ref.gen << 2 | TIMER_ARMED;
     weft__wheel *w = t->owner;
     if (on_owner) {
-        /* Expiry runs on this same thread: armed now means still linked. */
+        /* Expiry runs under the same serialization as this call (see
+         * timer.h): armed now means still linked. */
         if (atomic_load_explicit(&t->state, memory_order_relaxed) != armed)
             return;
         unlink_entry(w, t);

@@ -64,8 +64,15 @@ void weft__wheel_destroy(weft__wheel *w);
 int weft__timer_add(weft__wheel *w, uint64_t deadline_tick, struct weft_task *task,
                     uint64_t token, weft__timer_ref *ref);
 /* Any thread; harmless if the entry fired already. `on_owner` says the
- * caller runs on the wheel's own thread. */
+ * caller holds the wheel's serialization (see Ownership above). */
 void weft__timer_cancel(weft__timer_ref ref, int on_owner);
+/* Any thread, without the serialization: 0 once the entry has fired or been
+ * cancelled (nothing left to cancel), 1 while it may still be armed. */
+static inline int weft__timer_maybe_armed(weft__timer_ref ref)
+{
+    return ref.t &&
+           atomic_load_explicit(&ref.t->state, memory_order_relaxed) == (ref.gen << 2 | TIMER_ARMED);
+}
 
 typedef void (*weft__timer_fire_fn)(struct weft_task *task, uint64_t token, void *ctx);
 /* Owner only. Advances to now_tick, firing entries whose deadline has come,
