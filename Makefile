@@ -159,7 +159,10 @@ test-tsan: $(TEST_EXAMPLES)
 	  CRITERION_DEPS="$(wildcard tests/tsan/criterion/*.h)" CRITERION_FLAGS="--verbose" \
 	  TEST_ENV="TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 WEFT_EXAMPLES_DIR=$(BUILD)/examples"
 
-VALGRIND := valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
+# --fair-sched: valgrind runs one thread at a time, and its default lock
+# lets a spinning thread starve the others (tests where a worker is stuck on
+# purpose, or where work must spread to both workers).
+VALGRIND := valgrind --fair-sched=try --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
             --errors-for-leak-kinds=definite,indirect --trace-children=yes --quiet \
             --suppressions=/dev/null
 valgrind:

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -689,7 +690,9 @@ static void *rescue_root(void *arg)
     cr_assert_eq(weft_worker_index(), home);
     int64_t give_up = weft_now() + 10 * (int64_t)1000000000;
     while (!atomic_load(&rescue_woke) && weft_now() < give_up)
-        ; /* stuck: no yield, no poll */
+        sched_yield(); /* stuck for weft (no weft_yield, no poll); the OS yield
+                        * only lets valgrind, which runs one thread at a
+                        * time, schedule the others */
     int woke = atomic_load(&rescue_woke);
     cr_assert_eq(weft_unpin(), 0);
     cr_assert_eq(weft_join(s, NULL), 0);
@@ -742,7 +745,7 @@ static void *rescue_io_root(void *arg)
     cr_assert_eq(pthread_create(&th, NULL, rescue_writer, NULL), 0);
     int64_t give_up = weft_now() + 10 * (int64_t)1000000000;
     while (!atomic_load(&rescue_read_done) && weft_now() < give_up)
-        ; /* stuck */
+        sched_yield(); /* stuck for weft, as above */
     int done = atomic_load(&rescue_read_done);
     pthread_join(th, NULL);
     cr_assert_eq(weft_unpin(), 0);
