@@ -640,13 +640,15 @@ static void poll_events(weft__worker *w, int timeout_ms)
  * its timers nor its descriptors, and its peers cannot steal either: tasks
  * sleeping on its wheel or waiting on descriptors registered with its
  * poller would wait for the end of that task, even with the other workers
- * idle. So a worker that passes by (each maintenance pass, and before it
- * sleeps) polls any peer that has not polled for RESCUE_AFTER_MS, as Go's
- * sysmon polls the network for a stuck P: its due timers, in deadline
- * order, and its descriptor events (not its wake-ups, which stay for it).
- * The woken tasks land in this worker's run queue, as many as it has room
- * for. The peer's poll lock is only tried: a peer polling, sleeping in its
- * poller or arming a timer right now is not stuck. */
+ * idle; and a busy peer never steals the tasks queued behind it. So a
+ * worker that passes by (each maintenance pass, and before it sleeps)
+ * rescues any peer that has not polled for RESCUE_AFTER_MS, as Go's sysmon
+ * retakes a stuck P: it fires the peer's due timers, in deadline order,
+ * takes its descriptor events (not its wake-ups, which stay for it), and
+ * steals half of its queue. The tasks land in this worker's run queue, as
+ * many as it has room for. The peer's poll lock is only tried: a peer
+ * polling, sleeping in its poller or arming a timer right now is not
+ * stuck. */
 #define RESCUE_AFTER_MS 10
 
 static void rescue_stuck_peers(weft__worker *w)
@@ -672,6 +674,16 @@ static void rescue_stuck_peers(weft__worker *w)
         weft__poll_unlock(x);
         if (n)
             stat_inc(&w->stats.timers_rescued, n);
+        /* The tasks queued behind the stuck one: half of them, as an idle
+         * worker would steal, but also when this worker is busy (an idle one
+         * steals anyway). The LIFO slot stays: it is the owner's alone. */
+        unsigned moved = 0;
+        weft__task *t = weft__lq_steal(&x->lq, &w->lq, &moved);
+        if (t) {
+            push_local(w, t);
+            stat_inc(&w->stats.steals, 1);
+            stat_inc(&w->stats.tasks_stolen, moved);
+        }
     }
 }
 

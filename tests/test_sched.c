@@ -767,3 +767,69 @@ Test(sched, a_stuck_workers_descriptor_events_reach_a_peer, .timeout = 60)
     cr_assert_eq((intptr_t)done, 1, "the reader stayed blocked while its worker was stuck");
     cr_assert_geq(st[0].events_rescued + st[1].events_rescued, 1);
 }
+
+/* The tasks queued behind a stuck task: an idle peer steals them anyway, so
+ * here the peer is kept busy by a pinned task that yields in a loop (its
+ * queue never runs dry, so it never goes looking for work), and must still
+ * take them. */
+static atomic_int busy_stop, queued_ran;
+
+static void *busy_yielder(void *arg)
+{
+    int avoid = (int)(intptr_t)arg;
+    while (weft_worker_index() == avoid && !atomic_load(&busy_stop))
+        weft_yield(); /* until the idle peer steals us */
+    cr_assert_eq(weft_pin(), 0);
+    while (!atomic_load(&busy_stop))
+        weft_yield();
+    cr_assert_eq(weft_unpin(), 0);
+    return NULL;
+}
+
+static void *queued_task(void *arg)
+{
+    (void)arg;
+    atomic_store(&queued_ran, 1);
+    return NULL;
+}
+
+static void *noop_task(void *arg) { return arg; }
+
+static void *queue_rescue_root(void *arg)
+{
+    (void)arg;
+    cr_assert_eq(weft_pin(), 0);
+    int home = weft_worker_index();
+    weft_task *b = weft_spawn(busy_yielder, (void *)(intptr_t)home);
+    cr_assert_not_null(b);
+    while (!atomic_load(&busy_stop)) { /* until the yielder lives on the peer */
+        weft_sleep_ms(1);
+        weft_worker_stats st[2];
+        weft_runtime_stats(weft_current_runtime(), st, 2);
+        if (st[0].steals + st[1].steals > 0)
+            break;
+    }
+    weft_sleep_ms(5);
+    weft_task *q = weft_spawn(queued_task, NULL); /* LIFO slot... */
+    weft_task *n = weft_spawn(noop_task, NULL);   /* ...displaced to the queue by this one */
+    cr_assert(q && n);
+    int64_t give_up = weft_now() + 10 * (int64_t)1000000000;
+    while (!atomic_load(&queued_ran) && weft_now() < give_up)
+        sched_yield(); /* stuck for weft, as above */
+    int ran = atomic_load(&queued_ran);
+    atomic_store(&busy_stop, 1);
+    cr_assert_eq(weft_unpin(), 0);
+    cr_assert_eq(weft_join(q, NULL), 0);
+    cr_assert_eq(weft_join(n, NULL), 0);
+    cr_assert_eq(weft_join(b, NULL), 0);
+    return (void *)(intptr_t)ran;
+}
+
+Test(sched, a_busy_peer_takes_the_tasks_queued_behind_a_stuck_one, .timeout = 60)
+{
+    weft_runtime *rt = test_runtime(2);
+    void *ran = NULL;
+    cr_assert_eq(weft_runtime_block_on(rt, queue_rescue_root, NULL, &ran), 0);
+    weft_runtime_free(rt);
+    cr_assert_eq((intptr_t)ran, 1, "the queued task waited for the stuck one");
+}
