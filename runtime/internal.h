@@ -93,6 +93,7 @@ struct weft_runtime {
     unsigned nsleepers;
 
     _Atomic int shutdown;
+    _Atomic int watcher;        /* a sleeping worker that wakes to rescue stuck peers */
     weft__stack_pool stacks;
     unsigned default_cls;
 

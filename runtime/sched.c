@@ -720,16 +720,27 @@ static void park(weft__worker *w)
         uint64_t now = weft__now_tick(rt, weft__clock_ns());
         timeout = next <= now ? 0 : (next - now > 60000 ? 60000 : (int)(next - now));
     }
-    /* While a peer is awake it may get stuck in a long task: look again in
-     * RESCUE_AFTER_MS (rescue_stuck_peers). */
+    /* While a peer is awake it may get stuck in a long task: one sleeping
+     * worker at a time (the watcher) looks again every RESCUE_AFTER_MS
+     * (rescue_stuck_peers), like Go's single sysmon, so that many idle
+     * workers do not all wake a hundred times a second. */
+    int watching = 0;
     if (rt->nworkers > 1 && idle_unparked(atomic_load_explicit(&rt->idle, memory_order_relaxed)) > 0 &&
-        (timeout < 0 || timeout > RESCUE_AFTER_MS))
-        timeout = RESCUE_AFTER_MS;
+        (timeout < 0 || timeout > RESCUE_AFTER_MS)) {
+        int free_slot = 0;
+        if (atomic_compare_exchange_strong_explicit(&rt->watcher, &free_slot, 1, memory_order_acq_rel,
+                                                    memory_order_relaxed)) {
+            watching = 1;
+            timeout = RESCUE_AFTER_MS;
+        }
+    }
     if (!atomic_load_explicit(&rt->shutdown, memory_order_acquire) &&
         !atomic_load_explicit(&w->inbox_n, memory_order_relaxed)) {
         stat_inc(&w->stats.parks, 1);
         poll_events(w, timeout);
     }
+    if (watching)
+        atomic_store_explicit(&rt->watcher, 0, memory_order_release);
 
     pthread_mutex_lock(&rt->idle_lock);
     if (w->sleeping) {
