@@ -111,10 +111,11 @@ static void print_cell(const avt_workload *w, int m, const cell *c)
 #undef OUT
     if (avt_model_is_weft(m))
         bench_comment("%s runtime counters: %llu overflows to the global queue, %llu global pulls, "
-                      "%llu steals, %llu LIFO bypasses, %llu parks",
+                      "%llu steals, %llu LIFO bypasses, %llu parks, %llu timers and events "
+                      "rescued from stuck workers",
                       pre, (unsigned long long)c->r.overflows, (unsigned long long)c->r.global_pulls,
                       (unsigned long long)c->r.steals, (unsigned long long)c->r.lifo_capped,
-                      (unsigned long long)c->r.parks);
+                      (unsigned long long)c->r.parks, (unsigned long long)c->r.rescued);
 }
 
 int main(int argc, char **argv)

@@ -106,7 +106,7 @@ typedef struct avt_result {
     double p50_ms, p99_ms, max_ms, min_ms;
     int peak_inflight; /* most requests admitted and not finished at once */
     /* weft models: the runtime's counters summed over its workers */
-    uint64_t overflows, global_pulls, steals, lifo_capped, parks;
+    uint64_t overflows, global_pulls, steals, lifo_capped, parks, rescued;
 } avt_result;
 
 /* ------------------------------------------------------------ CPU work */
@@ -296,6 +296,7 @@ static inline int avt__run_weft(avt_state *s)
         s->wstats.steals += st[k].steals;
         s->wstats.lifo_capped += st[k].lifo_capped;
         s->wstats.parks += st[k].parks;
+        s->wstats.timers_rescued += st[k].timers_rescued + st[k].events_rescued;
     }
     weft_runtime_free(rt);
     if (s->wsem)
@@ -477,6 +478,7 @@ static inline int avt_run(const avt_workload *w, int m, double iters_per_us, uns
         out->steals = s->wstats.steals;
         out->lifo_capped = s->wstats.lifo_capped;
         out->parks = s->wstats.parks;
+        out->rescued = s->wstats.timers_rescued;
         double *v = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
         if (v) {
             int k = 0;
