@@ -26,51 +26,12 @@
 
 #define GRACE_MS 2000
 
-typedef struct conn {
-    int fd;
-    struct conn *prev, *next;
-} conn;
-
-static pthread_mutex_t g_conns_lock = PTHREAD_MUTEX_INITIALIZER;
-static conn *g_conns; /* every open connection */
-static int g_nconns;
-
-static void conn_register(conn *c)
-{
-    pthread_mutex_lock(&g_conns_lock);
-    c->prev = NULL;
-    c->next = g_conns;
-    if (g_conns)
-        g_conns->prev = c;
-    g_conns = c;
-    g_nconns++;
-    /* A connection accepted as the shutdown pass ran gets its own. */
-    if (atomic_load(&g_stopping))
-        weft_shutdown(c->fd, SHUT_RD);
-    pthread_mutex_unlock(&g_conns_lock);
-}
-
-/* Before the descriptor is closed, so the shutdown pass never touches a
- * number that was closed and reused. */
-static void conn_unregister(conn *c)
-{
-    pthread_mutex_lock(&g_conns_lock);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        g_conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    g_nconns--;
-    pthread_mutex_unlock(&g_conns_lock);
-}
-
 /* Shuts every connection's read side, then waits up to GRACE_MS for them to
  * finish. Returns how many are left. */
 static int drain_connections(void)
 {
     pthread_mutex_lock(&g_conns_lock);
-    for (conn *c = g_conns; c; c = c->next)
+    for (serve_conn *c = g_conns; c; c = c->next)
         weft_shutdown(c->fd, SHUT_RD);
     pthread_mutex_unlock(&g_conns_lock);
     weft_time end = weft_now() + (weft_time)GRACE_MS * 1000000;
@@ -87,8 +48,8 @@ static int drain_connections(void)
 
 static void *serve(void *arg)
 {
-    conn c = {.fd = (int)(intptr_t)arg};
-    conn_register(&c);
+    serve_conn c = {.fd = (int)(intptr_t)arg};
+    serve_conn_register(&c, 1);
     int fd = c.fd;
     char buf[16384];
     for (;;) {
@@ -98,7 +59,7 @@ static void *serve(void *arg)
         if (weft_write(fd, buf, (size_t)n, -1) < 0)
             break;
     }
-    conn_unregister(&c);
+    serve_conn_unregister(&c);
     weft_close(fd);
     return NULL;
 }

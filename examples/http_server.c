@@ -107,46 +107,14 @@ static void responses_init(void)
 /* ------------------------------------------------------------- connection */
 
 typedef struct conn {
-    int fd;
+    serve_conn link;  /* first: the open-connection list holds these */
     size_t out_len;
     atomic_int idle;  /* waiting for a new request (nothing half read) */
     int shut;         /* shutdown: read side shut down (under g_conns_lock) */
-    struct conn *prev, *next;
     char out[OUT_CAP];
 } conn;
 
 /* ------------------------------------------------------ graceful shutdown */
-
-static pthread_mutex_t g_conns_lock = PTHREAD_MUTEX_INITIALIZER;
-static conn *g_conns; /* every open connection */
-static int g_nconns;
-
-static void conn_register(conn *c)
-{
-    pthread_mutex_lock(&g_conns_lock);
-    c->prev = NULL;
-    c->next = g_conns;
-    if (g_conns)
-        g_conns->prev = c;
-    g_conns = c;
-    g_nconns++;
-    pthread_mutex_unlock(&g_conns_lock);
-}
-
-/* Before the descriptor is closed, so the shutdown pass never touches a
- * number that was closed and reused. */
-static void conn_unregister(conn *c)
-{
-    pthread_mutex_lock(&g_conns_lock);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        g_conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    g_nconns--;
-    pthread_mutex_unlock(&g_conns_lock);
-}
 
 /* Ends idle connections and waits up to GRACE_MS for busy ones (re-checking
  * every 10 ms, so one that turns idle meanwhile is ended too). Returns how
@@ -157,11 +125,13 @@ static int drain_connections(void)
     for (;;) {
         pthread_mutex_lock(&g_conns_lock);
         int left = g_nconns;
-        for (conn *c = g_conns; c; c = c->next)
+        for (serve_conn *l = g_conns; l; l = l->next) {
+            conn *c = (conn *)l;
             if (!c->shut && atomic_load_explicit(&c->idle, memory_order_relaxed)) {
-                weft_shutdown(c->fd, SHUT_RD);
+                weft_shutdown(c->link.fd, SHUT_RD);
                 c->shut = 1;
             }
+        }
         pthread_mutex_unlock(&g_conns_lock);
         if (left == 0 || weft_now() >= end)
             return left;
@@ -174,7 +144,7 @@ static int flush_out(conn *c)
 {
     if (c->out_len == 0)
         return 0;
-    ssize_t n = weft_write(c->fd, c->out, c->out_len, WRITE_TIMEOUT_MS);
+    ssize_t n = weft_write(c->link.fd, c->out, c->out_len, WRITE_TIMEOUT_MS);
     c->out_len = 0;
     return n < 0 ? -1 : 0;
 }
@@ -309,8 +279,8 @@ static void linger_close(int fd, char *scratch, size_t cap)
 
 static void *serve(void *arg)
 {
-    conn c = {.fd = (int)(intptr_t)arg, .out_len = 0};
-    conn_register(&c);
+    conn c = {.link.fd = (int)(intptr_t)arg, .out_len = 0};
+    serve_conn_register(&c.link, 0);
     char in[IN_CAP];
     size_t len = 0;   /* bytes in `in` */
     size_t start = 0; /* first byte of the request being parsed */
@@ -327,7 +297,7 @@ static void *serve(void *arg)
             done = 2;
             break;
         }
-        ssize_t n = weft_read(c.fd, in + len, IN_CAP - len, IDLE_TIMEOUT_MS);
+        ssize_t n = weft_read(c.link.fd, in + len, IN_CAP - len, IDLE_TIMEOUT_MS);
         if (n <= 0) {
             done = 2; /* end of stream, reset or idle timeout */
             break;
@@ -383,11 +353,11 @@ static void *serve(void *arg)
             start = 0;
         }
     }
-    conn_unregister(&c);
+    serve_conn_unregister(&c.link);
     if (done == 1)
-        linger_close(c.fd, in, sizeof in);
+        linger_close(c.link.fd, in, sizeof in);
     else
-        weft_close(c.fd);
+        weft_close(c.link.fd);
     return NULL;
 }
 

@@ -9,13 +9,26 @@
 #define WEFT_EXAMPLE_SERVE_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <weft.h>
+
+/* Every open connection, so the drain pass can reach them. A server's
+ * connection record starts with a serve_conn (its descriptor and links). */
+typedef struct serve_conn {
+    int fd;
+    struct serve_conn *prev, *next;
+} serve_conn;
+
+static pthread_mutex_t g_conns_lock = PTHREAD_MUTEX_INITIALIZER;
+static serve_conn *g_conns;
+static int g_nconns;
 
 static atomic_int g_stopping;
 static const char *g_server_name = "server";
@@ -159,6 +172,38 @@ static int serve_run(const char *name, const weft_config *cfg, uint16_t port, in
         return 1;
     }
     return res ? 1 : 0;
+}
+
+/* Adds c to the open connections. With shut_if_stopping, a connection
+ * accepted while the drain pass runs gets its read side shut here, under
+ * the same lock, so the pass cannot miss it. */
+static void serve_conn_register(serve_conn *c, int shut_if_stopping)
+{
+    pthread_mutex_lock(&g_conns_lock);
+    c->prev = NULL;
+    c->next = g_conns;
+    if (g_conns)
+        g_conns->prev = c;
+    g_conns = c;
+    g_nconns++;
+    if (shut_if_stopping && atomic_load(&g_stopping))
+        weft_shutdown(c->fd, SHUT_RD);
+    pthread_mutex_unlock(&g_conns_lock);
+}
+
+/* Before the descriptor is closed, so the drain pass never touches a number
+ * that was closed and reused. */
+static void serve_conn_unregister(serve_conn *c)
+{
+    pthread_mutex_lock(&g_conns_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        g_conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    g_nconns--;
+    pthread_mutex_unlock(&g_conns_lock);
 }
 
 #endif
