@@ -19,6 +19,8 @@ OPT     ?= -O2 -g
 SANFLAGS ?=
 # Sanitizer and valgrind builds replace the allocator with the tool's own.
 ALLOC_LIB ?= -ljemalloc
+# -MMD -MP: every object and program also depends on the headers it includes.
+DEPFLAGS   = -MMD -MP -MF $@.d
 CFLAGS_LIB := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) -fPIC -fvisibility=hidden -pthread \
               -D_GNU_SOURCE -Iinclude
 CFLAGS_APP := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) -pthread -D_GNU_SOURCE -Iinclude -Iruntime
@@ -39,46 +41,86 @@ LIB_OBJ := $(patsubst runtime/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) \
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_OBJ := $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SRC))
 LTO_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/lto_*.c))
-EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
-BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+# Programs that drive a real library (libpq, libcurl) are built only where its
+# headers are; `make test` installs them first.
+NEEDS_LIBPQ   := examples/pg_query.c
+NEEDS_LIBCURL := examples/http_get.c bench/http_get.c
+SKIPPED_SRC := $(if $(HAVE_LIBPQ),,$(NEEDS_LIBPQ)) $(if $(HAVE_LIBCURL),,$(NEEDS_LIBCURL))
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out $(SKIPPED_SRC),$(wildcard examples/*.c)))
+BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(filter-out $(SKIPPED_SRC),$(wildcard bench/*.c)))
 
-.PHONY: all lib deps test test-asan test-tsan valgrind demo examples benches bench bench-quick \
+.PHONY: all lib deps build-deps demo-deps run-tests run-demo test test-asan test-tsan valgrind demo examples benches bench bench-quick \
         install clean help check-aarch64 soak
 .DEFAULT_GOAL := all
 
-all: deps lib examples
+all: build-deps lib examples
 
 lib: $(BUILD)/libweft.a $(BUILD)/libweft.so $(BUILD)/weft.pc
 
 # ---------------------------------------------------------------- dependencies
-# Header we need -> Debian package that provides it.
-DEP_PKGS := /usr/include/jemalloc/jemalloc.h:libjemalloc-dev \
-            /usr/include/criterion/criterion.h:libcriterion-dev \
-            /usr/include/valgrind/valgrind.h:valgrind
-MISSING  := $(strip $(foreach d,$(DEP_PKGS),$(if $(wildcard $(word 1,$(subst :, ,$(d)))),,$(word 2,$(subst :, ,$(d))))))
+# Header (or program) we need -> Debian package that provides it. Building
+# the library needs jemalloc alone; the tests also need Criterion, valgrind's
+# client header, and the real libraries and servers the integration tests
+# drive (libpq and a PostgreSQL server, libcurl). Plain `make` installs
+# nothing: it names what is missing. `make test` and `make demo` install
+# what they need when run as root, else print the apt-get line.
+BUILD_PKGS := /usr/include/jemalloc/jemalloc.h:libjemalloc-dev
+TEST_PKGS  := /usr/include/criterion/criterion.h:libcriterion-dev \
+              /usr/include/valgrind/valgrind.h:valgrind \
+              /usr/include/postgresql/libpq-fe.h:libpq-dev \
+              /usr/lib/postgresql/*/bin/initdb:postgresql \
+              /usr/include/*/curl/curl.h:libcurl4-openssl-dev
+missing_pkgs = $(strip $(foreach d,$(1),$(if $(wildcard $(word 1,$(subst :, ,$(d)))),,$(word 2,$(subst :, ,$(d))))))
+MISSING_BUILD := $(call missing_pkgs,$(BUILD_PKGS))
+MISSING_TEST  := $(call missing_pkgs,$(BUILD_PKGS) $(TEST_PKGS))
 
-deps:
-ifneq ($(MISSING),)
-	@if [ "$$(id -u)" = 0 ]; then \
-	  echo "weft: installing missing Debian packages: $(MISSING)"; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(MISSING); \
-	else \
-	  echo "weft: missing Debian packages: $(MISSING)"; \
-	  echo "weft: install them with:  sudo apt-get update && sudo apt-get install -y $(MISSING)"; \
-	  exit 1; \
-	fi
+# Optional real libraries: the programs and tests that use them are built
+# when their headers are there (make test installs them first).
+HAVE_LIBPQ   := $(if $(wildcard /usr/include/postgresql/libpq-fe.h),1)
+HAVE_LIBCURL := $(if $(wildcard /usr/include/*/curl/curl.h),1)
+PQ_CFLAGS    := $(if $(HAVE_LIBPQ),-DWEFT_HAVE_LIBPQ -I/usr/include/postgresql)
+PQ_LIBS      := $(if $(HAVE_LIBPQ),-lpq)
+CURL_CFLAGS  := $(if $(HAVE_LIBCURL),-DWEFT_HAVE_LIBCURL)
+CURL_LIBS    := $(if $(HAVE_LIBCURL),-lcurl)
+
+# Checks only: the build needs these, and plain make never installs.
+build-deps:
+ifneq ($(MISSING_BUILD),)
+	@echo "weft: missing Debian packages: $(MISSING_BUILD)"
+	@echo "weft: install them with:  sudo apt-get update && sudo apt-get install -y $(MISSING_BUILD)"
+	@echo "weft: (make test and make demo install them themselves when run as root)"
+	@exit 1
 else
 	@true
 endif
 
-# ---------------------------------------------------------------- library
-$(BUILD)/obj/%.o: runtime/%.c $(wildcard runtime/*.h) include/weft.h | deps
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_LIB) -c $< -o $@
+# Installs (as root) or names (otherwise) the packages in $(1).
+define install_or_name
+	@if [ -z "$(1)" ]; then true; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "weft: installing missing Debian packages: $(1)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(1); \
+	else \
+	  echo "weft: missing Debian packages: $(1)"; \
+	  echo "weft: install them with:  sudo apt-get update && sudo apt-get install -y $(1)"; \
+	  exit 1; \
+	fi
+endef
 
-$(BUILD)/obj/%.o: runtime/%.S | deps
+# What the tests need (make test), and what the demo needs (make demo).
+deps:
+	$(call install_or_name,$(MISSING_TEST))
+demo-deps:
+	$(call install_or_name,$(MISSING_BUILD))
+
+# ---------------------------------------------------------------- library
+$(BUILD)/obj/%.o: runtime/%.c | build-deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_LIB) -c $< -o $@
+	$(CC) $(CFLAGS_LIB) $(DEPFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: runtime/%.S | build-deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_LIB) $(DEPFLAGS) -c $< -o $@
 
 $(BUILD)/libweft.a: $(LIB_OBJ)
 	@rm -f $@
@@ -95,35 +137,42 @@ $(BUILD)/weft.pc: Makefile
 	  'Libs: -L$${libdir} -lweft -ljemalloc -pthread' > $@
 
 # ---------------------------------------------------------------- programs
-$(BUILD)/examples/%: examples/%.c $(BUILD)/libweft.a
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libweft.a | build-deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_APP) $< -o $@ $(BUILD)/libweft.a $(LDLIBS_APP)
+	$(CC) $(CFLAGS_APP) $(DEPFLAGS) $< -o $@ $(BUILD)/libweft.a $(LDLIBS_APP)
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libweft.a $(wildcard bench/*.h)
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libweft.a | build-deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_APP) $< -o $@ $(BUILD)/libweft.a $(LDLIBS_APP)
+	$(CC) $(CFLAGS_APP) $(DEPFLAGS) $< -o $@ $(BUILD)/libweft.a $(LDLIBS_APP)
+
+$(BUILD)/examples/pg_query: CFLAGS_APP += $(PQ_CFLAGS)
+$(BUILD)/examples/pg_query: LDLIBS_APP += $(PQ_LIBS)
+$(BUILD)/examples/http_get $(BUILD)/bench/http_get: CFLAGS_APP += $(CURL_CFLAGS)
+$(BUILD)/examples/http_get $(BUILD)/bench/http_get: LDLIBS_APP += $(CURL_LIBS)
 
 examples: $(EXAMPLES)
 benches: $(BENCHES)
 
-$(BUILD)/tests/%.o: tests/%.c $(wildcard tests/*.h) include/weft.h $(wildcard runtime/*.h) \
-                    $(CRITERION_DEPS) | deps
+# The tests that drive libpq and libcurl compile to a skip where the library
+# is missing, so the one binary always links.
+$(BUILD)/tests/%.o: tests/%.c $(CRITERION_DEPS) | build-deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CRITERION_INC) $(CFLAGS_APP) -c $< -o $@
+	$(CC) $(CRITERION_INC) $(CFLAGS_APP) $(PQ_CFLAGS) $(CURL_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(BUILD)/tests/weft_tests: $(TEST_OBJ) $(BUILD)/libweft.a $(CRITERION_OBJ)
-	$(CC) $(SANFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libweft.a $(CRITERION_LIB) $(LDLIBS_APP)
+	$(CC) $(SANFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libweft.a $(CRITERION_LIB) $(PQ_LIBS) $(CURL_LIBS) \
+	  $(LDLIBS_APP)
 
 # The migration test compiles the runtime into itself under LTO, so the
 # compiler sees across the switch and could hoist thread-locals if the
 # runtime let it.
-$(BUILD)/tests/lto_%: tests/lto_%.c $(LIB_SRC) $(LIB_ASM) $(CRITERION_DEPS) $(CRITERION_OBJ) | deps
+$(BUILD)/tests/lto_%: tests/lto_%.c $(LIB_SRC) $(LIB_ASM) $(CRITERION_DEPS) $(CRITERION_OBJ) | build-deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CRITERION_INC) $(CSTD) $(WARN) -O2 -flto -g $(SANFLAGS) -pthread -D_GNU_SOURCE \
+	$(CC) $(CRITERION_INC) $(CSTD) $(WARN) -O2 -flto -g $(SANFLAGS) -pthread -D_GNU_SOURCE $(DEPFLAGS) \
 	  -Iinclude -Iruntime $< $(LIB_SRC) $(LIB_ASM) -o $@ $(CRITERION_LIB) $(LDLIBS_APP)
 
 # The register-level switch check (tests/arch/switch_check.c) for this machine.
-$(BUILD)/tests/switch_check: tests/arch/switch_check.c runtime/context.c $(LIB_ASM) runtime/context.h | deps
+$(BUILD)/tests/switch_check: tests/arch/switch_check.c runtime/context.c $(LIB_ASM) runtime/context.h | build-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -O2 -g -D_GNU_SOURCE -Iinclude -Iruntime $< runtime/context.c $(LIB_ASM) -o $@
 
@@ -131,7 +180,11 @@ TEST_ENV ?=
 CRITERION_FLAGS ?= --jobs 2
 # The example servers are built too: the signal tests run them (graceful stop).
 TEST_EXAMPLES := $(BUILD)/examples/echo_server $(BUILD)/examples/http_server
-test: deps $(BUILD)/tests/weft_tests $(LTO_TESTS) $(BUILD)/tests/switch_check $(TEST_EXAMPLES)
+# Two steps: deps may install packages, and which tests and programs link
+# libpq and libcurl is decided when make reads this file.
+test: deps
+	@$(MAKE) --no-print-directory run-tests
+run-tests: $(BUILD)/tests/weft_tests $(LTO_TESTS) $(BUILD)/tests/switch_check $(TEST_EXAMPLES)
 	@for t in $(LTO_TESTS); do echo "== $$t"; $(TEST_ENV) $$t $(CRITERION_FLAGS) || exit 1; done
 	@if [ "$(BUILD)" = build ] && [ "$(ARCH)" != aarch64 ]; then $(MAKE) --no-print-directory check-aarch64; fi
 	@echo "== $(BUILD)/tests/weft_tests"
@@ -190,7 +243,9 @@ $(BUILD)/tests/test_chan_bench_smoke.o: bench/chan_bench.h bench/bench.h
 
 # The tour (examples/tour.c): tasks, gather, the HTTP server under loadgen and
 # a reduced async-vs-threads comparison, in under a minute.
-demo: all $(BUILD)/bench/loadgen $(BUILD)/bench/async_vs_threads
+demo: demo-deps
+	@$(MAKE) --no-print-directory run-demo
+run-demo: all $(BUILD)/bench/loadgen $(BUILD)/bench/async_vs_threads
 	$(BUILD)/examples/tour
 
 BENCH_ARGS ?=
@@ -264,3 +319,6 @@ help:
 	@echo "make check-aarch64         cross-build and run the aarch64 switch check under qemu"
 	@echo "make charts   PNG charts of bench/results/all.csv (gnuplot)"
 	@echo "make soak     long soaks (a million sleeping tasks)"
+
+# Header dependencies written by -MMD -MP.
+-include $(shell find $(BUILD) -maxdepth 2 -name '*.d' 2>/dev/null)

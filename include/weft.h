@@ -206,19 +206,45 @@ WEFT_API int weft_sleep_until(weft_time deadline);
 #define WEFT_READ 1
 #define WEFT_WRITE 2
 
-/* Suspends the calling task until fd is readable (WEFT_READ), writable
- * (WEFT_WRITE) or in error, or until timeout_ms passes (-1 = none). Returns
- * the ready subset of events (an error or hang-up reports all requested
- * events as ready, so the next read/write sees the error), or -ETIMEDOUT,
- * -EBADF (fd not open, or closed with weft_close while waiting), -EINVAL
- * (bad events), -EEXIST (another task already waits for the same direction
- * on fd). Outside a task it blocks the thread in poll(). Suspends. */
+/* Waits until fd is readable (WEFT_READ), writable (WEFT_WRITE) or in
+ * error, or until timeout_ms passes (-1 = none). Level-triggered, as poll(2),
+ * asyncio's add_reader and libuv's uv_poll: if fd is ready for what was
+ * asked when the call is made, it returns at once, however many times in a
+ * row it is called; it suspends only while fd is not ready. This is what
+ * drives a non-blocking C library (libpq, libcurl, hiredis...) that
+ * exposes its descriptor: ask for what the library wants, then call it.
+ * Returns the ready subset of events (an error or hang-up reports all
+ * requested events as ready, so the next read/write sees the error), or
+ * -ETIMEDOUT, -EBADF (fd not open, or closed with weft_close while
+ * waiting), -EINVAL (bad events), -EEXIST (another task already waits for
+ * the same direction on fd), -ECANCELED (the task was cancelled). A regular
+ * file is always ready. A descriptor that a library closed with plain
+ * close() and whose number the kernel then gave to a new file is noticed
+ * (weft compares the file with the one it registered) and waited on as a
+ * fresh one. Outside a task it blocks the thread in poll(). Suspends. */
 WEFT_API int weft_wait_fd(int fd, int events, int64_t timeout_ms);
 
 /* Closes fd. Tasks waiting on it (weft_wait_fd or any weft I/O call) wake
  * with -EBADF. Close descriptors that tasks wait on with this, not close():
  * weft remembers their registration. Returns 0 or -errno. Does not suspend. */
 WEFT_API int weft_close(int fd);
+
+/* Drops weft's registration of fd without closing it; tasks waiting on fd
+ * wake with -EBADF. The next wait on fd registers it afresh. You need it
+ * when fd stays open but weft should stop watching it: before handing it to
+ * code that polls it by other means, or before closing with plain close()
+ * a descriptor weft waited on while a duplicate (dup, fork) keeps the file
+ * open (epoll would go on reporting that file's events). A descriptor
+ * closed with close() and reused needs no call: weft notices. Returns 0, or
+ * -EBADF for a negative fd. Does not suspend.
+ *
+ * Blocking descriptors. weft's read, write and wait calls accept a
+ * descriptor in blocking mode (stdin, a pipe or socket made by other code)
+ * and never block a worker with it: they wait until poll() says the call
+ * can proceed, and on a pipe write at most PIPE_BUF bytes at a time; on
+ * sockets they pass MSG_DONTWAIT. The mode is read with fcntl() on each
+ * call (descriptors weft made itself are known to be non-blocking). */
+WEFT_API int weft_fd_forget(int fd);
 
 /* ----------------------------------------------------------- coordination
  * Mutexes, condition variables, semaphores, events, wait groups, once,

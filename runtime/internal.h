@@ -224,6 +224,21 @@ void weft__waiter_fire(weft__waiter *wt);
 int weft__waiter_wait(weft__waiter *wt);
 void weft__waiter_wait_nocancel(weft__waiter *wt);
 
+/* ---- io.c: descriptor waits. A deadline is absolute ns on weft__clock_ns;
+ * WEFT__NO_DEADLINE means none. */
+#define WEFT__NO_DEADLINE INT64_MAX
+/* Waits until fd is ready for events or the deadline passes; the ready
+ * subset, -ETIMEDOUT, -EBADF, -ECANCELED... (see weft_wait_fd). level = 0:
+ * the caller has just seen EAGAIN, so an edge must come and no poll() is
+ * made first (weft's own calls); level = 1: weft_wait_fd's semantics, ready
+ * at once if the descriptor is ready now. Tasks and plain threads alike. */
+int weft__wait_fd(int fd, int events, weft_time deadline, int level);
+/* poll() with a zero timeout: the ready subset of events, 0, or -errno. */
+int weft__fd_ready_now(int fd, int events);
+/* 1 if fd is in blocking mode (a descriptor weft did not make), 0 if not,
+ * or -errno. */
+int weft__fd_is_blocking(int fd);
+
 /* ---- time.c: a deadline (absolute ns) armed on the current worker's wheel
  * for the wait identified by token; disarm is safe whether or not it fired. */
 int weft__timer_arm(weft__task *self, uint64_t token, weft_time deadline, weft__timer_ref *ref);

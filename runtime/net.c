@@ -31,14 +31,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NO_DEADLINE ((weft_time)-1)
+#define NO_DEADLINE WEFT__NO_DEADLINE
 /* A timeout this long (about 35 years) is as good as none, and computing a
  * deadline in ns from anything much longer would overflow. */
 #define MAX_TIMEOUT_MS ((int64_t)1 << 40)
-/* weft_wait_fd converts its timeout to ns and, outside a task, to an int of
- * ms for poll(); long waits are made of slices that stay far from both
- * limits. */
-#define WAIT_SLICE_MS 3600000
 /* Back-off while out of descriptors or Unix backlog room: fast enough to pick
  * up a freed slot promptly, slow enough that a stuck call costs nothing. */
 #define BACKOFF_FIRST_MS 1
@@ -65,29 +61,12 @@ static weft_time deadline_after(int64_t timeout_ms)
 }
 
 /* Waits until fd may be ready for `events` or the deadline passes. Returns 0
- * (try the operation again) or -errno. */
+ * (try the operation again) or -errno. The caller has just seen EAGAIN, so
+ * the edge-triggered wait is enough (see weft__wait_fd). */
 static int wait_until(int fd, int events, weft_time deadline)
 {
-    for (;;) {
-        int64_t ms = -1;
-        if (deadline != NO_DEADLINE) {
-            weft_time left = deadline - weft_now();
-            if (left <= 0)
-                return -ETIMEDOUT;
-            /* Rounded up, so the wait never ends before the deadline. */
-            ms = (left + 999999) / 1000000;
-            if (ms > WAIT_SLICE_MS)
-                ms = WAIT_SLICE_MS;
-        }
-        int rc = weft_wait_fd(fd, events, ms);
-        if (rc >= 0)
-            return 0;
-        if (rc != -ETIMEDOUT)
-            return rc;
-        if (deadline != NO_DEADLINE && weft_now() >= deadline)
-            return -ETIMEDOUT;
-        /* Only a slice of a longer timeout ended. */
-    }
+    int rc = weft__wait_fd(fd, events, deadline, 0);
+    return rc < 0 ? rc : 0;
 }
 
 /* Sleeps one back-off step (doubling it for next time), never past the
@@ -409,7 +388,19 @@ static inline __attribute__((always_inline)) ssize_t
 retry_io(int fd, int events, weft_time deadline, int waited, ssize_t (*op)(int fd, void *args),
          void *args)
 {
+    /* A descriptor in blocking mode (stdin, one a library made) would hold
+     * the worker inside the call: wait until poll() says the call can
+     * proceed, then make it. */
+    int blocking = weft__fd_is_blocking(fd);
+    if (blocking < 0)
+        return blocking;
     for (;;) {
+        if (blocking) {
+            int rc = weft__wait_fd(fd, events, deadline, 1);
+            if (rc < 0)
+                return rc;
+            waited = 1;
+        }
         ssize_t r = op(fd, args);
         if (r >= 0) {
             completed(waited);
@@ -508,7 +499,8 @@ static ssize_t writev_nosigpipe(int fd, const struct iovec *iov, int cnt)
 }
 
 /* One attempt to write iov: sendmsg with MSG_NOSIGNAL on sockets; *not_sock
- * remembers for the rest of the call that fd needs the pipe path. */
+ * remembers for the rest of the call that fd needs the pipe path. Sockets
+ * never block (MSG_DONTWAIT), whatever their mode. */
 static ssize_t write_once(int fd, struct iovec *iov, int cnt, int *not_sock)
 {
     if (!*not_sock) {
@@ -516,10 +508,10 @@ static ssize_t write_once(int fd, struct iovec *iov, int cnt, int *not_sock)
          * copying that sendmsg() does in the kernel. */
         ssize_t r;
         if (cnt == 1) {
-            r = send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+            r = send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
         } else {
             struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
-            r = sendmsg(fd, &m, MSG_NOSIGNAL);
+            r = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
         }
         if (r >= 0 || errno != ENOTSOCK)
             return r;
@@ -535,6 +527,9 @@ static ssize_t write_all(int fd, const struct iovec *iov, int cnt, size_t total,
     if (total == 0)
         return 0;
     weft_time deadline = deadline_after(timeout_ms);
+    int blocking = weft__fd_is_blocking(fd);
+    if (blocking < 0)
+        return blocking;
     struct iovec slice[IOV_SLICE];
     int idx = 0, waited = 0, not_sock = 0;
     size_t off = 0, done = 0; /* off: bytes of iov[idx] already written */
@@ -552,6 +547,19 @@ static ssize_t write_all(int fd, const struct iovec *iov, int cnt, size_t total,
             slice[0].iov_base = (char *)slice[0].iov_base + off;
             slice[0].iov_len -= off;
             cur = slice;
+        }
+        if (blocking && not_sock) {
+            /* A pipe in blocking mode: once poll() says writable, a write
+             * of at most PIPE_BUF bytes does not block. */
+            int rc = weft__wait_fd(fd, WEFT_WRITE, deadline, 1);
+            if (rc < 0)
+                return rc;
+            waited = 1;
+            slice[0] = cur[0];
+            if (slice[0].iov_len > PIPE_BUF)
+                slice[0].iov_len = PIPE_BUF;
+            cur = slice;
+            ncur = 1;
         }
         ssize_t r = write_once(fd, cur, ncur, &not_sock);
         if (r < 0) {
@@ -645,14 +653,14 @@ struct dgram_args {
 static ssize_t sendto_op(int fd, void *p)
 {
     struct dgram_args *a = p;
-    return sendto(fd, a->buf, a->n, MSG_NOSIGNAL, a->addr, a->addrlen);
+    return sendto(fd, a->buf, a->n, MSG_NOSIGNAL | MSG_DONTWAIT, a->addr, a->addrlen);
 }
 
 static ssize_t recvfrom_op(int fd, void *p)
 {
     struct dgram_args *a = p;
     socklen_t len = sizeof(struct sockaddr_storage);
-    ssize_t r = recvfrom(fd, a->buf, a->n, 0, a->addr, a->addr ? &len : NULL);
+    ssize_t r = recvfrom(fd, a->buf, a->n, MSG_DONTWAIT, a->addr, a->addr ? &len : NULL);
     if (r >= 0 && a->addrlen_out)
         *a->addrlen_out = a->addr ? len : 0;
     return r;

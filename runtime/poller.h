@@ -56,6 +56,9 @@ void weft__poller_wake(weft__poller *p);
  * both directions, edge-triggered, with `data` as its event cookie, and
  * reports each event to the table. */
 int weft__poller_register(weft__poller *p, int fd, uint64_t data);
+/* Removes fd from p's interest set (errors ignored: the descriptor may be
+ * closed already, which removed it). */
+void weft__poller_unregister(weft__poller *p, int fd);
 void weft__fd_ready(weft__poller *p, uint64_t data, int rd, int wr, int hup, weft__ready_fn fn,
                     void *ctx);
 
@@ -98,6 +101,21 @@ void weft__fd_drained(int fd, int dir, uint32_t seq);
 /* 0 when a read on fd is known to find nothing (drained and no event
  * since), 1 when it is worth trying. Lock-free. */
 int weft__fd_worth_trying(int fd, int dir);
+/* Foreign descriptors. A library may close a descriptor with plain close()
+ * and the kernel may hand its number to a new file, while the table still
+ * holds the old registration (whose epoll entry died with the old file), so
+ * a wait would never be woken. weft__fd_check compares the file fd names now
+ * (fstat) with the one registered; on a mismatch it forgets the old
+ * registration, hands its waiters to fn, and returns 1 (the next wait
+ * registers afresh). 0: nothing to do (not registered, the same file, or,
+ * unless `always`, a descriptor weft made itself); -errno from fstat. */
+int weft__fd_check(int fd, int always, weft__ready_fn fn, void *ctx);
+/* Drops weft's registration of fd without closing it, handing its waiters
+ * to fn (their unwait reports -EBADF). Returns 1 if there was one, else 0. */
+int weft__fd_forget(int fd, weft__ready_fn fn, void *ctx);
+/* 1 if fd was made by weft (weft__fd_fresh*, hence non-blocking) and not
+ * closed or forgotten since. Lock-free hint. */
+int weft__fd_owned(int fd);
 /* Drops every registration made through p (its epoll is going away). */
 void weft__fd_forget_poller(weft__poller *p);
 /* Frees the descriptor table (at process exit; for leak checkers). */

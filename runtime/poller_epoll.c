@@ -65,6 +65,12 @@ int weft__poller_register(weft__poller *p, int fd, uint64_t data)
     return -errno;
 }
 
+void weft__poller_unregister(weft__poller *p, int fd)
+{
+    struct epoll_event ev = {0}; /* kernels before 2.6.9 wanted non-NULL */
+    (void)epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, &ev);
+}
+
 void weft__poller_wake(weft__poller *p)
 {
     if (atomic_exchange_explicit(&p->wake_pending, 1, memory_order_acq_rel))

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 
@@ -31,9 +32,15 @@ typedef struct fdstate {
     _Atomic uint32_t events[2]; /* readiness events seen, per direction */
     _Atomic uint8_t hup;        /* hang-up or error seen: no edge will come again */
     uint8_t stream;
+    _Atomic uint8_t owned;      /* made by weft (weft__fd_fresh*): non-blocking, closed by weft_close */
     uint8_t waiting[2];
     struct weft_task *task[2];
     uint64_t token[2];
+    /* The open file the registration is for (fstat at registration): a
+     * descriptor closed behind weft's back whose number now names another
+     * file no longer matches, see weft__fd_check. */
+    dev_t dev;
+    ino_t ino;
 } fdstate;
 
 static fdstate *_Atomic chunks[MAX_CHUNKS];
@@ -71,6 +78,34 @@ static void lock(fdstate *s)
 
 static void unlock(fdstate *s) { atomic_store_explicit(&s->lock, 0, memory_order_release); }
 
+/* Under the lock: forgets the registration (its events, carrying the old
+ * generation, are dropped from now on) and hands back the waiters. */
+static void reset(fdstate *s, struct weft_task *t[2], uint64_t tok[2])
+{
+    s->gen++;
+    s->poller = NULL;
+    for (int d = 0; d < 2; d++) {
+        if (s->waiting[d]) {
+            t[d] = s->task[d];
+            tok[d] = s->token[d];
+        }
+        s->waiting[d] = 0;
+        s->ready[d] = 0;
+        s->drained[d] = 0;
+        s->task[d] = NULL;
+    }
+    s->hup = 0;
+    s->stream = 0;
+    s->owned = 0;
+}
+
+static void wake_both(struct weft_task *t[2], uint64_t tok[2], weft__ready_fn fn, void *ctx)
+{
+    for (int d = 0; d < 2; d++)
+        if (t[d] && fn)
+            fn(t[d], tok[d], ctx);
+}
+
 int weft__fd_wait(weft__poller *p, int fd, int dir, struct weft_task *task, uint64_t token,
                   uint32_t *gen_out)
 {
@@ -82,12 +117,20 @@ int weft__fd_wait(weft__poller *p, int fd, int dir, struct weft_task *task, uint
         /* First wait since open (or since weft__fd_close): register with the
          * caller's poller, edge-triggered for both directions. */
         s->ready[0] = s->ready[1] = 0;
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+            int e = errno;
+            unlock(s);
+            return -e;
+        }
         int rc = weft__poller_register(p, fd, ((uint64_t)s->gen << 32) | (uint32_t)fd);
         if (rc < 0) {
             unlock(s);
             return rc;
         }
         s->poller = p;
+        s->dev = st.st_dev;
+        s->ino = st.st_ino;
     }
     *gen_out = s->gen;
     s->drained[dir] = 0; /* whatever the wait ends with, the next read tries */
@@ -169,26 +212,67 @@ int weft__fd_close(int fd, weft__ready_fn fn, void *ctx)
     uint64_t tok[2] = {0, 0};
     if (s) {
         lock(s);
-        s->gen++;
-        s->poller = NULL;
-        for (int d = 0; d < 2; d++) {
-            if (s->waiting[d]) {
-                t[d] = s->task[d];
-                tok[d] = s->token[d];
-            }
-            s->waiting[d] = 0;
-            s->ready[d] = 0;
-            s->task[d] = NULL;
-        }
+        reset(s, t, tok);
         unlock(s);
     }
     /* Close before waking: a woken waiter that retries its operation then
      * sees EBADF rather than a live descriptor. */
     int rc = close(fd) == 0 ? 0 : -errno;
-    for (int d = 0; d < 2; d++)
-        if (t[d] && fn)
-            fn(t[d], tok[d], ctx);
+    wake_both(t, tok, fn, ctx);
     return rc;
+}
+
+int weft__fd_check(int fd, int always, weft__ready_fn fn, void *ctx)
+{
+    fdstate *s = lookup(fd, 0);
+    if (!s)
+        return 0;
+    lock(s);
+    if (!s->poller || (s->owned && !always)) {
+        unlock(s);
+        return 0;
+    }
+    uint32_t gen = s->gen;
+    dev_t dev = s->dev;
+    ino_t ino = s->ino;
+    unlock(s);
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (st.st_dev == dev && st.st_ino == ino)
+        return 0;
+    struct weft_task *t[2] = {NULL, NULL};
+    uint64_t tok[2] = {0, 0};
+    lock(s);
+    if (s->gen == gen)
+        reset(s, t, tok);
+    unlock(s);
+    wake_both(t, tok, fn, ctx);
+    return 1;
+}
+
+int weft__fd_forget(int fd, weft__ready_fn fn, void *ctx)
+{
+    fdstate *s = lookup(fd, 0);
+    if (!s)
+        return 0;
+    struct weft_task *t[2] = {NULL, NULL};
+    uint64_t tok[2] = {0, 0};
+    lock(s);
+    weft__poller *p = s->poller;
+    if (p) /* under the lock: a concurrent first wait must not register in between */
+        weft__poller_unregister(p, fd);
+    int had = p != NULL || s->owned;
+    reset(s, t, tok);
+    unlock(s);
+    wake_both(t, tok, fn, ctx);
+    return had;
+}
+
+int weft__fd_owned(int fd)
+{
+    fdstate *s = lookup(fd, 0);
+    return s && atomic_load_explicit(&s->owned, memory_order_relaxed);
 }
 
 static void fresh(int fd, int stream)
@@ -207,6 +291,7 @@ static void fresh(int fd, int stream)
     s->drained[0] = s->drained[1] = 0;
     s->hup = 0;
     s->stream = (uint8_t)stream;
+    s->owned = 1;
     unlock(s);
 }
 
