@@ -92,12 +92,6 @@ int weft__wait_fd(int fd, int events, weft_time deadline, int level)
     weft__task *self = weft__cur_task();
     if (!self)
         return wait_thread(fd, events, deadline);
-    /* A number whose file was closed behind weft's back: start afresh. For
-     * weft's own descriptors (closed with weft_close) only on level waits,
-     * which is where foreign libraries come in. */
-    int rc = weft__fd_check(fd, level, weft__wake_cb, NULL);
-    if (rc < 0)
-        return rc;
     if (level) {
         int r = weft__fd_ready_now(fd, events);
         if (r != 0) {
@@ -106,6 +100,14 @@ int weft__wait_fd(int fd, int events, weft_time deadline, int level)
             return r;
         }
     }
+    /* Before sleeping on a registration: is it still for the file this
+     * number names? A library may have closed it with plain close() and the
+     * kernel handed the number to a new file. For weft's own descriptors
+     * (closed with weft_close) only on level waits, which is where foreign
+     * libraries come in. */
+    int rc = weft__fd_check(fd, level, weft__wake_cb, NULL);
+    if (rc < 0)
+        return rc;
     static const int bit[2] = {WEFT_READ, WEFT_WRITE};
     for (;;) {
         uint64_t token = weft__wait_prepare(self);
@@ -185,12 +187,8 @@ int weft__wait_fd(int fd, int events, weft_time deadline, int level)
         }
         if (closed)
             return -EBADF;
-        if (ready && level) {
-            int r = weft__fd_ready_now(fd, events);
-            if (r != 0)
-                return r;
-            ready = 0; /* woken by an edge whose data is gone already */
-        }
+        /* No poll() to confirm: the edge that woke us came after the one
+         * that said "not ready", so it is news. */
         if (ready)
             return ready;
         if (deadline != WEFT__NO_DEADLINE && weft__clock_ns() >= deadline)

@@ -532,6 +532,13 @@ static ssize_t write_all(int fd, const struct iovec *iov, int cnt, size_t total,
         return blocking;
     struct iovec slice[IOV_SLICE];
     int idx = 0, waited = 0, not_sock = 0;
+    if (blocking) {
+        /* Known before the first write: a blocking pipe must not be
+         * handed more than PIPE_BUF bytes, even once. */
+        int type;
+        socklen_t tlen = sizeof type;
+        not_sock = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0 && errno == ENOTSOCK;
+    }
     size_t off = 0, done = 0; /* off: bytes of iov[idx] already written */
     while (done < total) {
         struct iovec *cur;
