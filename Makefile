@@ -220,10 +220,13 @@ test-tsan: $(TEST_EXAMPLES)
 # purpose, or where work must spread to both workers).
 VALGRIND := valgrind --fair-sched=try --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
             --errors-for-leak-kinds=definite,indirect --trace-children=yes --quiet \
-            --suppressions=/dev/null
+            --suppressions=/dev/null --trace-children-skip='*/postgresql/*,*/rm' --vgdb=no
+# (tests/test_pg.c runs PostgreSQL's initdb and postgres, and rm: not traced; --vgdb=no:
+# its children change user before exec, and could not remove vgdb's FIFOs.)
 valgrind:
 	$(MAKE) $(BUILD)/valgrind/tests/weft_tests $(BUILD)/valgrind/examples/echo_server \
-	  $(BUILD)/valgrind/examples/http_server BUILD=$(BUILD)/valgrind ALLOC_LIB= OPT="-O1 -g"
+	  $(BUILD)/valgrind/examples/http_server $(if $(HAVE_LIBPQ),$(BUILD)/valgrind/examples/pg_query) \
+	  BUILD=$(BUILD)/valgrind ALLOC_LIB= OPT="-O1 -g"
 	WEFT_VALGRIND=1 WEFT_EXAMPLES_DIR=$(BUILD)/valgrind/examples \
 	  $(VALGRIND) $(BUILD)/valgrind/tests/weft_tests --jobs 1
 

@@ -138,6 +138,13 @@ static inline void pg_server_child_setup(int log_fd, int keep_fd, uid_t uid, gid
     }
     if (as_other && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0))
         _exit(126);
+    /* Default dispositions and an empty mask (the guardian ignores some). */
+    int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT};
+    for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        signal(sigs[i], SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 /* A TCP port of 127.0.0.1 that was free a moment ago. */
