@@ -43,6 +43,9 @@ TEST_OBJ := $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SRC))
 LTO_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/lto_*.c))
 # Programs that drive a real library (libpq, libcurl) are built only where its
 # headers are; `make test` installs them first.
+# (HAVE_LIBPQ and HAVE_LIBCURL must be set before SKIPPED_SRC is expanded.)
+HAVE_LIBPQ   := $(if $(wildcard /usr/include/postgresql/libpq-fe.h),1)
+HAVE_LIBCURL := $(if $(wildcard /usr/include/*/curl/curl.h),1)
 NEEDS_LIBPQ   := examples/pg_query.c
 NEEDS_LIBCURL := examples/http_get.c bench/http_get.c
 SKIPPED_SRC := $(if $(HAVE_LIBPQ),,$(NEEDS_LIBPQ)) $(if $(HAVE_LIBCURL),,$(NEEDS_LIBCURL))
@@ -76,8 +79,6 @@ MISSING_TEST  := $(call missing_pkgs,$(BUILD_PKGS) $(TEST_PKGS))
 
 # Optional real libraries: the programs and tests that use them are built
 # when their headers are there (make test installs them first).
-HAVE_LIBPQ   := $(if $(wildcard /usr/include/postgresql/libpq-fe.h),1)
-HAVE_LIBCURL := $(if $(wildcard /usr/include/*/curl/curl.h),1)
 PQ_CFLAGS    := $(if $(HAVE_LIBPQ),-DWEFT_HAVE_LIBPQ -I/usr/include/postgresql)
 PQ_LIBS      := $(if $(HAVE_LIBPQ),-lpq)
 CURL_CFLAGS  := $(if $(HAVE_LIBCURL),-DWEFT_HAVE_LIBCURL)
@@ -180,6 +181,8 @@ TEST_ENV ?=
 CRITERION_FLAGS ?= --jobs 2
 # The example servers are built too: the signal tests run them (graceful stop).
 TEST_EXAMPLES := $(BUILD)/examples/echo_server $(BUILD)/examples/http_server
+# ... and tests/test_pg.c runs examples/pg_query.
+TEST_EXAMPLES += $(if $(HAVE_LIBPQ),$(BUILD)/examples/pg_query)
 # Two steps: deps may install packages, and which tests and programs link
 # libpq and libcurl is decided when make reads this file.
 test: deps
@@ -217,10 +220,13 @@ test-tsan: $(TEST_EXAMPLES)
 # purpose, or where work must spread to both workers).
 VALGRIND := valgrind --fair-sched=try --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
             --errors-for-leak-kinds=definite,indirect --trace-children=yes --quiet \
-            --suppressions=/dev/null
+            --suppressions=/dev/null --trace-children-skip='*/postgresql/*,*/rm' --vgdb=no
+# (tests/test_pg.c runs PostgreSQL's initdb and postgres, and rm: not traced; --vgdb=no:
+# its children change user before exec, and could not remove vgdb's FIFOs.)
 valgrind:
 	$(MAKE) $(BUILD)/valgrind/tests/weft_tests $(BUILD)/valgrind/examples/echo_server \
-	  $(BUILD)/valgrind/examples/http_server BUILD=$(BUILD)/valgrind ALLOC_LIB= OPT="-O1 -g"
+	  $(BUILD)/valgrind/examples/http_server $(if $(HAVE_LIBPQ),$(BUILD)/valgrind/examples/pg_query) \
+	  BUILD=$(BUILD)/valgrind ALLOC_LIB= OPT="-O1 -g"
 	WEFT_VALGRIND=1 WEFT_EXAMPLES_DIR=$(BUILD)/valgrind/examples \
 	  $(VALGRIND) $(BUILD)/valgrind/tests/weft_tests --jobs 1
 
