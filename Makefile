@@ -182,7 +182,7 @@ CRITERION_FLAGS ?= --jobs 2
 # The example servers are built too: the signal tests run them (graceful stop).
 TEST_EXAMPLES := $(BUILD)/examples/echo_server $(BUILD)/examples/http_server
 # ... and tests/test_pg.c runs examples/pg_query.
-TEST_EXAMPLES += $(if $(HAVE_LIBPQ),$(BUILD)/examples/pg_query)
+TEST_EXAMPLES += $(if $(HAVE_LIBPQ),$(BUILD)/examples/pg_query) $(if $(HAVE_LIBCURL),$(BUILD)/examples/http_get)
 # Two steps: deps may install packages, and which tests and programs link
 # libpq and libcurl is decided when make reads this file.
 test: deps
