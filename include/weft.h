@@ -582,6 +582,13 @@ typedef struct weft_process_opts {
     const char *const *envp; /* environment, NULL-terminated; NULL = ours */
     const char *cwd;         /* working directory; NULL = ours */
     int pipe_stdin, pipe_stdout, pipe_stderr; /* nonzero: make a pipe */
+    /* Fields added later go here, at the end, so that opts made with a
+     * designated or {0} initialiser keep meaning "off" for them. */
+    int new_pgroup;  /* nonzero: the child leads a new process group (its id
+                        is the child's pid), for weft_process_kill_group */
+    int new_session; /* nonzero: the child leads a new session and process
+                        group (setsid: no controlling terminal); implies
+                        new_pgroup */
 } weft_process_opts;
 
 /* Starts argv[0]. A name without '/' is searched in this process's PATH
@@ -593,15 +600,20 @@ typedef struct weft_process_opts {
  * other dispositions follow exec(2) (caught ones become default, ignored
  * ones stay ignored). Returns 0 with *out set (NULL on failure), -EINVAL
  * (o, out, argv or argv[0] NULL, argv[0] empty), -ENOENT (also for a
- * missing cwd), -EMFILE, -ENOMEM, -EAGAIN, or another exec(2) error. Does
- * not suspend. */
+ * missing cwd), -EMFILE, -ENOMEM, -EAGAIN, -ENOTSUP (new_session with a C
+ * library that cannot start one), or another exec(2) error. Does not
+ * suspend. */
 WEFT_API int weft_process_spawn(const weft_process_opts *o, weft_process **out);
 /* The parent end of the child's stdin (a write end), stdout or stderr (read
  * ends); -1 when that stream is not a pipe or was closed. */
 WEFT_API int weft_process_stdin_fd(const weft_process *p);
 WEFT_API int weft_process_stdout_fd(const weft_process *p);
 WEFT_API int weft_process_stderr_fd(const weft_process *p);
+/* The child's pid (-1 for p NULL). */
 WEFT_API pid_t weft_process_pid(const weft_process *p);
+/* The id of the child's own process group (its pid) when it was started
+ * with new_pgroup or new_session; -1 otherwise or for p NULL. */
+WEFT_API pid_t weft_process_pgid(const weft_process *p);
 /* Closes our end of the child's stdin (which = 0: the child reads end of
  * file), stdout (1) or stderr (2). Tasks waiting on it wake with -EBADF.
  * 0, -EBADF (not a pipe, or closed already), -EINVAL. Does not suspend. */
@@ -620,12 +632,72 @@ WEFT_API int weft_process_wait(weft_process *p, int *status_out, int64_t timeout
  * -EINVAL, -EPERM. Goes through the pidfd, so it can never hit a recycled
  * pid (without pidfd support, kill(2)). Does not suspend. */
 WEFT_API int weft_process_kill(weft_process *p, int sig);
+/* Sends sig (0: only check) to every process in the child's own group: the
+ * child and whatever it started there that has not left the group. 0,
+ * -EINVAL (p NULL, a bad signal, or a child not started with new_pgroup or
+ * new_session: it is in our own group, which this must never signal),
+ * -ESRCH (the child was reaped), -EPERM (no member could be signalled).
+ * It works only while the child is not reaped: an unreaped child (running
+ * or exited) keeps its pid, and so the group's id, from being reused. Once
+ * a wait has reaped it the call returns -ESRCH, even though members that
+ * outlived the child may be left: the id is free again when the last of
+ * them goes, and could by then name someone else's group. To stop
+ * stragglers, signal the group before the wait (e.g. SIGTERM, then wait).
+ * If the group has no member while the child is not reaped (a new session
+ * under valgrind, where spawn can return before the child has run setsid),
+ * the child alone is signalled. Does not suspend. */
+WEFT_API int weft_process_kill_group(weft_process *p, int sig);
 /* Closes the pipes and frees p. A child not yet waited for is reaped here so
  * it never lingers as a zombie: if it is still running it is killed with
- * SIGKILL first (wait for it before freeing to let it finish). Suspends for
+ * SIGKILL first (the child alone, not its group: use
+ * weft_process_kill_group before, if wanted; wait for it before freeing to
+ * let it finish). Suspends for
  * the moment the killed child takes to exit (not cancellable); blocks a
  * plain thread. Must not race with other calls on p. NULL: no-op. */
 WEFT_API void weft_process_free(weft_process *p);
+
+/* What weft_process_communicate collected. out/err hold everything the
+ * child wrote to stdout/stderr, with a NUL after the last byte that
+ * out_len/err_len do not count (so text can be used as a string); NULL
+ * when that stream was not a pipe. status is the wait status, -1 when the
+ * child was not reaped by the call. Free the buffers with
+ * weft_process_output_free (or free() each). */
+typedef struct weft_process_output {
+    char *out;
+    size_t out_len;
+    char *err;
+    size_t err_len;
+    int status;
+} weft_process_output;
+
+/* Writes input[0..input_len) to the child's stdin and closes it (at once
+ * when input_len is 0), reads stdout and stderr to their end, and then
+ * waits for the child to exit, all within one timeout_ms (-1 = none; 0:
+ * nothing may wait). Writing and both reads go on together, so a child
+ * that writes much before it reads, or fills stderr while we feed stdin,
+ * cannot deadlock; a child that stops reading (EPIPE) ends the input
+ * without an error. Streams that are not pipes are skipped. *out (unless
+ * NULL) is reset first and always filled with what was collected, also
+ * when the call fails: free it in every case. On return every pipe of p
+ * is closed.
+ * Returns 0 (out->status set), or:
+ *   -ETIMEDOUT  time ran out: the child is killed with SIGKILL (its whole
+ *               group when it has its own, see weft_process_kill_group)
+ *               and reaped (out->status says SIGKILL, unless it exited just
+ *               before; -1 if another wait holds p), and the output so
+ *               far is returned;
+ *   -ECANCELED  the calling task was cancelled: the child is left as it is
+ *               (weft_process_free kills it), the output so far returned;
+ *   -EINVAL     p or out NULL, input NULL with input_len > 0, or input
+ *               given but stdin is not a pipe (or was closed);
+ *   -ENOMEM, -EBUSY / -ECHILD (as weft_process_wait), another -errno.
+ * While it runs, the call owns p's pipes: no other task may use them.
+ * Suspends (from a plain thread: blocks it). */
+WEFT_API int weft_process_communicate(weft_process *p, const void *input, size_t input_len,
+                                      weft_process_output *out, int64_t timeout_ms);
+/* Frees o's buffers and sets them to NULL and their lengths to 0 (o itself
+ * is the caller's). o NULL: no-op. */
+WEFT_API void weft_process_output_free(weft_process_output *o);
 
 /* Signals, process-wide (shared by every runtime). weft installs a handler
  * for a signal the first time a wait (or weft_signal_watch) names it, and

@@ -3,6 +3,10 @@
  * buffer in both directions at once, environment and working directory,
  * many children waited on at once, timeouts, cancellation, missing
  * programs, bad input, and that nothing is left behind as a zombie.
+ * Process groups: a group kill reaches grandchildren, and is refused for a
+ * child without its own group or once the child is reaped. communicate:
+ * a round trip larger than the pipe buffers in three directions at once,
+ * the timeout (kill, reap, partial output), cancellation, bad input.
  *
  * Checks inside tasks record the first failure instead of asserting (a
  * Criterion assertion unwinds with longjmp, which cannot leave a task's
@@ -12,6 +16,7 @@
  */
 #include <criterion/criterion.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -479,6 +484,388 @@ Test(proc_, free_leaves_no_zombie)
     static const char *const s[] = {"sleep", "10", NULL};
     weft_process *p;
     cr_assert_eq(proc_spawn_argv(s, &p), 0);
+    weft_process_free(p);
+    proc_assert_no_children();
+}
+
+/* ------------------------------------------------------------ process groups */
+
+/* Processes in group pgid that have not exited, found in /proc. A zombie
+ * is left out: it is dead, and its parent (init, for an orphan) reaps it
+ * when it likes, which this test cannot wait for. -1 if /proc is
+ * unreadable. */
+static int proc_group_alive(pid_t pgid)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0)
+            continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue; /* gone meanwhile */
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        char *rp = strrchr(buf, ')'); /* the command name may hold spaces */
+        char state;
+        int ppid, pgrp;
+        if (rp && sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 && pgrp == (int)pgid &&
+            state != 'Z' && state != 'X')
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Polls until group pgid has at least `min` (want_empty 0) or no (1)
+ * live member; the bound only stops a bug from hanging. The count seen. */
+static int proc_group_poll(pid_t pgid, int min, int want_empty)
+{
+    int n = proc_group_alive(pgid);
+    for (int i = 0; i < 3000 && (want_empty ? n != 0 : n < min); i++) {
+        weft_sleep_ms(10);
+        n = proc_group_alive(pgid);
+    }
+    return n;
+}
+
+typedef struct proc_group_case {
+    int session; /* new_session instead of new_pgroup */
+} proc_group_case;
+
+/* sh and its background sleep in their own group: one kill reaches both. */
+static void *proc_kill_group_task(void *arg)
+{
+    const proc_group_case *c = arg;
+    /* 1000 s: a member the kill missed would still be there at the end. */
+    static const char *const argv[] = {"sh", "-c", "sleep 1000 & sleep 1000", NULL};
+    weft_process_opts o = {.argv = argv, .new_pgroup = !c->session, .new_session = c->session};
+    weft_process *p;
+    int rc = weft_process_spawn(&o, &p);
+    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    pid_t pid = weft_process_pid(p), pgid = weft_process_pgid(p);
+    PROC_EXPECT(pgid == pid && pgid != getpgrp(), "pgid %d, pid %d, ours %d", (int)pgid, (int)pid,
+                (int)getpgrp());
+    /* sh, maybe exec'd into the second sleep, and the background sleep. */
+    int n = proc_group_poll(pgid, 2, 0);
+    PROC_EXPECT(n >= 2, "%d live member(s) in group %d", n, (int)pgid);
+    PROC_EXPECT(getpgid(pid) == pgid, "getpgid %d", (int)getpgid(pid));
+    if (c->session)
+        PROC_EXPECT(getsid(pid) == pid, "getsid %d, pid %d", (int)getsid(pid), (int)pid);
+    rc = weft_process_kill_group(p, 0);
+    PROC_EXPECT(rc == 0, "signal 0 to the group: %d", rc);
+    PROC_EXPECT(weft_process_kill_group(p, -1) == -EINVAL &&
+                    weft_process_kill_group(p, NSIG) == -EINVAL, "bad signal numbers");
+    rc = weft_process_kill_group(p, SIGKILL);
+    PROC_EXPECT(rc == 0, "kill_group: %d", rc);
+    int st = -1;
+    rc = weft_process_wait(p, &st, PROC_IO_TIMEOUT);
+    PROC_EXPECT(rc == 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "wait %d, status %#x", rc,
+                st);
+    /* The orphaned background sleep is init's now: nobody in the group may
+     * be left running. */
+    n = proc_group_poll(pgid, 0, 1);
+    if (n > 0) /* a failure must not leave them behind (they pin the id) */
+        kill(-pgid, SIGKILL);
+    PROC_EXPECT(n == 0, "%d member(s) of group %d still running", n, (int)pgid);
+    /* Reaped: the id may be anyone's from now on. */
+    rc = weft_process_kill_group(p, SIGKILL);
+    PROC_EXPECT(rc == -ESRCH, "kill_group after reaping: %d", rc);
+    weft_process_free(p);
+    return NULL;
+}
+
+Test(proc_, kill_group_reaches_grandchildren)
+{
+    proc_group_case c = {.session = 0};
+    proc_run(2, proc_kill_group_task, &c);
+    proc_assert_no_children();
+}
+
+/* A new session, from a plain thread. */
+Test(proc_, kill_session_plain_thread)
+{
+    proc_group_case c = {.session = 1};
+    void *r = proc_kill_group_task(&c);
+    proc_assert_no_failure();
+    cr_assert_null(r, "failed at line %d", (int)(intptr_t)r);
+    proc_assert_no_children();
+}
+
+Test(proc_, kill_group_without_own_group)
+{
+    static const char *const argv[] = {"sleep", "1000", NULL};
+    weft_process *p;
+    cr_assert_eq(proc_spawn_argv(argv, &p), 0);
+    cr_assert_eq(weft_process_pgid(p), -1);
+    /* It is in our group: a group kill would hit the test itself. */
+    cr_assert_eq(weft_process_kill_group(p, SIGKILL), -EINVAL);
+    cr_assert_eq(weft_process_kill_group(p, 0), -EINVAL);
+    cr_assert_eq(weft_process_kill(p, 0), 0, "the child is untouched");
+    cr_assert_eq(weft_process_kill_group(NULL, 0), -EINVAL);
+    cr_assert_eq(weft_process_pgid(NULL), -1);
+    weft_process_free(p);
+    proc_assert_no_children();
+}
+
+/* ------------------------------------------------------------ communicate */
+
+typedef struct proc_comm_case {
+    size_t total;     /* bytes through cat */
+    size_t err_flood; /* zero bytes the child writes to stderr before it reads */
+} proc_comm_case;
+
+static void proc_fill(unsigned char *b, size_t n)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b[i] = (unsigned char)x;
+    }
+}
+
+/* Input through cat, with stderr written before (a flood that fills its
+ * pipe while stdin is not read yet) and after, and an exit code. */
+static void *proc_comm_round_trip(void *arg)
+{
+    const proc_comm_case *c = arg;
+    char script[128];
+    snprintf(script, sizeof script, "head -c %zu /dev/zero >&2; cat; echo oops >&2; exit 3",
+             c->err_flood);
+    const char *const argv[] = {"sh", "-c", script, NULL};
+    weft_process_opts o = {.argv = argv, .pipe_stdin = 1, .pipe_stdout = 1, .pipe_stderr = 1};
+    weft_process *p;
+    int rc = weft_process_spawn(&o, &p);
+    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    unsigned char *in = malloc(c->total);
+    PROC_EXPECT(in, "malloc");
+    proc_fill(in, c->total);
+    weft_process_output out;
+    rc = weft_process_communicate(p, in, c->total, &out, PROC_IO_TIMEOUT);
+    int ok_out = out.out && out.out_len == c->total && memcmp(out.out, in, c->total) == 0;
+    int ok_err = out.err && out.err_len == c->err_flood + 5 &&
+                 memcmp(out.err + c->err_flood, "oops\n", 6) == 0; /* with the NUL */
+    for (size_t i = 0; ok_err && i < c->err_flood; i++)
+        ok_err = out.err[i] == 0;
+    int st = out.status;
+    size_t out_len = out.out_len, err_len = out.err_len;
+    free(in);
+    weft_process_output_free(&out);
+    PROC_EXPECT(out.out == NULL && out.err == NULL && out.out_len == 0, "output_free resets");
+    int pipes_closed = weft_process_stdin_fd(p) == -1 && weft_process_stdout_fd(p) == -1 &&
+                       weft_process_stderr_fd(p) == -1;
+    weft_process_free(p);
+    PROC_EXPECT(rc == 0, "communicate: %d", rc);
+    PROC_EXPECT(ok_out, "stdout: %zu bytes of %zu, or they differ", out_len, c->total);
+    PROC_EXPECT(ok_err, "stderr: %zu bytes, expected %zu zeros and 'oops'", err_len,
+                c->err_flood);
+    PROC_EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 3, "status %#x", st);
+    PROC_EXPECT(pipes_closed, "the pipes are closed afterwards");
+    return NULL;
+}
+
+static proc_comm_case proc_comm_big(void)
+{
+    proc_comm_case c = {.total = 1024 * 1024, .err_flood = 200000};
+    if (test_scale_down())
+        c.total = 256 * 1024;
+    return c;
+}
+
+Test(proc_, communicate_round_trip)
+{
+    proc_comm_case c = proc_comm_big();
+    proc_run(2, proc_comm_round_trip, &c);
+    proc_assert_no_children();
+}
+
+Test(proc_, communicate_round_trip_plain_thread)
+{
+    proc_comm_case c = proc_comm_big();
+    void *r = proc_comm_round_trip(&c);
+    proc_assert_no_failure();
+    cr_assert_null(r, "failed at line %d", (int)(intptr_t)r);
+    proc_assert_no_children();
+}
+
+/* Nothing to send, and an empty output, still come back as a string. */
+static void *proc_comm_small_task(void *arg)
+{
+    (void)arg;
+    static const char *const argv[] = {"sh", "-c", "read x || echo eof", NULL};
+    weft_process_opts o = {.argv = argv, .pipe_stdin = 1, .pipe_stdout = 1, .pipe_stderr = 1};
+    weft_process *p;
+    int rc = weft_process_spawn(&o, &p);
+    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    weft_process_output out;
+    rc = weft_process_communicate(p, NULL, 0, &out, PROC_IO_TIMEOUT);
+    PROC_EXPECT(rc == 0, "communicate: %d", rc);
+    PROC_EXPECT(out.out && strcmp(out.out, "eof\n") == 0 && out.out_len == 4, "stdout '%s'",
+                out.out ? out.out : "(null)");
+    PROC_EXPECT(out.err && out.err_len == 0 && out.err[0] == '\0', "stderr %zu", out.err_len);
+    PROC_EXPECT(WIFEXITED(out.status) && WEXITSTATUS(out.status) == 0, "status %#x", out.status);
+    weft_process_output_free(&out);
+    weft_process_free(p);
+
+    /* No pipes at all: only the wait. */
+    static const char *const f[] = {"false", NULL};
+    rc = proc_spawn_argv(f, &p);
+    PROC_EXPECT(rc == 0, "spawn false: %d", rc);
+    rc = weft_process_communicate(p, NULL, 0, &out, PROC_IO_TIMEOUT);
+    PROC_EXPECT(rc == 0 && !out.out && !out.err && WEXITSTATUS(out.status) == 1,
+                "communicate false: %d %p %p %#x", rc, (void *)out.out, (void *)out.err,
+                out.status);
+    weft_process_free(p);
+    return NULL;
+}
+
+Test(proc_, communicate_empty_input_and_output)
+{
+    proc_run(1, proc_comm_small_task, NULL);
+    proc_assert_no_children();
+}
+
+typedef struct proc_hang_case {
+    int group; /* start the child in its own group */
+} proc_hang_case;
+
+/* The child prints, then hangs; communicate's timeout kills and reaps it
+ * and hands back what it printed. */
+static void *proc_comm_timeout_task(void *arg)
+{
+    const proc_hang_case *c = arg;
+    /* In a group the shell may fork the sleep (the group kill gets it);
+     * alone it must exec it, or the sleep would outlive the shell. */
+    static const char *const grouped[] = {"sh", "-c", "echo partial; sleep 30; echo late", NULL};
+    static const char *const alone[] = {"sh", "-c", "echo partial; exec sleep 30", NULL};
+    weft_process_opts o = {.argv = c->group ? grouped : alone, .pipe_stdin = 1,
+                           .pipe_stdout = 1, .pipe_stderr = 1, .new_pgroup = c->group};
+    weft_process *p;
+    int rc = weft_process_spawn(&o, &p);
+    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    pid_t pgid = weft_process_pgid(p);
+    /* "partial\n" is one write: once stdout is readable, all of it is in
+     * the pipe, so the 300 ms below do not depend on how fast sh starts. */
+    rc = weft_wait_fd(weft_process_stdout_fd(p), WEFT_READ, PROC_IO_TIMEOUT);
+    PROC_EXPECT(rc == WEFT_READ, "wait for the first line: %d", rc);
+    weft_process_output out;
+    rc = weft_process_communicate(p, "ignored\n", 8, &out, 300);
+    int st = out.status;
+    int ok = out.out && out.out_len == 8 && strcmp(out.out, "partial\n") == 0;
+    char got[32];
+    snprintf(got, sizeof got, "%s", out.out ? out.out : "(null)");
+    int err_empty = out.err && out.err_len == 0;
+    weft_process_output_free(&out);
+    int again = weft_process_wait(p, NULL, 0);
+    weft_process_free(p);
+    PROC_EXPECT(rc == -ETIMEDOUT, "communicate: %d", rc);
+    PROC_EXPECT(ok, "partial output '%s'", got);
+    PROC_EXPECT(err_empty, "stderr");
+    PROC_EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "status %#x", st);
+    PROC_EXPECT(again == 0, "reaped by communicate: %d", again);
+    if (c->group) {
+        int n = proc_group_poll(pgid, 0, 1);
+        if (n > 0)
+            kill(-pgid, SIGKILL);
+        PROC_EXPECT(n == 0, "%d member(s) of group %d still running", n, (int)pgid);
+    }
+    return NULL;
+}
+
+Test(proc_, communicate_timeout_kills_and_keeps_partial)
+{
+    proc_hang_case c = {.group = 1};
+    proc_run(2, proc_comm_timeout_task, &c);
+    proc_assert_no_children();
+}
+
+Test(proc_, communicate_timeout_plain_thread)
+{
+    proc_hang_case c = {.group = 0};
+    void *r = proc_comm_timeout_task(&c);
+    proc_assert_no_failure();
+    cr_assert_null(r, "failed at line %d", (int)(intptr_t)r);
+    proc_assert_no_children();
+}
+
+typedef struct proc_comm_cancel {
+    weft_process *p;
+    atomic_int started;
+    int rc;
+    char first[16];
+} proc_comm_cancel;
+
+static void *proc_comm_forever(void *arg)
+{
+    proc_comm_cancel *c = arg;
+    atomic_store(&c->started, 1);
+    weft_process_output out;
+    c->rc = weft_process_communicate(c->p, NULL, 0, &out, -1);
+    snprintf(c->first, sizeof c->first, "%s", out.out ? out.out : "(null)");
+    weft_process_output_free(&out);
+    return NULL;
+}
+
+static void *proc_comm_cancel_task(void *arg)
+{
+    (void)arg;
+    static const char *const argv[] = {"sh", "-c", "echo hi; exec sleep 30", NULL};
+    weft_process_opts o = {.argv = argv, .pipe_stdout = 1};
+    proc_comm_cancel c = {.rc = 1};
+    int rc = weft_process_spawn(&o, &c.p);
+    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    rc = weft_wait_fd(weft_process_stdout_fd(c.p), WEFT_READ, PROC_IO_TIMEOUT);
+    PROC_EXPECT(rc == WEFT_READ, "wait for the first line: %d", rc);
+    weft_task *t = weft_spawn(proc_comm_forever, &c);
+    PROC_EXPECT(t, "spawn task");
+    while (!atomic_load(&c.started))
+        weft_sleep_ms(1);
+    weft_sleep_ms(20);
+    weft_cancel(t);
+    weft_join(t, NULL);
+    PROC_EXPECT(c.rc == -ECANCELED, "communicate: %d", c.rc);
+    PROC_EXPECT(strcmp(c.first, "hi\n") == 0, "output so far '%s'", c.first);
+    PROC_EXPECT(weft_process_kill(c.p, 0) == 0, "the child is left running");
+    weft_process_free(c.p); /* kills and reaps it */
+    return NULL;
+}
+
+Test(proc_, communicate_cancelled)
+{
+    proc_run(2, proc_comm_cancel_task, NULL);
+    proc_assert_no_children();
+}
+
+Test(proc_, communicate_bad_input)
+{
+    weft_process_output out;
+    memset(&out, 0x5a, sizeof out);
+    cr_assert_eq(weft_process_communicate(NULL, NULL, 0, &out, 0), -EINVAL);
+    cr_assert(out.out == NULL && out.err == NULL && out.out_len == 0 && out.err_len == 0 &&
+                  out.status == -1,
+              "out is reset even on -EINVAL");
+    static const char *const argv[] = {"cat", NULL};
+    weft_process_opts o = {.argv = argv, .pipe_stdout = 1};
+    weft_process *p;
+    cr_assert_eq(weft_process_spawn(&o, &p), 0);
+    cr_assert_eq(weft_process_communicate(p, NULL, 0, NULL, 0), -EINVAL);
+    cr_assert_eq(weft_process_communicate(p, NULL, 5, &out, 0), -EINVAL);
+    /* Input, but stdin is not a pipe. */
+    cr_assert_eq(weft_process_communicate(p, "x", 1, &out, 0), -EINVAL);
+    cr_assert_null(out.out);
+    cr_assert_geq(weft_process_stdout_fd(p), 0, "a refused call leaves the pipes alone");
+    weft_process_output_free(NULL);
+    weft_process_output_free(&out);
     weft_process_free(p);
     proc_assert_no_children();
 }
