@@ -9,7 +9,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "internal.h"
+#include "wait.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,8 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-
-/* blocking.c */
 
 static int map_eai(int eai, int saved_errno)
 {
@@ -136,11 +134,8 @@ int weft_tcp_connect_host(const char *host, uint16_t port, int64_t timeout_ms)
     if (!host || !*host || inet_pton(AF_INET, host, probe) == 1 ||
         inet_pton(AF_INET6, host, probe) == 1)
         return weft_tcp_connect(host, port, timeout_ms);
-    /* One deadline for every attempt; a timeout this long is as good as
-     * none (and avoids overflow in ns). */
-    weft_time deadline = -1;
-    if (timeout_ms >= 0 && timeout_ms < ((int64_t)1 << 40))
-        deadline = weft_now() + timeout_ms * 1000000;
+    /* One deadline for every attempt. */
+    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     struct addrinfo *ai = NULL;
     int rc = weft_resolve(host, NULL, AF_UNSPEC, SOCK_STREAM, &ai);
     if (rc < 0)
@@ -158,7 +153,7 @@ int weft_tcp_connect_host(const char *host, uint16_t port, int64_t timeout_ms)
         if (!inet_ntop(a->ai_family, addr, num, sizeof num))
             continue;
         int64_t left = -1;
-        if (deadline >= 0) {
+        if (deadline != WEFT__NO_DEADLINE) {
             weft_time ns = deadline - weft_now();
             if (ns <= 0) {
                 rc = -ETIMEDOUT;
