@@ -331,6 +331,31 @@ static int looks_like_name(const char *h)
     return letter;
 }
 
+static int tcp_connect_to(const sockaddr_any *a, socklen_t alen, weft__deadline deadline)
+{
+    int fd = new_socket(a->sa.sa_family, SOCK_STREAM);
+    if (fd < 0)
+        return fd;
+    /* Small request/response exchanges would otherwise stall up to 40 ms on
+     * Nagle's algorithm meeting the peer's delayed ACK. */
+    int rc = set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+    if (rc == 0)
+        rc = connect_until(fd, a, alen, deadline);
+    return rc < 0 ? discard(fd, rc) : fd;
+}
+
+/* For dns.c: the resolved address as it is (an IPv6 scope id included). */
+int weft__tcp_connect_addr(const struct sockaddr *addr, unsigned addrlen, weft__deadline deadline)
+{
+    if (addrlen > sizeof(sockaddr_any) ||
+        (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+        return -EAFNOSUPPORT;
+    sockaddr_any a;
+    memset(&a, 0, sizeof a);
+    memcpy(&a, addr, addrlen);
+    return tcp_connect_to(&a, (socklen_t)addrlen, deadline);
+}
+
 int weft_tcp_connect(const char *host, uint16_t port, int64_t timeout_ms)
 {
     weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
@@ -341,15 +366,7 @@ int weft_tcp_connect(const char *host, uint16_t port, int64_t timeout_ms)
         return weft_tcp_connect_host(host, port, timeout_ms); /* resolves, tries each address */
     if (rc < 0)
         return rc;
-    int fd = new_socket(a.sa.sa_family, SOCK_STREAM);
-    if (fd < 0)
-        return fd;
-    /* Small request/response exchanges would otherwise stall up to 40 ms on
-     * Nagle's algorithm meeting the peer's delayed ACK. */
-    rc = set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
-    if (rc == 0)
-        rc = connect_until(fd, &a, alen, deadline);
-    return rc < 0 ? discard(fd, rc) : fd;
+    return tcp_connect_to(&a, alen, deadline);
 }
 
 int weft_socket_port(int fd)
