@@ -47,8 +47,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "internal.h"
-
+#include "wait.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -498,9 +497,8 @@ int weft__blocking_call(weft_fn fn, void *arg)
         return -err;
     weft__waiter wt;
     weft__waiter_init(&wt);
-    uintptr_t open = JOIN_OPEN;
-    if (atomic_compare_exchange_strong_explicit(&t->join, &open, (uintptr_t)&wt,
-                                                memory_order_acq_rel, memory_order_acquire)) {
+    uintptr_t seen;
+    if (weft__join_install(t, &wt, &seen)) { /* else it has finished already */
         if (weft__waiter_wait(&wt) < 0) {
             /* Cancelled: a queued job is taken out at once (its completion
              * fires our waiter); one handed to a thread is skipped when the

@@ -2,8 +2,8 @@
  * Channels (bounded MPMC, fixed element size, capacity 0 = rendezvous),
  * select over channel operations, and oneshots.
  *
- * A channel is a ring buffer, a small lock and two FIFO queues of parked
- * operations: senders (waiting while full) and receivers (waiting while
+ * A channel is a ring buffer, a small lock and two waiter queues (wait.h)
+ * of parked operations: senders (waiting while full) and receivers (waiting while
  * empty). Invariants under the lock: receivers wait only while the buffer is
  * empty, senders only while it is full; after close neither queue holds a
  * live node. An operation that finds a parked peer completes both sides at
@@ -24,12 +24,9 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "internal.h"
-#include "list.h"
+#include "wait.h"
 
 #include <errno.h>
-
-/* sync.c */
 
 typedef struct csel {
     weft__waiter w;
@@ -37,40 +34,33 @@ typedef struct csel {
     int result;
 } csel;
 
+/* A parked operation. Its node's waiter and result serve a plain operation;
+ * a select's nodes share the select's (sel). */
 typedef struct cnode {
-    weft__waiter w; /* used when sel is NULL */
-    struct cnode *prev, *next;
+    weft__wnode node;
     void *elem;     /* send: the source; recv: the destination */
     csel *sel;
     int idx;
-    int queued;
-    int result;
 } cnode;
 
-typedef struct cqueue {
-    cnode *head, *tail;
-} cqueue;
+static inline cnode *cnode_of(weft__wnode *n) { return weft__container_of(n, cnode, node); }
 
 struct weft_chan {
     pthread_mutex_t lk;
     size_t cap, esz;
     size_t head, count;
     int closed;
-    cqueue sendq, recvq;
+    weft__wqueue sendq, recvq;
     unsigned char *buf;
 };
 
-static void cq_push(cqueue *q, cnode *n) { weft__fifo_push(q, n); }
-
-static void cq_remove(cqueue *q, cnode *n) { weft__fifo_remove(q, n); }
-
 /* Under the lock: the first node of q that we may complete, unlinked (dead
  * select nodes met on the way are unlinked too). NULL if none. */
-static cnode *take_peer(cqueue *q)
+static cnode *take_peer(weft__wqueue *q)
 {
-    cnode *n;
-    while ((n = q->head)) {
-        cq_remove(q, n);
+    while (q->head) {
+        cnode *n = cnode_of(q->head);
+        weft__wq_remove(q, &n->node);
         if (!n->sel)
             return n;
         int open = 0;
@@ -89,8 +79,8 @@ static void peer_fire(cnode *n, int result)
         n->sel->result = result;
         weft__waiter_fire(&n->sel->w);
     } else {
-        n->result = result;
-        weft__waiter_fire(&n->w);
+        n->node.result = result;
+        weft__waiter_fire(&n->node.w);
     }
 }
 
@@ -193,27 +183,20 @@ static int chan_op(weft_chan *ch, int send, void *elem, int64_t timeout_ms, int 
         pthread_mutex_unlock(&ch->lk);
         return -ECANCELED;
     }
-    int64_t deadline = weft__sync_deadline(timeout_ms);
+    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     if (timeout_ms == 0) {
         pthread_mutex_unlock(&ch->lk);
         return -ETIMEDOUT;
     }
     cnode n = {.elem = elem};
-    weft__waiter_init(&n.w);
-    cqueue *q = send ? &ch->sendq : &ch->recvq;
-    cq_push(q, &n);
+    weft__waiter_init(&n.node.w);
+    weft__wqueue *q = send ? &ch->sendq : &ch->recvq;
+    weft__wq_push(q, &n.node);
     pthread_mutex_unlock(&ch->lk);
-    rc = weft__waiter_wait_until(&n.w, deadline);
-    if (rc == 0)
-        return n.result;
-    pthread_mutex_lock(&ch->lk);
-    if (n.queued) {
-        cq_remove(q, &n);
-    } else {
-        rc = n.result; /* served (or closed) before we could withdraw */
-    }
-    pthread_mutex_unlock(&ch->lk);
-    return rc;
+    rc = weft__wq_wait(q, &n.node, &ch->lk, deadline);
+    /* 0: served, or closed (-EPIPE), also when that raced with our timeout
+     * or cancellation */
+    return rc == 0 ? n.node.result : rc;
 }
 
 int weft_chan_send(weft_chan *ch, const void *elem) { return chan_op(ch, 1, (void *)elem, -1, 0); }
@@ -294,7 +277,7 @@ int weft_select(weft_select_case *cases, int n, int64_t timeout_ms)
         locks[j] = ch;
         nl++;
     }
-    int64_t deadline = weft__sync_deadline(timeout_ms);
+    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     for (int i = 0; i < nl; i++)
         pthread_mutex_lock(&locks[i]->lk);
 
@@ -332,15 +315,15 @@ int weft_select(weft_select_case *cases, int n, int64_t timeout_ms)
     s.result = 0;
     cnode nodes[WEFT_SELECT_MAX];
     for (int i = 0; i < n; i++) {
-        nodes[i].queued = 0;
+        nodes[i].node.queued = 0;
         weft_chan *ch = cases[i].chan;
         if (!ch)
             continue;
         nodes[i].elem = cases[i].elem;
         nodes[i].sel = &s;
         nodes[i].idx = i;
-        nodes[i].result = 0;
-        cq_push(cases[i].op == WEFT_SEND ? &ch->sendq : &ch->recvq, &nodes[i]);
+        nodes[i].node.result = 0;
+        weft__wq_push(cases[i].op == WEFT_SEND ? &ch->sendq : &ch->recvq, &nodes[i].node);
     }
     for (int l = nl; l-- > 0;)
         pthread_mutex_unlock(&locks[l]->lk);
@@ -359,12 +342,9 @@ int weft_select(weft_select_case *cases, int n, int64_t timeout_ms)
     /* Withdraw the nodes still parked (the completed one is unlinked). */
     for (int i = 0; i < n; i++) {
         weft_chan *ch = cases[i].chan;
-        if (!ch)
-            continue;
-        pthread_mutex_lock(&ch->lk);
-        if (nodes[i].queued)
-            cq_remove(cases[i].op == WEFT_SEND ? &ch->sendq : &ch->recvq, &nodes[i]);
-        pthread_mutex_unlock(&ch->lk);
+        if (ch)
+            weft__wq_withdraw(cases[i].op == WEFT_SEND ? &ch->sendq : &ch->recvq, &nodes[i].node,
+                              &ch->lk);
     }
     if (rc < 0)
         return rc;

@@ -2,14 +2,14 @@
  * Name resolution: getaddrinfo on the blocking pool (it blocks on files,
  * NSS modules and resolver round trips), with EAI_* codes mapped to negative
  * errno values; and weft_tcp_connect_host, which resolves a name and tries
- * each address with weft_tcp_connect (runtime/net.c takes numeric addresses
- * only; it could call weft_tcp_connect_host for anything that does not parse
- * as one).
+ * each address as resolved (weft__tcp_connect_addr in net.c, so an IPv6
+ * scope id survives) under the one deadline of the call. weft_tcp_connect
+ * (net.c) parses numeric addresses itself and sends names here.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "internal.h"
+#include "wait.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,8 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-
-/* blocking.c */
 
 static int map_eai(int eai, int saved_errno)
 {
@@ -136,37 +134,28 @@ int weft_tcp_connect_host(const char *host, uint16_t port, int64_t timeout_ms)
     if (!host || !*host || inet_pton(AF_INET, host, probe) == 1 ||
         inet_pton(AF_INET6, host, probe) == 1)
         return weft_tcp_connect(host, port, timeout_ms);
-    /* One deadline for every attempt; a timeout this long is as good as
-     * none (and avoids overflow in ns). */
-    weft_time deadline = -1;
-    if (timeout_ms >= 0 && timeout_ms < ((int64_t)1 << 40))
-        deadline = weft_now() + timeout_ms * 1000000;
+    /* One deadline for every attempt. */
+    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     struct addrinfo *ai = NULL;
     int rc = weft_resolve(host, NULL, AF_UNSPEC, SOCK_STREAM, &ai);
     if (rc < 0)
         return rc;
     rc = -ENOENT;
     for (struct addrinfo *a = ai; a; a = a->ai_next) {
-        char num[INET6_ADDRSTRLEN];
-        const void *addr;
-        if (a->ai_family == AF_INET)
-            addr = &((struct sockaddr_in *)(void *)a->ai_addr)->sin_addr;
-        else if (a->ai_family == AF_INET6)
-            addr = &((struct sockaddr_in6 *)(void *)a->ai_addr)->sin6_addr;
+        /* The port goes into the resolved address itself: it was resolved
+         * without a service, and the rest of it (an IPv6 scope id) must
+         * reach connect() as it is. */
+        if (a->ai_family == AF_INET && a->ai_addrlen >= sizeof(struct sockaddr_in))
+            ((struct sockaddr_in *)(void *)a->ai_addr)->sin_port = htons(port);
+        else if (a->ai_family == AF_INET6 && a->ai_addrlen >= sizeof(struct sockaddr_in6))
+            ((struct sockaddr_in6 *)(void *)a->ai_addr)->sin6_port = htons(port);
         else
             continue;
-        if (!inet_ntop(a->ai_family, addr, num, sizeof num))
-            continue;
-        int64_t left = -1;
-        if (deadline >= 0) {
-            weft_time ns = deadline - weft_now();
-            if (ns <= 0) {
-                rc = -ETIMEDOUT;
-                break;
-            }
-            left = (ns + 999999) / 1000000;
+        if (weft__deadline_passed(deadline)) {
+            rc = -ETIMEDOUT;
+            break;
         }
-        int fd = weft_tcp_connect(num, port, left);
+        int fd = weft__tcp_connect_addr(a->ai_addr, a->ai_addrlen, deadline);
         if (fd >= 0) {
             rc = fd;
             break;

@@ -13,20 +13,17 @@
  * finished its function by then, so the join is short and not cancellable).
  *
  * Waiting for a task without consuming its handle installs a waiter in the
- * task's join word exactly as weft_join does (task.c), and withdraws it with
- * the same compare-and-swap back to JOIN_OPEN; if the task took the waiter
- * first, its finish is imminent and we wait for the fire.
+ * task's join word exactly as weft_join does, with the wait layer's join
+ * helpers (wait.h), and withdraws it back to JOIN_OPEN; if the task took the
+ * waiter first, its finish is imminent and we wait for the fire.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "internal.h"
+#include "wait.h"
 
 #include <errno.h>
 #include <time.h>
-
-/* sync.c */
-/* time.c */
 
 /* ------------------------------------------------------------ groups */
 
@@ -44,12 +41,6 @@ typedef struct gchild {
     struct gchild *done_next;   /* completion FIFO */
 } gchild;
 
-typedef struct gwait {
-    weft__waiter w;
-    struct gwait *prev, *next;
-    int queued;
-} gwait;
-
 struct weft_group {
     pthread_mutex_t lk;
     int flags;
@@ -59,58 +50,27 @@ struct weft_group {
     size_t running;             /* children whose function has not returned */
     gchild *live;               /* uncollected */
     gchild *done_head, *done_tail;
-    gwait *wq_head, *wq_tail;
+    weft__wqueue waiters;       /* woken at every completion */
 };
-
-static void gw_remove(weft_group *g, gwait *n)
-{
-    if (n->prev)
-        n->prev->next = n->next;
-    else
-        g->wq_head = n->next;
-    if (n->next)
-        n->next->prev = n->prev;
-    else
-        g->wq_tail = n->prev;
-    n->queued = 0;
-}
 
 /* Under g->lk. */
 static void wake_all(weft_group *g)
 {
-    gwait *n;
-    while ((n = g->wq_head)) {
-        gw_remove(g, n);
-        weft__waiter_fire(&n->w);
-    }
+    while (g->waiters.head)
+        weft__wq_fire(&g->waiters, g->waiters.head, 0);
 }
 
 /* Under g->lk: waits for the next completion (lk released meanwhile).
  * 0, -ETIMEDOUT, -ECANCELED. */
-static int group_block(weft_group *g, int64_t deadline)
+static int group_block(weft_group *g, weft__deadline deadline)
 {
-    weft__task *self = weft__cur_task();
-    if (self && weft__cancel_pending(self))
-        return -ECANCELED;
-    if (deadline != INT64_MAX && weft__clock_ns() >= deadline)
-        return -ETIMEDOUT;
-    gwait n;
-    weft__waiter_init(&n.w);
-    n.next = NULL;
-    n.prev = g->wq_tail;
-    if (g->wq_tail)
-        g->wq_tail->next = &n;
-    else
-        g->wq_head = &n;
-    g->wq_tail = &n;
-    n.queued = 1;
-    pthread_mutex_unlock(&g->lk);
-    int rc = weft__waiter_wait_until(&n.w, deadline);
-    pthread_mutex_lock(&g->lk);
-    if (rc == 0 || !n.queued)
-        return 0;
-    gw_remove(g, &n);
-    return rc;
+    int rc = weft__may_wait(deadline);
+    if (rc < 0)
+        return rc;
+    weft__wnode n;
+    weft__wnode_init(&n);
+    weft__wq_push(&g->waiters, &n);
+    return weft__wq_block(&g->waiters, &n, &g->lk, deadline);
 }
 
 /* Under g->lk: c's function has returned (or c will never run). */
@@ -222,7 +182,7 @@ int weft_group_wait(weft_group *g, int64_t timeout_ms)
 {
     if (!g)
         return -EINVAL;
-    int64_t deadline = weft__sync_deadline(timeout_ms);
+    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     int rc = 0;
     pthread_mutex_lock(&g->lk);
     while (g->running > 0 && rc == 0)
@@ -237,7 +197,7 @@ int weft_group_next(weft_group *g, void **result, int64_t timeout_ms)
 {
     if (!g)
         return -EINVAL;
-    int64_t deadline = weft__sync_deadline(timeout_ms);
+    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     pthread_mutex_lock(&g->lk);
     for (;;) {
         gchild *c = g->done_head;
@@ -253,12 +213,9 @@ int weft_group_next(weft_group *g, void **result, int64_t timeout_ms)
                 c->next->prev = c->prev;
             pthread_mutex_unlock(&g->lk);
             /* The child's function has returned; its task is exiting. */
-            weft__task *self = weft__cur_task();
-            if (self)
-                self->shield++;
+            weft__task *sh = weft__shield_hold(weft__cur_task());
             weft_join(c->task, NULL);
-            if (self)
-                self->shield--;
+            weft__shield_release(sh);
             if (result)
                 *result = c->result;
             int id = c->id;
@@ -292,13 +249,10 @@ void weft_group_free(weft_group *g)
     if (!g)
         return;
     weft_group_cancel(g);
-    weft__task *self = weft__cur_task();
-    if (self)
-        self->shield++;
+    weft__task *sh = weft__shield_hold(weft__cur_task());
     while (weft_group_next(g, NULL, -1) >= 0)
         ;
-    if (self)
-        self->shield--;
+    weft__shield_release(sh);
     pthread_mutex_destroy(&g->lk);
     weft__free(g);
 }
@@ -314,34 +268,24 @@ static int task_done(weft_task *t)
 /* Waits until t has finished without consuming the handle. 0, -ETIMEDOUT,
  * -ECANCELED (the caller was cancelled), -EBUSY (someone else waits on t),
  * -ENOMEM. */
-static int task_wait_done(weft_task *t, int64_t deadline)
+static int task_wait_done(weft_task *t, weft__deadline deadline)
 {
     uintptr_t j = atomic_load_explicit(&t->join, memory_order_acquire);
     if (j == JOIN_DONE || j == JOIN_DISCARDED)
         return 0;
     if (j != JOIN_OPEN)
         return -EBUSY;
-    weft__task *self = weft__cur_task();
-    if (self == t)
+    if (weft__cur_task() == t)
         return -EDEADLK;
-    if (self && weft__cancel_pending(self))
-        return -ECANCELED;
-    if (deadline != INT64_MAX && weft__clock_ns() >= deadline)
-        return -ETIMEDOUT;
+    int rc = weft__may_wait(deadline);
+    if (rc < 0)
+        return rc;
     weft__waiter wt;
     weft__waiter_init(&wt);
-    if (!atomic_compare_exchange_strong_explicit(&t->join, &j, (uintptr_t)&wt, memory_order_acq_rel,
-                                                 memory_order_acquire))
-        return j == JOIN_OPEN || j > JOIN_DISCARDED ? -EBUSY : 0;
-    int rc = weft__waiter_wait_until(&wt, deadline);
-    if (rc < 0) {
-        uintptr_t mine = (uintptr_t)&wt;
-        if (atomic_compare_exchange_strong_explicit(&t->join, &mine, JOIN_OPEN, memory_order_acq_rel,
-                                                    memory_order_acquire))
-            return rc; /* withdrawn; the handle is as it was */
-        weft__waiter_wait_nocancel(&wt); /* t is finishing and took our waiter */
-    }
-    return 0;
+    if (!weft__join_install(t, &wt, &j))
+        return j > JOIN_DISCARDED ? -EBUSY : 0;
+    /* Withdrawn on an error: the handle is as it was. */
+    return weft__join_wait(t, &wt, deadline);
 }
 
 int weft_join_timeout(weft_task *t, void **result, int64_t timeout_ms)
@@ -350,7 +294,7 @@ int weft_join_timeout(weft_task *t, void **result, int64_t timeout_ms)
         return -EINVAL;
     if (timeout_ms < 0)
         return weft_join(t, result);
-    int rc = task_wait_done(t, weft__sync_deadline(timeout_ms));
+    int rc = task_wait_done(t, weft__deadline_from_ms(timeout_ms));
     if (rc < 0)
         return rc;
     return weft_join(t, result);
@@ -363,7 +307,7 @@ int weft_join_all(weft_task **ts, int n, void **results, int64_t timeout_ms)
     for (int i = 0; i < n; i++)
         if (!ts[i])
             return -EINVAL;
-    int64_t deadline = weft__sync_deadline(timeout_ms);
+    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     for (int i = 0; i < n; i++) {
         int rc = task_wait_done(ts[i], deadline);
         if (rc < 0)
@@ -380,7 +324,7 @@ int weft_join_all(weft_task **ts, int n, void **results, int64_t timeout_ms)
     return cancelled;
 }
 
-static int join_any_thread(weft_task **ts, int n, int64_t deadline)
+static int join_any_thread(weft_task **ts, int n, weft__deadline deadline)
 {
     for (;;) {
         for (int i = 0; i < n; i++)
@@ -395,7 +339,7 @@ static int join_any_thread(weft_task **ts, int n, int64_t deadline)
     }
 }
 
-static int join_any_task(weft__task *self, weft_task **ts, int n, int64_t deadline)
+static int join_any_task(weft__task *self, weft_task **ts, int n, weft__deadline deadline)
 {
     weft__waiter stackw[16];
     weft__waiter *wts = n <= 16 ? stackw : weft__malloc((size_t)n * sizeof *wts);
@@ -412,9 +356,8 @@ static int join_any_task(weft__task *self, weft_task **ts, int n, int64_t deadli
     for (int i = 0; i < n && winner < 0; i++) {
         if (!ts[i])
             continue;
-        uintptr_t j = JOIN_OPEN;
-        if (atomic_compare_exchange_strong_explicit(&ts[i]->join, &j, (uintptr_t)&wts[i],
-                                                    memory_order_acq_rel, memory_order_acquire)) {
+        uintptr_t j;
+        if (weft__join_install(ts[i], &wts[i], &j)) {
             installed = i + 1;
         } else if (j == JOIN_DONE || j == JOIN_DISCARDED) {
             winner = i;
@@ -431,17 +374,11 @@ static int join_any_task(weft__task *self, weft_task **ts, int n, int64_t deadli
             }
         if (winner >= 0)
             break;
-        if (deadline != INT64_MAX && weft__clock_ns() >= deadline) {
+        if (weft__deadline_passed(deadline)) {
             rc = -ETIMEDOUT;
             break;
         }
-        weft__timer_ref ref = {NULL, 0};
-        if (deadline != INT64_MAX && weft__timer_arm(self, wts[0].token, deadline, &ref) < 0) {
-            rc = -ENOMEM;
-            break;
-        }
-        int pr = weft__park(self);
-        weft__timer_disarm(self, ref);
+        int pr = weft__park_until(self, wts[0].token, deadline);
         if (pr < 0)
             rc = pr;
     }
@@ -449,9 +386,7 @@ static int join_any_task(weft__task *self, weft_task **ts, int n, int64_t deadli
     for (int i = 0; i < installed; i++) {
         if (!ts[i])
             continue;
-        uintptr_t mine = (uintptr_t)&wts[i];
-        if (!atomic_compare_exchange_strong_explicit(&ts[i]->join, &mine, JOIN_OPEN,
-                                                     memory_order_acq_rel, memory_order_acquire)) {
+        if (!weft__join_withdraw(ts[i], &wts[i])) {
             weft__waiter_wait_nocancel(&wts[i]);
             if (winner < 0 || i < winner)
                 winner = i;
@@ -471,7 +406,7 @@ int weft_join_any(weft_task **ts, int n, void **result, int64_t timeout_ms)
         any |= ts[i] != NULL;
     if (!any)
         return -EINVAL;
-    int64_t deadline = weft__sync_deadline(timeout_ms);
+    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     weft__task *self = weft__cur_task();
     for (int i = 0; i < n; i++)
         if (ts[i] == self)

@@ -224,32 +224,31 @@ void weft__waiter_fire(weft__waiter *wt);
 int weft__waiter_wait(weft__waiter *wt);
 void weft__waiter_wait_nocancel(weft__waiter *wt);
 
-/* ---- io.c: descriptor waits. A deadline is absolute ns on weft__clock_ns;
- * WEFT__NO_DEADLINE means none. */
+/* ---- deadlines: the one internal deadline type. Absolute ns on
+ * weft__clock_ns; WEFT__NO_DEADLINE means none. Only the public layer
+ * converts from milliseconds (weft__deadline_from_ms, wait.h). */
+typedef int64_t weft__deadline;
 #define WEFT__NO_DEADLINE INT64_MAX
+
+/* ---- io.c: descriptor waits. */
 /* Waits until fd is ready for events or the deadline passes; the ready
  * subset, -ETIMEDOUT, -EBADF, -ECANCELED... (see weft_wait_fd). level = 0:
  * the caller has just seen EAGAIN, so an edge must come and no poll() is
  * made first (weft's own calls); level = 1: weft_wait_fd's semantics, ready
  * at once if the descriptor is ready now. Tasks and plain threads alike. */
-int weft__wait_fd(int fd, int events, weft_time deadline, int level);
+int weft__wait_fd(int fd, int events, weft__deadline deadline, int level);
 /* poll() with a zero timeout: the ready subset of events, 0, or -errno. */
 int weft__fd_ready_now(int fd, int events);
 /* 1 if fd is in blocking mode (a descriptor weft did not make), 0 if not,
  * or -errno. */
 int weft__fd_is_blocking(int fd);
 
-/* ---- time.c: a deadline (absolute ns) armed on the current worker's wheel
- * for the wait identified by token; disarm is safe whether or not it fired. */
-int weft__timer_arm(weft__task *self, uint64_t token, weft_time deadline, weft__timer_ref *ref);
-void weft__timer_disarm(weft__task *self, weft__timer_ref ref);
+/* Timed waits, wait queues, joins, shields and timers: wait.h. */
 
-/* ---- sync.c: weft__waiter_wait with an absolute deadline (-1 none): 0 when
- * fired, -ETIMEDOUT or -ECANCELED otherwise (then withdraw the waiter as
- * weft__waiter_wait's comment says). Tasks and plain threads alike. */
-int weft__waiter_wait_until(weft__waiter *wt, int64_t deadline);
-/* Absolute deadline in ns for a timeout in ms (-1 none), saturating. */
-int64_t weft__sync_deadline(int64_t timeout_ms);
+/* ---- net.c: connects a new non-blocking TCP socket to addr (its port set)
+ * by the deadline; the descriptor or -errno. */
+struct sockaddr;
+int weft__tcp_connect_addr(const struct sockaddr *addr, unsigned addrlen, weft__deadline deadline);
 
 /* ---- blocking.c: runs fn(arg) on the blocking pool of the calling task's
  * runtime and waits for it (inline on a plain thread); 0 or -ECANCELED if

@@ -5,23 +5,11 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "internal.h"
+#include "wait.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-
-
-/* Absolute deadline in ns for a relative timeout (WEFT__NO_DEADLINE for
- * none); saturates instead of overflowing for absurdly long timeouts. */
-static weft_time deadline_after(int64_t timeout_ms)
-{
-    if (timeout_ms < 0)
-        return WEFT__NO_DEADLINE;
-    if (timeout_ms > INT64_MAX / 4000000)
-        return INT64_MAX / 2;
-    return weft__clock_ns() + timeout_ms * 1000000;
-}
 
 /* What poll(2) says of fd right now, waiting at most timeout_ms (-1: no
  * limit): the ready subset of events, 0 if none is, or -errno. */
@@ -56,7 +44,7 @@ int weft__fd_ready_now(int fd, int events)
 }
 
 /* A plain thread waits in poll() itself. */
-static int wait_thread(int fd, int events, weft_time deadline)
+static int wait_thread(int fd, int events, weft__deadline deadline)
 {
     for (;;) {
         int t = -1;
@@ -87,7 +75,7 @@ static int wait_thread(int fd, int events, weft_time deadline)
  * keeps it free of lost wake-ups: an edge that comes after the last poll()
  * either sets the table's flag before we install the waiter (the install
  * sees it) or wakes the waiter. */
-int weft__wait_fd(int fd, int events, weft_time deadline, int level)
+int weft__wait_fd(int fd, int events, weft__deadline deadline, int level)
 {
     weft__task *self = weft__cur_task();
     if (!self)
@@ -148,7 +136,7 @@ int weft__wait_fd(int fd, int events, weft_time deadline, int level)
             weft__coop_consume();
             return ready;
         }
-        if (deadline != WEFT__NO_DEADLINE && weft__clock_ns() >= deadline) {
+        if (weft__deadline_passed(deadline)) {
             for (int d = 0; d < 2; d++)
                 if (installed[d] && weft__fd_unwait(fd, d, gen) == 1)
                     ready |= bit[d];
@@ -160,16 +148,8 @@ int weft__wait_fd(int fd, int events, weft_time deadline, int level)
             int r = weft__fd_ready_now(fd, events);
             return r != 0 ? r : -ETIMEDOUT;
         }
-        weft__timer_ref ref = {NULL, 0};
-        if (deadline != WEFT__NO_DEADLINE && weft__timer_arm(self, token, deadline, &ref) < 0) {
-            for (int d = 0; d < 2; d++)
-                if (installed[d])
-                    weft__fd_unwait(fd, d, gen);
-            return -ENOMEM;
-        }
-        int pr = weft__park(self);
-        weft__timer_disarm(self, ref);
-        if (pr < 0) {
+        int pr = weft__park_until(self, token, deadline);
+        if (pr < 0) { /* cancelled, or no timer entry (ENOMEM) */
             for (int d = 0; d < 2; d++)
                 if (installed[d])
                     weft__fd_unwait(fd, d, gen);
@@ -191,7 +171,7 @@ int weft__wait_fd(int fd, int events, weft_time deadline, int level)
          * that said "not ready", so it is news. */
         if (ready)
             return ready;
-        if (deadline != WEFT__NO_DEADLINE && weft__clock_ns() >= deadline)
+        if (weft__deadline_passed(deadline))
             return -ETIMEDOUT;
         /* Neither: a wake for an earlier life of this wait; go round. */
     }
@@ -203,7 +183,7 @@ int weft_wait_fd(int fd, int events, int64_t timeout_ms)
         return -EINVAL;
     if (fd < 0)
         return -EBADF;
-    return weft__wait_fd(fd, events, deadline_after(timeout_ms), 1);
+    return weft__wait_fd(fd, events, weft__deadline_from_ms(timeout_ms), 1);
 }
 
 int weft_fd_forget(int fd)

@@ -14,7 +14,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "internal.h"
+#include "wait.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,10 +31,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NO_DEADLINE WEFT__NO_DEADLINE
-/* A timeout this long (about 35 years) is as good as none, and computing a
- * deadline in ns from anything much longer would overflow. */
-#define MAX_TIMEOUT_MS ((int64_t)1 << 40)
 /* Back-off while out of descriptors or Unix backlog room: fast enough to pick
  * up a freed slot promptly, slow enough that a stuck call costs nothing. */
 #define BACKOFF_FIRST_MS 1
@@ -53,17 +49,10 @@ typedef union sockaddr_any {
 
 /* ------------------------------------------------------------ waiting */
 
-static weft_time deadline_after(int64_t timeout_ms)
-{
-    if (timeout_ms < 0 || timeout_ms > MAX_TIMEOUT_MS)
-        return NO_DEADLINE;
-    return weft_now() + timeout_ms * 1000000;
-}
-
 /* Waits until fd may be ready for `events` or the deadline passes. Returns 0
  * (try the operation again) or -errno. The caller has just seen EAGAIN, so
  * the edge-triggered wait is enough (see weft__wait_fd). */
-static int wait_until(int fd, int events, weft_time deadline)
+static int wait_until(int fd, int events, weft__deadline deadline)
 {
     int rc = weft__wait_fd(fd, events, deadline, 0);
     return rc < 0 ? rc : 0;
@@ -71,10 +60,10 @@ static int wait_until(int fd, int events, weft_time deadline)
 
 /* Sleeps one back-off step (doubling it for next time), never past the
  * deadline. -ETIMEDOUT once the deadline has passed. */
-static int backoff(unsigned *step_ms, weft_time deadline)
+static int backoff(unsigned *step_ms, weft__deadline deadline)
 {
     weft_time wake = weft_now() + (weft_time)*step_ms * 1000000;
-    if (deadline != NO_DEADLINE) {
+    if (deadline != WEFT__NO_DEADLINE) {
         if (weft_now() >= deadline)
             return -ETIMEDOUT;
         if (wake > deadline)
@@ -206,7 +195,7 @@ static int listen_on(const sockaddr_any *a, socklen_t alen, int backlog, int fla
     return rc < 0 ? discard(fd, rc) : fd;
 }
 
-static int accept_until(int lfd, struct sockaddr_storage *addr_out, int tcp, weft_time deadline)
+static int accept_until(int lfd, struct sockaddr_storage *addr_out, int tcp, weft__deadline deadline)
 {
     if (lfd < 0)
         return -EBADF;
@@ -253,7 +242,7 @@ static int accept_until(int lfd, struct sockaddr_storage *addr_out, int tcp, wef
 }
 
 /* Connects fd (non-blocking) to a, waiting for the handshake. */
-static int connect_until(int fd, const sockaddr_any *a, socklen_t alen, weft_time deadline)
+static int connect_until(int fd, const sockaddr_any *a, socklen_t alen, weft__deadline deadline)
 {
     unsigned step = BACKOFF_FIRST_MS;
     int waited = 0;
@@ -319,12 +308,12 @@ int weft_tcp_listen(const char *host, uint16_t port, int backlog)
 
 int weft_tcp_accept_timeout(int lfd, struct sockaddr_storage *addr_out, int64_t timeout_ms)
 {
-    return accept_until(lfd, addr_out, 1, deadline_after(timeout_ms));
+    return accept_until(lfd, addr_out, 1, weft__deadline_from_ms(timeout_ms));
 }
 
 int weft_tcp_accept(int lfd, struct sockaddr_storage *addr_out)
 {
-    return accept_until(lfd, addr_out, 1, NO_DEADLINE);
+    return accept_until(lfd, addr_out, 1, WEFT__NO_DEADLINE);
 }
 
 /* A DNS host name (letters, digits, '-' and '.', with at least one letter):
@@ -342,9 +331,34 @@ static int looks_like_name(const char *h)
     return letter;
 }
 
+static int tcp_connect_to(const sockaddr_any *a, socklen_t alen, weft__deadline deadline)
+{
+    int fd = new_socket(a->sa.sa_family, SOCK_STREAM);
+    if (fd < 0)
+        return fd;
+    /* Small request/response exchanges would otherwise stall up to 40 ms on
+     * Nagle's algorithm meeting the peer's delayed ACK. */
+    int rc = set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+    if (rc == 0)
+        rc = connect_until(fd, a, alen, deadline);
+    return rc < 0 ? discard(fd, rc) : fd;
+}
+
+/* For dns.c: the resolved address as it is (an IPv6 scope id included). */
+int weft__tcp_connect_addr(const struct sockaddr *addr, unsigned addrlen, weft__deadline deadline)
+{
+    if (addrlen > sizeof(sockaddr_any) ||
+        (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+        return -EAFNOSUPPORT;
+    sockaddr_any a;
+    memset(&a, 0, sizeof a);
+    memcpy(&a, addr, addrlen);
+    return tcp_connect_to(&a, (socklen_t)addrlen, deadline);
+}
+
 int weft_tcp_connect(const char *host, uint16_t port, int64_t timeout_ms)
 {
-    weft_time deadline = deadline_after(timeout_ms);
+    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     sockaddr_any a;
     socklen_t alen;
     int rc = ip_addr(host, port, &a, &alen);
@@ -352,15 +366,7 @@ int weft_tcp_connect(const char *host, uint16_t port, int64_t timeout_ms)
         return weft_tcp_connect_host(host, port, timeout_ms); /* resolves, tries each address */
     if (rc < 0)
         return rc;
-    int fd = new_socket(a.sa.sa_family, SOCK_STREAM);
-    if (fd < 0)
-        return fd;
-    /* Small request/response exchanges would otherwise stall up to 40 ms on
-     * Nagle's algorithm meeting the peer's delayed ACK. */
-    rc = set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
-    if (rc == 0)
-        rc = connect_until(fd, &a, alen, deadline);
-    return rc < 0 ? discard(fd, rc) : fd;
+    return tcp_connect_to(&a, alen, deadline);
 }
 
 int weft_socket_port(int fd)
@@ -385,7 +391,7 @@ int weft_socket_port(int fd)
  * returns the call's result with errno set on -1 (read at once, before any
  * suspension). Inlined, so each caller gets its own direct call. */
 static inline __attribute__((always_inline)) ssize_t
-retry_io(int fd, int events, weft_time deadline, int waited, ssize_t (*op)(int fd, void *args),
+retry_io(int fd, int events, weft__deadline deadline, int waited, ssize_t (*op)(int fd, void *args),
          void *args)
 {
     /* A descriptor in blocking mode (stdin, one a library made) would hold
@@ -439,7 +445,7 @@ ssize_t weft_read(int fd, void *buf, size_t n, int64_t timeout_ms)
         return -EBADF;
     if (n > SSIZE_MAX)
         n = SSIZE_MAX;
-    weft_time deadline = deadline_after(timeout_ms);
+    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     int waited = 0;
     if (!weft__fd_worth_trying(fd, WEFT__DIR_READ)) {
         /* The last read drained this stream and nothing arrived since: a
@@ -471,7 +477,7 @@ ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t timeout_
     if (iovcnt < 0 || iovcnt > IOV_MAX || (!iov && iovcnt > 0))
         return -EINVAL;
     struct iov_args a = {iov, iovcnt};
-    return retry_io(fd, WEFT_READ, deadline_after(timeout_ms), 0, readv_op, &a);
+    return retry_io(fd, WEFT_READ, weft__deadline_from_ms(timeout_ms), 0, readv_op, &a);
 }
 
 /* writev() for descriptors that are not sockets (pipes), where
@@ -526,7 +532,7 @@ static ssize_t write_all(int fd, const struct iovec *iov, int cnt, size_t total,
 {
     if (total == 0)
         return 0;
-    weft_time deadline = deadline_after(timeout_ms);
+    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     int blocking = weft__fd_is_blocking(fd);
     if (blocking < 0)
         return blocking;
@@ -679,7 +685,7 @@ ssize_t weft_sendto(int fd, const void *buf, size_t n, const struct sockaddr *to
     if (fd < 0)
         return -EBADF;
     struct dgram_args a = {(void *)buf, n, (struct sockaddr *)to, tolen, NULL};
-    return retry_io(fd, WEFT_WRITE, deadline_after(timeout_ms), 0, sendto_op, &a);
+    return retry_io(fd, WEFT_WRITE, weft__deadline_from_ms(timeout_ms), 0, sendto_op, &a);
 }
 
 /* The sender's address goes to *from; *fromlen is only written (its length),
@@ -690,7 +696,7 @@ ssize_t weft_recvfrom(int fd, void *buf, size_t n, struct sockaddr_storage *from
     if (fd < 0)
         return -EBADF;
     struct dgram_args a = {buf, n, (struct sockaddr *)from, 0, fromlen};
-    return retry_io(fd, WEFT_READ, deadline_after(timeout_ms), 0, recvfrom_op, &a);
+    return retry_io(fd, WEFT_READ, weft__deadline_from_ms(timeout_ms), 0, recvfrom_op, &a);
 }
 
 /* ------------------------------------------------------------ Unix */
@@ -707,12 +713,12 @@ int weft_unix_listen(const char *path, int backlog)
 
 int weft_unix_accept(int lfd, int64_t timeout_ms)
 {
-    return accept_until(lfd, NULL, 0, deadline_after(timeout_ms));
+    return accept_until(lfd, NULL, 0, weft__deadline_from_ms(timeout_ms));
 }
 
 int weft_unix_connect(const char *path, int64_t timeout_ms)
 {
-    weft_time deadline = deadline_after(timeout_ms);
+    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     sockaddr_any a;
     socklen_t alen;
     int rc = unix_addr(path, &a, &alen);

@@ -43,7 +43,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "internal.h"
+#include "wait.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -436,10 +436,7 @@ int weft_process_wait(weft_process *p, int *status_out, int64_t timeout_ms)
         return -EINVAL;
     if (atomic_exchange_explicit(&p->waiting, 1, memory_order_acquire))
         return -EBUSY;
-    int64_t deadline = -1; /* absolute, ns; -1: none */
-    if (timeout_ms >= 0)
-        deadline = weft__clock_ns() +
-                   (timeout_ms > INT64_MAX / 4000000 ? INT64_MAX / 4 : timeout_ms * 1000000);
+    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     unsigned step = POLL_FIRST_MS;
     int rc;
     for (;;) {
@@ -453,7 +450,7 @@ int weft_process_wait(weft_process *p, int *status_out, int64_t timeout_ms)
         if (rc < 0)
             break;
         int64_t left_ms = -1;
-        if (deadline >= 0) {
+        if (deadline != WEFT__NO_DEADLINE) {
             int64_t left = deadline - weft__clock_ns();
             if (left <= 0) {
                 rc = -ETIMEDOUT;

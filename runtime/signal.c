@@ -21,11 +21,12 @@
  * signal. A delivery no waiter wants is kept (counted per signal) for the
  * next wait that names it. Waiters also collect the counters themselves
  * before they decide to sleep, so a signal raised just before a wait is seen
- * by it at once. Nodes are on the waiters' stacks; the wake-up protocol is
- * sync.c's: the deliverer unlinks the node, stores the signal and fires it
- * under the lock, and a waiter back from a timeout or cancellation decides
- * under the lock whether it was still queued (withdraw, report the error) or
- * had been handed a signal (report it: a delivery is never lost).
+ * by it at once. Waiters queue on the wait layer's waiter queue (wait.h),
+ * whose protocol is the one every service uses: the deliverer unlinks the
+ * node, stores the signal as its result and fires it under the lock, and a
+ * waiter back from a timeout or cancellation decides under the lock whether
+ * it was still queued (withdraw, report the error) or had been handed a
+ * signal (report it: a delivery is never lost).
  *
  * All state is process-wide: signal dispositions are.
  */
@@ -35,7 +36,7 @@
 /* The handler touches errno and must stay async-signal-safe: use libc's
  * errno directly. Nothing here reads errno across a suspension. */
 #define WEFT_NO_ERRNO_OVERRIDE
-#include "internal.h"
+#include "wait.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,15 +44,12 @@
 #include <string.h>
 #include <unistd.h>
 
-/* sync.c */
-
 typedef struct swaiter {
-    weft__waiter w;
+    weft__wnode node; /* result: the signal, set by the deliverer */
     sigset_t set;
-    struct swaiter *prev, *next;
-    int queued;
-    int sig; /* set by the deliverer */
 } swaiter;
+
+static inline swaiter *swaiter_of(weft__wnode *n) { return weft__container_of(n, swaiter, node); }
 
 static struct {
     pthread_mutex_t lk;
@@ -59,7 +57,7 @@ static struct {
     unsigned char watched[NSIG];
     uint32_t kept[NSIG];            /* deliveries no waiter has taken yet */
     struct sigaction old[NSIG];     /* disposition before we watched */
-    swaiter *head, *tail;
+    weft__wqueue waiters;
 } S = {.lk = PTHREAD_MUTEX_INITIALIZER};
 
 /* Written by the handler. */
@@ -114,32 +112,16 @@ static int check_set(const sigset_t *set)
 
 /* ------------------------------------------------------------ delivery */
 
-static void unlink_waiter(swaiter *n)
-{
-    if (n->prev)
-        n->prev->next = n->next;
-    else
-        S.head = n->next;
-    if (n->next)
-        n->next->prev = n->prev;
-    else
-        S.tail = n->prev;
-    n->prev = n->next = NULL;
-    n->queued = 0;
-}
-
 /* Under S.lk: hands k deliveries of sig to waiters, keeping the rest. */
 static void deliver_locked(int sig, uint32_t k)
 {
     if (!S.watched[sig])
         return; /* unwatched meanwhile: the delivery belonged to the old disposition's era */
-    swaiter *n = S.head;
+    weft__wnode *n = S.waiters.head;
     while (k && n) {
-        swaiter *next = n->next;
-        if (sigismember(&n->set, sig) == 1) {
-            unlink_waiter(n);
-            n->sig = sig;
-            weft__waiter_fire(&n->w); /* n may be gone from here on */
+        weft__wnode *next = n->next;
+        if (sigismember(&swaiter_of(n)->set, sig) == 1) {
+            weft__wq_fire(&S.waiters, n, sig); /* n may be gone from here on */
             k--;
         }
         n = next;
@@ -266,41 +248,23 @@ int weft_signal_wait(const sigset_t *set, int64_t timeout_ms)
     int rc = check_set(set);
     if (rc < 0)
         return rc;
-    int64_t deadline = weft__sync_deadline(timeout_ms);
-    weft__task *self = weft__cur_task();
+    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     pthread_mutex_lock(&S.lk);
     rc = watch_locked(set);
     if (rc == 0) {
         collect_locked();
         rc = take_kept_locked(set);
     }
-    if (rc == 0) {
-        if (self && weft__cancel_pending(self))
-            rc = -ECANCELED;
-        else if (deadline != INT64_MAX && weft__clock_ns() >= deadline)
-            rc = -ETIMEDOUT;
-    }
+    if (rc == 0)
+        rc = weft__may_wait(deadline);
     if (rc == 0) {
         swaiter n;
-        memset(&n, 0, sizeof n);
-        weft__waiter_init(&n.w);
+        weft__wnode_init(&n.node);
         n.set = *set;
-        n.prev = S.tail;
-        if (S.tail)
-            S.tail->next = &n;
-        else
-            S.head = &n;
-        S.tail = &n;
-        n.queued = 1;
-        pthread_mutex_unlock(&S.lk);
-        int wr = weft__waiter_wait_until(&n.w, deadline);
-        pthread_mutex_lock(&S.lk);
-        if (wr == 0 || !n.queued) {
-            rc = n.sig; /* handed a delivery (under the lock, so complete) */
-        } else {
-            unlink_waiter(&n);
-            rc = wr;
-        }
+        weft__wq_push(&S.waiters, &n.node);
+        rc = weft__wq_block(&S.waiters, &n.node, &S.lk, deadline);
+        if (rc == 0)
+            rc = n.node.result; /* handed a delivery */
     }
     pthread_mutex_unlock(&S.lk);
     return rc;
@@ -313,8 +277,8 @@ int weft_signal_unwatch(int sig)
     pthread_mutex_lock(&S.lk);
     int rc = 0;
     if (S.watched[sig]) {
-        for (swaiter *n = S.head; n; n = n->next)
-            if (sigismember(&n->set, sig) == 1)
+        for (weft__wnode *n = S.waiters.head; n; n = n->next)
+            if (sigismember(&swaiter_of(n)->set, sig) == 1)
                 rc = -EBUSY;
         if (rc == 0) {
             if (sigaction(sig, &S.old[sig], NULL) < 0) {

@@ -1,133 +1,34 @@
 /*
  * Coordination primitives: mutex, condition variable, semaphore, event,
- * wait group, once. Also the timed waiter wait that chan.c and group.c use.
+ * wait group, once.
  *
  * Every object is a small pthread mutex (held only for a few instructions,
- * never across a park) plus a FIFO queue of waiters. A waiter is a node on
- * the waiting task's (or thread's) stack. Wakers unlink the node, store the
- * outcome in it and fire it, all under the object's lock; the waiter, once
- * back, re-takes the lock before it looks at the node again, so "still
- * queued" (withdraw and report the timeout or cancellation) and "fired"
- * (report the outcome, which may hand it something) are decided under the
- * lock and nothing is ever lost.
+ * never across a park) plus a waiter queue (wait.h) under it. Wakers unlink
+ * a node, store the outcome in it and fire it, all under the object's lock;
+ * the waiter, once back, re-takes the lock before it looks at the node
+ * again, so "still queued" (withdraw and report the timeout or
+ * cancellation) and "fired" (report the outcome, which may hand it
+ * something, such as the mutex) are decided under the lock and nothing is
+ * ever lost.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "internal.h"
-#include "list.h"
+#include "wait.h"
 
 #include <errno.h>
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
-
-/* time.c */
-
-/* Shared with chan.c and group.c (declared there). */
-
-/* ------------------------------------------------------------ timed waits */
-
-/* timeout_ms → absolute CLOCK_MONOTONIC deadline in ns; INT64_MAX = none. */
-int64_t weft__sync_deadline(int64_t timeout_ms)
-{
-    if (timeout_ms < 0)
-        return INT64_MAX;
-    int64_t now = weft__clock_ns();
-    if (timeout_ms >= (INT64_MAX - now) / 1000000)
-        return INT64_MAX - 1;
-    return now + timeout_ms * 1000000;
-}
-
-/* Like weft__waiter_wait, with a deadline: 0 once fired, -ETIMEDOUT (the
- * clock has reached the deadline), -ECANCELED, -ENOMEM (no timer entry).
- * On an error the waiter may still fire later: the caller withdraws it. */
-int weft__waiter_wait_until(weft__waiter *wt, int64_t deadline)
-{
-    if (deadline == INT64_MAX)
-        return weft__waiter_wait(wt);
-    weft__task *t = wt->task;
-    while (!atomic_load_explicit(&wt->fired, memory_order_acquire)) {
-        if (weft__clock_ns() >= deadline)
-            return -ETIMEDOUT;
-        if (t) {
-            weft__timer_ref ref = {NULL, 0};
-            if (weft__timer_arm(t, wt->token, deadline, &ref) < 0)
-                return -ENOMEM;
-            int pr = weft__park(t);
-            weft__timer_disarm(t, ref);
-            if (pr < 0)
-                return atomic_load_explicit(&wt->fired, memory_order_acquire) ? 0 : pr;
-        } else {
-            struct timespec ts = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};
-            syscall(SYS_futex, &wt->fired, FUTEX_WAIT_BITSET_PRIVATE, 0, &ts, NULL,
-                    FUTEX_BITSET_MATCH_ANY);
-        }
-    }
-    return 0;
-}
 
 /* ------------------------------------------------------------ wait queues */
 
 typedef struct snode {
-    weft__waiter w;
-    struct snode *prev, *next;
+    weft__wnode node;
     const void *key; /* once: which flag */
-    int queued;
-    int result;      /* set by the waker */
 } snode;
 
-typedef struct squeue {
-    snode *head, *tail;
-} squeue;
-
-static void sq_push(squeue *q, snode *n) { weft__fifo_push(q, n); }
-
-static void sq_remove(squeue *q, snode *n) { weft__fifo_remove(q, n); }
-
-/* Under the lock: unlinks n, gives it its outcome and wakes it. n must not
- * be touched afterwards. */
-static void sq_fire(squeue *q, snode *n, int result)
+static void snode_init(snode *n, const void *key)
 {
-    sq_remove(q, n);
-    n->result = result;
-    weft__waiter_fire(&n->w);
-}
-
-static void sq_node_init(snode *n)
-{
-    weft__waiter_init(&n->w);
-    n->prev = n->next = NULL;
-    n->key = NULL;
-    n->queued = 0;
-    n->result = 0;
-}
-
-/* Called with *lk held and n pushed on q. Waits with lk released; returns
- * with lk held. 0 (fired: n->result holds the outcome) or the wait's error
- * after n was withdrawn. */
-static int sq_block(squeue *q, snode *n, pthread_mutex_t *lk, int64_t deadline)
-{
-    pthread_mutex_unlock(lk);
-    int rc = weft__waiter_wait_until(&n->w, deadline);
-    pthread_mutex_lock(lk);
-    if (rc == 0 || !n->queued)
-        return 0; /* fired (under lk, so it is complete) */
-    sq_remove(q, n);
-    return rc;
-}
-
-/* Whether a caller that found it must wait may do so: -ECANCELED for a
- * cancelled task, -ETIMEDOUT for a zero timeout, else 0. */
-static int may_wait(int64_t deadline)
-{
-    weft__task *self = weft__cur_task();
-    if (self && weft__cancel_pending(self))
-        return -ECANCELED;
-    if (deadline != INT64_MAX && weft__clock_ns() >= deadline)
-        return -ETIMEDOUT;
-    return 0;
+    weft__wnode_init(&n->node);
+    n->key = key;
 }
 
 /* ------------------------------------------------------------ mutex */
@@ -135,7 +36,7 @@ static int may_wait(int64_t deadline)
 struct weft_mutex {
     pthread_mutex_t lk;
     int locked;
-    squeue q;
+    weft__wqueue q;
 };
 
 weft_mutex *weft_mutex_new(void)
@@ -161,22 +62,22 @@ int weft_mutex_lock(weft_mutex *m, int64_t timeout_ms)
 {
     if (!m)
         return -EINVAL;
-    int64_t deadline = weft__sync_deadline(timeout_ms);
+    int64_t deadline = weft__deadline_from_ms(timeout_ms);
     pthread_mutex_lock(&m->lk);
     if (!m->locked) {
         m->locked = 1;
         pthread_mutex_unlock(&m->lk);
         return 0;
     }
-    int rc = may_wait(deadline);
+    int rc = weft__may_wait(deadline);
     if (rc < 0) {
         pthread_mutex_unlock(&m->lk);
         return rc;
     }
     snode n;
-    sq_node_init(&n);
-    sq_push(&m->q, &n);
-    rc = sq_block(&m->q, &n, &m->lk, deadline);
+    snode_init(&n, NULL);
+    weft__wq_push(&m->q, &n.node);
+    rc = weft__wq_block(&m->q, &n.node, &m->lk, deadline);
     pthread_mutex_unlock(&m->lk);
     return rc; /* 0: unlock handed the mutex to us */
 }
@@ -205,7 +106,7 @@ int weft_mutex_unlock(weft_mutex *m)
         return -EPERM;
     }
     if (m->q.head)
-        sq_fire(&m->q, m->q.head, 0); /* hand-off: stays locked, now theirs */
+        weft__wq_fire(&m->q, m->q.head, 0); /* hand-off: stays locked, now theirs */
     else
         m->locked = 0;
     pthread_mutex_unlock(&m->lk);
@@ -215,19 +116,16 @@ int weft_mutex_unlock(weft_mutex *m)
 /* Re-takes m whatever happens (cond wait's exit path). */
 static void mutex_lock_nocancel(weft_mutex *m)
 {
-    weft__task *self = weft__cur_task();
-    if (self)
-        self->shield++;
+    weft__task *sh = weft__shield_hold(weft__cur_task());
     weft_mutex_lock(m, -1);
-    if (self)
-        self->shield--;
+    weft__shield_release(sh);
 }
 
 /* ------------------------------------------------------------ cond */
 
 struct weft_cond {
     pthread_mutex_t lk;
-    squeue q;
+    weft__wqueue q;
 };
 
 weft_cond *weft_cond_new(void)
@@ -253,32 +151,21 @@ int weft_cond_wait(weft_cond *c, weft_mutex *m, int64_t timeout_ms)
 {
     if (!c || !m)
         return -EINVAL;
-    int64_t deadline = weft__sync_deadline(timeout_ms);
-    int rc = may_wait(deadline);
+    int64_t deadline = weft__deadline_from_ms(timeout_ms);
+    int rc = weft__may_wait(deadline);
     if (rc < 0)
         return rc;
     snode n;
-    sq_node_init(&n);
+    snode_init(&n, NULL);
     pthread_mutex_lock(&c->lk);
-    sq_push(&c->q, &n);
+    weft__wq_push(&c->q, &n.node);
     pthread_mutex_unlock(&c->lk);
     /* Queued before m is released: a signal sent after that finds us. */
     if (weft_mutex_unlock(m) < 0) {
-        pthread_mutex_lock(&c->lk);
-        if (n.queued)
-            sq_remove(&c->q, &n);
-        pthread_mutex_unlock(&c->lk); /* a signal that took us fired under c->lk */
+        weft__wq_withdraw(&c->q, &n.node, &c->lk); /* a signal that took us fired under c->lk */
         return -EPERM;
     }
-    rc = weft__waiter_wait_until(&n.w, deadline);
-    if (rc < 0) {
-        pthread_mutex_lock(&c->lk);
-        if (n.queued)
-            sq_remove(&c->q, &n);
-        else
-            rc = 0; /* a signal took us: do not lose it */
-        pthread_mutex_unlock(&c->lk);
-    }
+    rc = weft__wq_wait(&c->q, &n.node, &c->lk, deadline); /* a signal that took us counts */
     mutex_lock_nocancel(m);
     return rc;
 }
@@ -289,7 +176,7 @@ int weft_cond_signal(weft_cond *c)
         return -EINVAL;
     pthread_mutex_lock(&c->lk);
     if (c->q.head)
-        sq_fire(&c->q, c->q.head, 0);
+        weft__wq_fire(&c->q, c->q.head, 0);
     pthread_mutex_unlock(&c->lk);
     return 0;
 }
@@ -300,7 +187,7 @@ int weft_cond_broadcast(weft_cond *c)
         return -EINVAL;
     pthread_mutex_lock(&c->lk);
     while (c->q.head)
-        sq_fire(&c->q, c->q.head, 0);
+        weft__wq_fire(&c->q, c->q.head, 0);
     pthread_mutex_unlock(&c->lk);
     return 0;
 }
@@ -310,7 +197,7 @@ int weft_cond_broadcast(weft_cond *c)
 struct weft_sem {
     pthread_mutex_t lk;
     int64_t count;
-    squeue q;
+    weft__wqueue q;
 };
 
 weft_sem *weft_sem_new(int64_t initial)
@@ -341,22 +228,22 @@ int weft_sem_acquire(weft_sem *s, int64_t timeout_ms)
 {
     if (!s)
         return -EINVAL;
-    int64_t deadline = weft__sync_deadline(timeout_ms);
+    int64_t deadline = weft__deadline_from_ms(timeout_ms);
     pthread_mutex_lock(&s->lk);
     if (s->count > 0) { /* waiters exist only while the count is 0 */
         s->count--;
         pthread_mutex_unlock(&s->lk);
         return 0;
     }
-    int rc = may_wait(deadline);
+    int rc = weft__may_wait(deadline);
     if (rc < 0) {
         pthread_mutex_unlock(&s->lk);
         return rc;
     }
     snode n;
-    sq_node_init(&n);
-    sq_push(&s->q, &n);
-    rc = sq_block(&s->q, &n, &s->lk, deadline);
+    snode_init(&n, NULL);
+    weft__wq_push(&s->q, &n.node);
+    rc = weft__wq_block(&s->q, &n.node, &s->lk, deadline);
     pthread_mutex_unlock(&s->lk);
     return rc;
 }
@@ -385,7 +272,7 @@ int weft_sem_release(weft_sem *s, int64_t n)
         return -EOVERFLOW;
     }
     while (n > 0 && s->q.head) {
-        sq_fire(&s->q, s->q.head, 0);
+        weft__wq_fire(&s->q, s->q.head, 0);
         n--;
     }
     s->count += n;
@@ -408,7 +295,7 @@ int64_t weft_sem_value(weft_sem *s)
 struct weft_event {
     pthread_mutex_t lk;
     _Atomic int set;
-    squeue q;
+    weft__wqueue q;
 };
 
 weft_event *weft_event_new(void)
@@ -437,7 +324,7 @@ int weft_event_set(weft_event *e)
     pthread_mutex_lock(&e->lk);
     atomic_store_explicit(&e->set, 1, memory_order_release);
     while (e->q.head)
-        sq_fire(&e->q, e->q.head, 0);
+        weft__wq_fire(&e->q, e->q.head, 0);
     pthread_mutex_unlock(&e->lk);
     return 0;
 }
@@ -463,16 +350,16 @@ int weft_event_wait(weft_event *e, int64_t timeout_ms)
         return -EINVAL;
     if (atomic_load_explicit(&e->set, memory_order_acquire))
         return 0;
-    int64_t deadline = weft__sync_deadline(timeout_ms);
+    int64_t deadline = weft__deadline_from_ms(timeout_ms);
     pthread_mutex_lock(&e->lk);
     int rc = 0;
     if (!atomic_load_explicit(&e->set, memory_order_relaxed)) {
-        rc = may_wait(deadline);
+        rc = weft__may_wait(deadline);
         if (rc == 0) {
             snode n;
-            sq_node_init(&n);
-            sq_push(&e->q, &n);
-            rc = sq_block(&e->q, &n, &e->lk, deadline);
+            snode_init(&n, NULL);
+            weft__wq_push(&e->q, &n.node);
+            rc = weft__wq_block(&e->q, &n.node, &e->lk, deadline);
         }
     }
     pthread_mutex_unlock(&e->lk);
@@ -484,7 +371,7 @@ int weft_event_wait(weft_event *e, int64_t timeout_ms)
 struct weft_wg {
     pthread_mutex_t lk;
     int64_t count;
-    squeue q;
+    weft__wqueue q;
 };
 
 weft_wg *weft_wg_new(void)
@@ -518,7 +405,7 @@ int weft_wg_add(weft_wg *wg, int64_t n)
         wg->count += n;
         if (wg->count == 0)
             while (wg->q.head)
-                sq_fire(&wg->q, wg->q.head, 0);
+                weft__wq_fire(&wg->q, wg->q.head, 0);
     }
     pthread_mutex_unlock(&wg->lk);
     return rc;
@@ -530,16 +417,16 @@ int weft_wg_wait(weft_wg *wg, int64_t timeout_ms)
 {
     if (!wg)
         return -EINVAL;
-    int64_t deadline = weft__sync_deadline(timeout_ms);
+    int64_t deadline = weft__deadline_from_ms(timeout_ms);
     pthread_mutex_lock(&wg->lk);
     int rc = 0;
     if (wg->count > 0) {
-        rc = may_wait(deadline);
+        rc = weft__may_wait(deadline);
         if (rc == 0) {
             snode n;
-            sq_node_init(&n);
-            sq_push(&wg->q, &n);
-            rc = sq_block(&wg->q, &n, &wg->lk, deadline);
+            snode_init(&n, NULL);
+            weft__wq_push(&wg->q, &n.node);
+            rc = weft__wq_block(&wg->q, &n.node, &wg->lk, deadline);
         }
     }
     pthread_mutex_unlock(&wg->lk);
@@ -553,8 +440,8 @@ int weft_wg_wait(weft_wg *wg, int64_t timeout_ms)
 #define ONCE_BUCKETS 64
 static struct {
     pthread_mutex_t lk;
-    squeue q;
-} once_tab[ONCE_BUCKETS] = {[0 ... ONCE_BUCKETS - 1] = {PTHREAD_MUTEX_INITIALIZER, {NULL, NULL}}};
+    weft__wqueue q;
+} once_tab[ONCE_BUCKETS] = {[0 ... ONCE_BUCKETS - 1] = {PTHREAD_MUTEX_INITIALIZER, WEFT__WQUEUE_INIT}};
 
 int weft_once(weft_once_flag *once, void (*fn)(void *arg), void *arg)
 {
@@ -569,10 +456,10 @@ int weft_once(weft_once_flag *once, void (*fn)(void *arg), void *arg)
         fn(arg);
         pthread_mutex_lock(&once_tab[b].lk);
         __atomic_store_n(&once->state, 2, __ATOMIC_RELEASE);
-        for (snode *n = once_tab[b].q.head, *next; n; n = next) {
+        for (weft__wnode *n = once_tab[b].q.head, *next; n; n = next) {
             next = n->next;
-            if (n->key == once)
-                sq_fire(&once_tab[b].q, n, 0);
+            if (weft__container_of(n, snode, node)->key == once)
+                weft__wq_fire(&once_tab[b].q, n, 0);
         }
         pthread_mutex_unlock(&once_tab[b].lk);
         return 0;
@@ -580,13 +467,12 @@ int weft_once(weft_once_flag *once, void (*fn)(void *arg), void *arg)
     int rc = 0;
     pthread_mutex_lock(&once_tab[b].lk);
     if (__atomic_load_n(&once->state, __ATOMIC_ACQUIRE) != 2) {
-        rc = may_wait(INT64_MAX);
+        rc = weft__may_wait(WEFT__NO_DEADLINE);
         if (rc == 0) {
             snode n;
-            sq_node_init(&n);
-            n.key = once;
-            sq_push(&once_tab[b].q, &n);
-            rc = sq_block(&once_tab[b].q, &n, &once_tab[b].lk, INT64_MAX);
+            snode_init(&n, once);
+            weft__wq_push(&once_tab[b].q, &n.node);
+            rc = weft__wq_block(&once_tab[b].q, &n.node, &once_tab[b].lk, WEFT__NO_DEADLINE);
         }
     }
     pthread_mutex_unlock(&once_tab[b].lk);

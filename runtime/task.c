@@ -11,12 +11,14 @@
  * runtime discards it (JOIN_DISCARDED). A joiner installs a pointer to its
  * waiter with a CAS from JOIN_OPEN; the finisher's exchange to JOIN_DONE
  * returns that pointer and fires it. The result is written before the
- * exchange (release) and read after the joiner's acquire.
+ * exchange (release) and read after the joiner's acquire. The install,
+ * withdraw, wait and publish are the wait layer's (wait.h, with the
+ * orderings spelt out).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "internal.h"
+#include "wait.h"
 
 #include <errno.h>
 #include <linux/futex.h>
@@ -282,10 +284,7 @@ void weft__task_finish(weft__worker *w, weft__task *t)
     t->stack = NULL;
     weft__ctx_destroy(&t->ctx);
     atomic_store_explicit(&t->live, 0, memory_order_relaxed);
-    uintptr_t done = atomic_load_explicit(&t->cancel, memory_order_acquire) ? JOIN_DISCARDED : JOIN_DONE;
-    uintptr_t j = atomic_exchange_explicit(&t->join, done, memory_order_acq_rel);
-    if (j > JOIN_DISCARDED)
-        weft__waiter_fire((weft__waiter *)j);
+    weft__join_publish(t, weft__join_outcome(t));
     weft__task_release(w, t);
 }
 
@@ -308,10 +307,7 @@ void weft__task_complete_external(weft__task *t, void *result)
 {
     t->result = result;
     atomic_store_explicit(&t->live, 0, memory_order_relaxed);
-    uintptr_t done = atomic_load_explicit(&t->cancel, memory_order_acquire) ? JOIN_DISCARDED : JOIN_DONE;
-    uintptr_t j = atomic_exchange_explicit(&t->join, done, memory_order_acq_rel);
-    if (j > JOIN_DISCARDED)
-        weft__waiter_fire((weft__waiter *)j);
+    weft__join_publish(t, weft__join_outcome(t));
     weft__worker *w = weft__cur_worker();
     weft__task_release(w && w->rt == t->rt ? w : NULL, t);
 }
@@ -492,19 +488,12 @@ int weft_join(weft_task *t, void **result)
         }
         weft__waiter wt;
         weft__waiter_init(&wt);
-        if (atomic_compare_exchange_strong_explicit(&t->join, &j, (uintptr_t)&wt,
-                                                    memory_order_acq_rel, memory_order_acquire)) {
-            if (weft__waiter_wait(&wt) < 0) {
-                /* The caller was cancelled: withdraw, unless the task is
-                 * finishing right now and has taken our waiter. */
-                uintptr_t mine = (uintptr_t)&wt;
-                if (atomic_compare_exchange_strong_explicit(&t->join, &mine, JOIN_OPEN,
-                                                            memory_order_acq_rel,
-                                                            memory_order_acquire)) {
-                    weft_detach(t);
-                    return -ECANCELED;
-                }
-                weft__waiter_wait_nocancel(&wt);
+        if (weft__join_install(t, &wt, &j)) {
+            /* Cancelled: withdrawn, unless the task is finishing right now
+             * and has taken our waiter (then its finish is honoured). */
+            if (weft__join_wait(t, &wt, WEFT__NO_DEADLINE) < 0) {
+                weft_detach(t);
+                return -ECANCELED;
             }
             j = atomic_load_explicit(&t->join, memory_order_acquire);
         }

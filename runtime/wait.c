@@ -1,0 +1,87 @@
+/*
+ * The wait layer's out-of-line parts: the timed waiter wait and the timer
+ * arm and disarm it and the services' parks use. The rest (queues, joins,
+ * shields, deadlines) is inline in wait.h, where its invariants are.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "wait.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------ timers */
+
+/* Deadline in ns -> the wheel tick at or after it, so a timer never fires
+ * before its deadline. */
+static uint64_t tick_at_or_after(weft_runtime *rt, weft__deadline deadline)
+{
+    if (deadline <= rt->start_ns)
+        return 0;
+    uint64_t d = (uint64_t)(deadline - rt->start_ns);
+    return (d + 999999u) / 1000000u;
+}
+
+int weft__timer_arm(weft__task *self, uint64_t token, weft__deadline deadline, weft__timer_ref *ref)
+{
+    /* The wheel is its worker's; a peer rescuing a stuck worker polls it
+     * under the same lock (see weft__worker.poll_busy). */
+    weft__worker *w = self->worker;
+    weft__poll_lock(w);
+    int rc = weft__timer_add(&w->wheel, tick_at_or_after(w->rt, deadline), self, token, ref);
+    weft__poll_unlock(w);
+    return rc < 0 ? -ENOMEM : 0;
+}
+
+void weft__timer_disarm(weft__task *self, weft__timer_ref ref)
+{
+    /* The common case, a timer that fired, takes no lock. The relaxed read
+     * is enough: an entry's state only leaves ARMED, and its generation
+     * changes on reuse, so a stale ARMED costs only a cancel that finds
+     * nothing, and a non-ARMED value is final for this ref. */
+    if (!weft__timer_maybe_armed(ref))
+        return;
+    /* self may have resumed on another worker since arming: cancel on our
+     * own wheel under its lock, on a peer's through its lock-free cancel
+     * stack. */
+    weft__worker *w = self->worker;
+    if (ref.t->owner == &w->wheel) {
+        weft__poll_lock(w);
+        weft__timer_cancel(ref, 1);
+        weft__poll_unlock(w);
+    } else {
+        weft__timer_cancel(ref, 0);
+    }
+}
+
+/* ------------------------------------------------------------ timed waits */
+
+int weft__waiter_wait_timed(weft__waiter *wt, weft__deadline deadline)
+{
+    weft__task *t = wt->task;
+    /* `fired` is the truth (acquire: it publishes the firer's outcome);
+     * wake-ups, the timer's included, only make us look again. */
+    while (!atomic_load_explicit(&wt->fired, memory_order_acquire)) {
+        if (weft__clock_ns() >= deadline)
+            return -ETIMEDOUT;
+        if (t) {
+            int pr = weft__park_until(t, wt->token, deadline);
+            /* Cancelled, but fired meanwhile: the event wins. */
+            if (pr < 0)
+                return pr == -ECANCELED && atomic_load_explicit(&wt->fired, memory_order_acquire)
+                           ? 0
+                           : pr;
+        } else {
+            /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time,
+             * weft__clock_ns's clock. */
+            struct timespec ts = {.tv_sec = deadline / 1000000000, .tv_nsec = deadline % 1000000000};
+            syscall(SYS_futex, &wt->fired, FUTEX_WAIT_BITSET_PRIVATE, 0, &ts, NULL,
+                    FUTEX_BITSET_MATCH_ANY);
+        }
+    }
+    return 0;
+}
