@@ -18,6 +18,7 @@
 #include "queue.h"
 #include "stack.h"
 #include "task.h"
+#include "task_state.h"
 #include "timer.h"
 
 /* Fairness and tuning constants (reasoning in sched.c). */
