@@ -365,10 +365,7 @@ static weft__task *next_local(weft__worker *w, int *from_lifo)
 
 static inline void mark_running(weft__worker *w, weft__task *t, int from_lifo)
 {
-    /* The task is ours alone now (taken from a queue). Keep the sequence:
-     * the wait it was woken from may need to see its own token again. */
-    uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
-    atomic_store_explicit(&t->state, T_MAKE(T_SEQ(s), T_RUNNING), memory_order_release);
+    weft__state_run(t);
     t->worker = w;
     if (!from_lifo)
         t->budget = WEFT_BUDGET;
@@ -491,10 +488,7 @@ void weft__after_switch(weft__worker *w)
     w->prev = NULL;
     switch (p->action) {
     case ACT_YIELD: {
-        uint64_t s = atomic_load_explicit(&p->state, memory_order_relaxed);
-        /* A wake that arrived while running (NOTIFIED) is absorbed: the task
-         * runs again anyway and re-checks what it waits for. */
-        atomic_store_explicit(&p->state, T_MAKE(T_SEQ(s), T_QUEUED), memory_order_release);
+        weft__state_yield(p);
         /* No peer is woken for a yield: this worker is awake and the task
          * was runnable already; waking someone per yield would cost a
          * fence each time. */
@@ -504,27 +498,17 @@ void weft__after_switch(weft__worker *w)
             push_local(w, p);
         break;
     }
-    case ACT_PARK: {
-        uint64_t s = atomic_load_explicit(&p->state, memory_order_relaxed);
-        for (;;) {
-            if (T_ST(s) == T_RUNNING) {
-                if (atomic_compare_exchange_weak_explicit(&p->state, &s, T_MAKE(T_SEQ(s), T_PARKED),
-                                                          memory_order_acq_rel, memory_order_acquire))
-                    break; /* parked: from now on a waker may queue it */
-            } else {
-                /* NOTIFIED: woken before it finished parking. */
-                atomic_store_explicit(&p->state, T_MAKE(T_SEQ(s), T_QUEUED), memory_order_release);
-                if (p->pinned)
-                    pinned_push(w, p);
-                else {
-                    push_local(w, p);
-                    notify_parked_local(w->rt);
-                }
-                break;
-            }
+    case ACT_PARK:
+        if (weft__state_park(p))
+            break; /* parked: from now on a waker may queue it */
+        /* NOTIFIED: woken before it finished parking. */
+        if (p->pinned)
+            pinned_push(w, p);
+        else {
+            push_local(w, p);
+            notify_parked_local(w->rt);
         }
         break;
-    }
     case ACT_EXIT:
         weft__task_finish(w, p);
         break;

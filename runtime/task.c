@@ -151,10 +151,7 @@ weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *
         *err = ENOMEM;
         return NULL;
     }
-    /* The state keeps its sequence across reuse, so tokens of the block's
-     * previous life can never match again. */
-    uint64_t seq = T_SEQ(atomic_load_explicit(&t->state, memory_order_relaxed)) + 1;
-    atomic_store_explicit(&t->state, T_MAKE(seq, T_QUEUED), memory_order_relaxed);
+    weft__state_init(t);
     t->next = NULL;
     t->worker = w;
     t->stack = NULL;
@@ -318,16 +315,7 @@ void weft__task_complete_external(weft__task *t, void *result)
 
 /* ------------------------------------------------------ waits and wakes */
 
-uint64_t weft__wait_prepare(weft__task *self)
-{
-    uint64_t s = atomic_load_explicit(&self->state, memory_order_relaxed);
-    uint64_t n;
-    do {
-        n = T_MAKE(T_SEQ(s) + 1, T_RUNNING);
-    } while (!atomic_compare_exchange_weak_explicit(&self->state, &s, n, memory_order_acq_rel,
-                                                    memory_order_relaxed));
-    return T_SEQ(n);
-}
+uint64_t weft__wait_prepare(weft__task *self) { return weft__state_begin_wait(self); }
 
 int weft__park(weft__task *self)
 {
@@ -339,27 +327,8 @@ int weft__park(weft__task *self)
 
 void weft__wake(weft__task *t, uint64_t token)
 {
-    uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
-    for (;;) {
-        if (T_SEQ(s) != token)
-            return; /* stale: the task has moved on to another wait */
-        unsigned st = T_ST(s);
-        if (st == T_RUNNING) {
-            /* Between registering and parking: the scheduler will see
-             * NOTIFIED after the switch and requeue instead of parking. */
-            if (atomic_compare_exchange_weak_explicit(&t->state, &s, T_MAKE(token, T_NOTIFIED),
-                                                      memory_order_acq_rel, memory_order_acquire))
-                return;
-        } else if (st == T_PARKED) {
-            if (atomic_compare_exchange_weak_explicit(&t->state, &s, T_MAKE(token, T_QUEUED),
-                                                      memory_order_acq_rel, memory_order_acquire)) {
-                weft__schedule(t->rt, t, 0);
-                return;
-            }
-        } else {
-            return; /* already queued or notified */
-        }
-    }
+    if (weft__state_wake(t, token))
+        weft__schedule(t->rt, t, 0);
 }
 
 void weft__wake_cb(weft__task *t, uint64_t token, void *ctx)
@@ -577,8 +546,7 @@ int weft_cancel(weft_task *t)
     }
     /* Wake it from whatever it waits for now (a stale token does nothing;
      * a task not yet parked sees the flag before it parks). */
-    uint64_t s = atomic_load_explicit(&t->state, memory_order_seq_cst);
-    weft__wake(t, T_SEQ(s));
+    weft__wake(t, weft__state_token(t));
     return 0;
 }
 
