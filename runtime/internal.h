@@ -152,7 +152,7 @@ static inline void weft__fence(void)
  * through a call the compiler cannot fold or hoist across a suspension. */
 weft__worker *weft__cur_worker(void);
 /* Makes t runnable (it must be ours to queue: just woken or just spawned). */
-void weft__schedule(weft_runtime *rt, weft__task *t, int spawned);
+void weft__schedule(weft_runtime *rt, weft__task *t);
 /* Called right after every switch lands, with the worker it landed on. */
 void weft__after_switch(weft__worker *w);
 /* Suspends the running task self on w with the given ACT_* action and runs

@@ -205,7 +205,7 @@ static void push_local(weft__worker *w, weft__task *t)
     }
 }
 
-void weft__schedule(weft_runtime *rt, weft__task *t, int spawned)
+void weft__schedule(weft_runtime *rt, weft__task *t)
 {
     weft__worker *w = weft__cur_worker();
     if (w && w->rt != rt)
@@ -224,7 +224,6 @@ void weft__schedule(weft_runtime *rt, weft__task *t, int spawned)
         notify_parked(rt);
         return;
     }
-    (void)spawned;
     if (w->current) {
         /* Woken or spawned by the running task: it runs next here (a message
          * hand-off or a spawn chain stays on this core, warm in its cache).
@@ -671,7 +670,10 @@ static void rescue_stuck_peers(weft__worker *w)
     }
 }
 
-static void park(weft__worker *w)
+/* Going to sleep, first half (the protocol at the top of this file): leave
+ * the searching and unparked counts and join the sleepers; the last searcher
+ * then looks once more for work anywhere. */
+static void idle_enter(weft__worker *w)
 {
     weft_runtime *rt = w->rt;
     /* Idle: the moment to give back the memory of stacks a burst left in the
@@ -695,6 +697,37 @@ static void park(weft__worker *w)
         if (work_anywhere(rt))
             notify_parked(rt);
     }
+}
+
+/* Going to sleep, second half, once the poll has returned: leave the
+ * sleepers if no producer took us off them, or take up the searching the
+ * producer that woke us counted us for. */
+static void idle_leave(weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    pthread_mutex_lock(&rt->idle_lock);
+    if (w->sleeping) {
+        /* Woken by our own I/O or a timer, not by a producer: leave the
+         * sleepers list ourselves. */
+        for (unsigned i = 0; i < rt->nsleepers; i++)
+            if (rt->sleepers[i] == w->index) {
+                rt->sleepers[i] = rt->sleepers[--rt->nsleepers];
+                break;
+            }
+        w->sleeping = 0;
+        atomic_fetch_add_explicit(&rt->idle, IDLE_ONE_UNPARKED, memory_order_seq_cst);
+    } else if (w->woken_to_search) {
+        w->searching = 1; /* the producer counted us as searching */
+        w->woken_to_search = 0;
+    }
+    pthread_mutex_unlock(&rt->idle_lock);
+}
+
+/* Sleeps in the poller until a producer, an event or a timer wakes us. */
+static void park(weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    idle_enter(w);
 
     int timeout = -1;
     weft__poll_lock(w);
@@ -726,22 +759,7 @@ static void park(weft__worker *w)
     if (watching)
         atomic_store_explicit(&rt->watcher, 0, memory_order_release);
 
-    pthread_mutex_lock(&rt->idle_lock);
-    if (w->sleeping) {
-        /* Woken by our own I/O or a timer, not by a producer: leave the
-         * sleepers list ourselves. */
-        for (unsigned i = 0; i < rt->nsleepers; i++)
-            if (rt->sleepers[i] == w->index) {
-                rt->sleepers[i] = rt->sleepers[--rt->nsleepers];
-                break;
-            }
-        w->sleeping = 0;
-        atomic_fetch_add_explicit(&rt->idle, IDLE_ONE_UNPARKED, memory_order_seq_cst);
-    } else if (w->woken_to_search) {
-        w->searching = 1; /* the producer counted us as searching */
-        w->woken_to_search = 0;
-    }
-    pthread_mutex_unlock(&rt->idle_lock);
+    idle_leave(w);
 }
 
 /* How long an idle worker keeps looking before it sleeps. Waking a sleeping

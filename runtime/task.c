@@ -328,7 +328,7 @@ int weft__park(weft__task *self)
 void weft__wake(weft__task *t, uint64_t token)
 {
     if (weft__state_wake(t, token))
-        weft__schedule(t->rt, t, 0);
+        weft__schedule(t->rt, t);
 }
 
 void weft__wake_cb(weft__task *t, uint64_t token, void *ctx)
@@ -412,7 +412,7 @@ weft_task *weft_spawn_ex(weft_fn fn, void *arg, const weft_spawn_opts *opts)
         errno = err;
         return NULL;
     }
-    weft__schedule(rt, t, 1);
+    weft__schedule(rt, t);
     return t;
 }
 
@@ -437,7 +437,7 @@ weft_task *weft_spawn_on_ex(weft_runtime *rt, weft_fn fn, void *arg, const weft_
         errno = err;
         return NULL;
     }
-    weft__schedule(rt, t, 1);
+    weft__schedule(rt, t);
     return t;
 }
 
