@@ -17,7 +17,7 @@ WARN    := -Wall -Wextra -Werror
 CSTD    := -std=gnu11
 OPT     ?= -O2 -g
 SANFLAGS ?=
-# The debug lanes (test-asan, test-tsan, valgrind) compile runtime/assert.h's
+# The debug lanes (test-asan, test-tsan, valgrind) compile runtime/weft_assert.h's
 # WEFT__ASSERT checks in; the release build (plain make) leaves them out.
 ASSERTS ?=
 # Sanitizer and valgrind builds replace the allocator with the tool's own.

@@ -48,7 +48,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "assert.h"
+#include "weft_assert.h"
 #include "task.h"
 
 enum { T_RUNNING = 0, T_PARKED = 1, T_QUEUED = 2, T_NOTIFIED = 3 };

@@ -1,5 +1,6 @@
 /*
- * WEFT__ASSERT(cond): checks an invariant that a comment states.
+ * WEFT__ASSERT(cond): checks an invariant that a comment states. (Not named
+ * assert.h: programs built with -Iruntime would find it for <assert.h>.)
  *
  * Compiled in when WEFT_DEBUG_ASSERTS is defined (the sanitizer and valgrind
  * lanes: make test-asan, test-tsan, valgrind pass ASSERTS=-DWEFT_DEBUG_ASSERTS);
@@ -7,8 +8,8 @@
  * A failed check writes one line to stderr with write(2) (so it may also
  * fail inside a signal handler) and aborts.
  */
-#ifndef WEFT_ASSERT_H
-#define WEFT_ASSERT_H
+#ifndef WEFT_WEFT_ASSERT_H
+#define WEFT_WEFT_ASSERT_H
 
 #ifdef WEFT_DEBUG_ASSERTS
 #include <stdlib.h>
