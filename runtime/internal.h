@@ -146,29 +146,42 @@ static inline void weft__fence(void)
 #endif
 }
 
-/* ---- sched.c */
+/* ---- tls.c */
 
 /* The worker the calling thread runs, or NULL. Reads the thread-local
  * through a call the compiler cannot fold or hoist across a suspension. */
 weft__worker *weft__cur_worker(void);
+
+/* ---- clock.c */
+
+uint64_t weft__now_tick(weft_runtime *rt, int64_t ns);
+int64_t weft__clock_ns(void);
+
+/* ---- idle.c */
+
+void weft__wake_sleepers(weft_runtime *rt);
+
+/* ---- ready.c */
+
 /* Makes t runnable (it must be ours to queue: just woken or just spawned). */
 void weft__schedule(weft_runtime *rt, weft__task *t);
+
+/* ---- sched.c */
+
 /* Called right after every switch lands, with the worker it landed on. */
 void weft__after_switch(weft__worker *w);
 /* Suspends the running task self on w with the given ACT_* action and runs
  * something else. Returns the worker self resumed on (not for ACT_EXIT). */
 weft__worker *weft__switch_out(weft__worker *w, weft__task *self, int action);
-void weft__wake_sleepers(weft_runtime *rt);
-uint64_t weft__now_tick(weft_runtime *rt, int64_t ns);
-int64_t weft__clock_ns(void);
+void weft__task_entry(void *arg, void *data);
 
-/* ---- task.c */
+/* ---- task.c (lifetime, and the waking side of waits) and suspend.c (the
+ * waiting side: wait_prepare, park, waiter_init/wait, join, yield) */
 
 weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *arg,
                            const weft_spawn_opts *opts, int *err);
 void weft__task_finish(weft__worker *w, weft__task *t);
 void weft__task_release(weft__worker *w, weft__task *t);
-void weft__task_entry(void *arg, void *data);
 /* A control block for work that runs outside the workers (the blocking
  * pool): it has a handle and a join state like any task, but never gets a
  * stack or a run queue. NULL with *err set on failure (ENOMEM, ESHUTDOWN). */

@@ -1,6 +1,8 @@
 /*
- * Task lifetime: control blocks, spawn, entry and exit, join and detach,
- * waits and wakes. The run queues and workers are in sched.c.
+ * Task lifetime: control blocks, spawn, exit, detach and cancel, and the
+ * waking side of waits (weft__wake, weft__waiter_fire). The waiting side
+ * (park, waiters' waits, join, yield) is in suspend.c, above the scheduler's
+ * switch (sched.c); the state word's transitions are in task_state.h.
  *
  * Reference counting: a task starts with two references, one held by the
  * running task and one by its handle. Exit drops the first, join or detach
@@ -16,14 +18,13 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "internal.h"
+#include "scheduler.h"
 
 #include <errno.h>
 #include <linux/futex.h>
 #ifdef WEFT_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
-#include <stdio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -237,7 +238,7 @@ void weft__task_free_chunks(weft_runtime *rt)
 }
 
 /* A handle outliving its runtime: the last one frees the chunk. */
-static void orphan_release(weft__task *t)
+void weft__task_orphan_release(weft__task *t)
 {
     if (atomic_fetch_sub(&t->refs, 1) != 1)
         return;
@@ -249,19 +250,7 @@ static void orphan_release(weft__task *t)
     }
 }
 
-/* ------------------------------------------------------ entry and exit */
-
-void weft__task_entry(void *arg, void *data)
-{
-    weft__ctx_started();
-    weft__worker *w = arg;
-    weft__task *t = data;
-    weft__after_switch(w);
-    t->result = t->fn(t->arg);
-    w = weft__cur_worker();
-    weft__switch_out(w, t, ACT_EXIT);
-    __builtin_unreachable();
-}
+/* ------------------------------------------------------ exit */
 
 /* Runs on the scheduler side after the task's last switch. */
 void weft__task_finish(weft__worker *w, weft__task *t)
@@ -313,17 +302,7 @@ void weft__task_complete_external(weft__task *t, void *result)
     weft__task_release(w && w->rt == t->rt ? w : NULL, t);
 }
 
-/* ------------------------------------------------------ waits and wakes */
-
-uint64_t weft__wait_prepare(weft__task *self) { return weft__state_begin_wait(self); }
-
-int weft__park(weft__task *self)
-{
-    if (weft__cancel_pending(self))
-        return -ECANCELED;
-    weft__switch_out(self->worker, self, ACT_PARK);
-    return weft__cancel_pending(self) ? -ECANCELED : 0;
-}
+/* ------------------------------------------------------ wakes */
 
 void weft__wake(weft__task *t, uint64_t token)
 {
@@ -337,14 +316,6 @@ void weft__wake_cb(weft__task *t, uint64_t token, void *ctx)
     weft__wake(t, token);
 }
 
-void weft__waiter_init(weft__waiter *wt)
-{
-    wt->task = weft__cur_task();
-    wt->token = wt->task ? weft__wait_prepare(wt->task) : 0;
-    atomic_store_explicit(&wt->fired, 0, memory_order_relaxed);
-    wt->result = 0;
-}
-
 void weft__waiter_fire(weft__waiter *wt)
 {
     /* Read everything first: once `fired` is set the waiter may return and
@@ -356,36 +327,6 @@ void weft__waiter_fire(weft__waiter *wt)
         weft__wake(t, token);
     else
         syscall(SYS_futex, &wt->fired, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-
-int weft__waiter_wait(weft__waiter *wt)
-{
-    while (!atomic_load_explicit(&wt->fired, memory_order_acquire)) {
-        if (wt->task) {
-            if (weft__park(wt->task) < 0)
-                return atomic_load_explicit(&wt->fired, memory_order_acquire) ? 0 : -ECANCELED;
-        } else {
-            syscall(SYS_futex, &wt->fired, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
-        }
-    }
-    return 0;
-}
-
-void weft__waiter_wait_nocancel(weft__waiter *wt)
-{
-    weft__task *t = wt->task;
-    if (t)
-        t->shield++;
-    weft__waiter_wait(wt);
-    if (t)
-        t->shield--;
-}
-
-void weft__coop_consume(void)
-{
-    weft__task *t = weft__cur_task();
-    if (t && --t->budget == 0)
-        weft_yield();
 }
 
 /* ------------------------------------------------------ public API */
@@ -446,67 +387,14 @@ weft_task *weft_spawn_on(weft_runtime *rt, weft_fn fn, void *arg)
     return weft_spawn_on_ex(rt, fn, arg, NULL);
 }
 
-int weft_join(weft_task *t, void **result)
-{
-    if (!t)
-        return -EINVAL;
-    weft__task *self = weft__cur_task();
-    if (self == t)
-        return -EDEADLK;
-    uintptr_t j = atomic_load_explicit(&t->join, memory_order_acquire);
-    if (j == JOIN_OPEN) {
-        if (self && weft__cancel_pending(self)) {
-            weft_detach(t);
-            return -ECANCELED;
-        }
-        weft__waiter wt;
-        weft__waiter_init(&wt);
-        if (atomic_compare_exchange_strong_explicit(&t->join, &j, (uintptr_t)&wt,
-                                                    memory_order_acq_rel, memory_order_acquire)) {
-            if (weft__waiter_wait(&wt) < 0) {
-                /* The caller was cancelled: withdraw, unless the task is
-                 * finishing right now and has taken our waiter. */
-                uintptr_t mine = (uintptr_t)&wt;
-                if (atomic_compare_exchange_strong_explicit(&t->join, &mine, JOIN_OPEN,
-                                                            memory_order_acq_rel,
-                                                            memory_order_acquire)) {
-                    weft_detach(t);
-                    return -ECANCELED;
-                }
-                weft__waiter_wait_nocancel(&wt);
-            }
-            j = atomic_load_explicit(&t->join, memory_order_acquire);
-        }
-    }
-    /* A cancelled task that ran to its end still hands over what it
-     * returned (its cleanup may report something); a discarded one has
-     * NULL there. */
-    if (result)
-        *result = t->result;
-    int rc = j == JOIN_DONE ? 0 : -ECANCELED;
-    if (!atomic_load_explicit(&t->rt, memory_order_acquire))
-        orphan_release(t);
-    else
-        weft__task_release(weft__cur_worker(), t);
-    return rc;
-}
-
 void weft_detach(weft_task *t)
 {
     if (!t)
         return;
     if (!atomic_load_explicit(&t->rt, memory_order_acquire))
-        orphan_release(t);
+        weft__task_orphan_release(t);
     else
         weft__task_release(weft__cur_worker(), t);
-}
-
-void weft_yield(void)
-{
-    weft__worker *w = weft__cur_worker();
-    if (!w || !w->current)
-        return;
-    weft__switch_out(w, w->current, ACT_YIELD);
 }
 
 int weft_pin(void)
