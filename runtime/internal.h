@@ -33,46 +33,80 @@ typedef struct weft__stats {
         timers_rescued, events_rescued;
 } weft__stats;
 
+/* A worker: one thread, its queues, its poller and timer wheel. The fields
+ * fall in two parts. The first only the worker's own thread touches (its
+ * scheduler loop and the tasks it runs). The second other threads touch too,
+ * and each field there says under which lock or with which ordering. The
+ * layout is the one the fields had before the parts were named (offsets
+ * unchanged except `sleeping` and `woken_to_search`, which moved into a hole
+ * after poll_busy). */
 typedef struct weft__worker {
-    /* Owner-only hot state. */
-    weft__task *current;    /* task running on this worker, NULL in the scheduler */
-    weft__task *prev;       /* task that just switched away; see after_switch */
-    weft__task *lifo;
-    uint32_t until_event;   /* task runs left before the next maintenance pass */
-    uint8_t lifo_runs;
-    uint16_t global_turn;   /* picks the global queue gets before the local one */
-    uint8_t searching;      /* counted in rt->idle as searching */
-    uint8_t sleeping;       /* on rt->sleepers (guarded by rt->idle_lock) */
-    uint8_t woken_to_search;
-    unsigned index;
-    uint64_t rng;
-    struct weft_runtime *rt;
-    weft__ctx sched_ctx;    /* the worker thread's own stack */
-    weft__stack_cache stacks;
-    weft__task *task_free;
-    unsigned ntask_free;
-    uint64_t next_id;
-    uint64_t now_tick;      /* ms since runtime start, cached per loop iteration */
-    weft__task *pinned_head, *pinned_tail; /* runnable pinned tasks (owner-only) */
+    /* ---- Owner-only. `index` and `rt` are written before the thread starts
+     * and never again, so any thread may read them. */
+    struct {
+        weft__task *current;    /* task running on this worker, NULL in the scheduler */
+        weft__task *prev;       /* task that just switched away; see after_switch */
+        weft__task *lifo;
+        uint32_t until_event;   /* task runs left before the next maintenance pass */
+        uint8_t lifo_runs;
+        uint16_t global_turn;   /* picks the global queue gets before the local one */
+        uint8_t searching;      /* counted in rt->idle as searching (the count is shared, the flag is not) */
+        unsigned index;
+        uint64_t rng;
+        struct weft_runtime *rt;
+        weft__ctx sched_ctx;    /* the worker thread's own stack */
+        weft__stack_cache stacks;
+        weft__task *task_free;
+        unsigned ntask_free;
+        uint64_t next_id;
+        uint64_t now_tick;      /* ms since runtime start, cached per loop iteration */
+        weft__task *pinned_head, *pinned_tail; /* runnable pinned tasks */
+    };
 
-    weft__lq lq;
-    /* The wheel and the poller belong to this worker, but a peer may poll
-     * them while this worker is stuck in a long task (see rescue_stuck_peers
-     * in sched.c): every wheel operation and every poll holds poll_busy
-     * (also while the worker sleeps in its poller), and polled_tick says
-     * when this worker last polled. */
-    _Atomic uint32_t poll_busy;
-    _Atomic uint64_t polled_tick;
-    weft__wheel wheel;
-    weft__poller poller;
+    /* ---- Shared with other threads. */
+    struct {
+        /* The owner pushes and pops, any worker steals (weft__lq_steal); the
+         * orderings are argued at the top of queue.c. */
+        weft__lq lq;
+        /* The poll lock (weft__poll_lock): taken with an acquire exchange,
+         * given back with a release store. The wheel and the poller belong to
+         * this worker, but a peer may poll them while this worker is stuck in
+         * a long task (rescue.c): every wheel operation and every poll holds
+         * poll_busy (also while the worker sleeps in its poller); the owner
+         * spins for it, a peer only tries it. */
+        _Atomic uint32_t poll_busy;
+        /* Guarded by rt->idle_lock: set by this worker when it joins
+         * rt->sleepers; a producer that takes it off them (idle.c) clears
+         * `sleeping` and sets `woken_to_search`. */
+        uint8_t sleeping;
+        uint8_t woken_to_search;
+        /* When this worker last polled its timers: a relaxed store by the
+         * owner, relaxed loads by peers deciding whether it is stuck (a hint:
+         * the rescue itself only tries poll_busy). */
+        _Atomic uint64_t polled_tick;
+        weft__wheel wheel;      /* under poll_busy (timer.h: cancels from elsewhere are lock-free) */
+        /* Polled under poll_busy; weft__poller_wake (an eventfd write) from
+         * any thread, with no lock. */
+        weft__poller poller;
 
-    /* Pinned tasks woken by other threads. */
-    pthread_mutex_t inbox_lock;
-    weft__task *inbox_head, *inbox_tail;
-    _Atomic unsigned inbox_n;
+        /* Pinned tasks woken by other threads. inbox_head and inbox_tail are
+         * under inbox_lock. inbox_n changes under it too (a seq_cst add by
+         * the pusher, a relaxed sub by the owner) and is read without it,
+         * relaxed, by the owner as a hint: a pusher always writes the
+         * owner's eventfd after its push, so a missed count only delays the
+         * task to the next poll. */
+        pthread_mutex_t inbox_lock;
+        weft__task *inbox_head, *inbox_tail;
+        _Atomic unsigned inbox_n;
 
-    weft__stats stats;
-    pthread_t thread;
+        /* Written by the owner alone (stat_inc: a relaxed load and store),
+         * read with relaxed loads by weft_runtime_stats on any thread. */
+        weft__stats stats;
+        /* Written by pthread_create in weft_runtime_new, read by
+         * pthread_join in weft_runtime_free (the creating and the freeing
+         * thread; the worker itself never reads it). */
+        pthread_t thread;
+    };
 } __attribute__((aligned(64))) weft__worker;
 
 typedef struct weft__task_chunk {
