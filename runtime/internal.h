@@ -1,7 +1,11 @@
 /*
- * What the scheduler layer shares between its files (sched.c: workers,
- * queues, parking; task.c: task lifetime, waits and wakes) and offers to the
- * services above it (time, I/O, and later sync, net, fs...).
+ * What the scheduler layer offers to the services above it (time.c, io.c,
+ * net.c, sync.c, chan.c, group.c, blocking.c, fs.c, dns.c, proc.c, signal.c):
+ * the worker and runtime structures, the current worker and task, spawning
+ * control blocks, waits and wakes, waiters, timers and descriptor waits.
+ * Each declaration sits under the file that defines it. What the scheduler's
+ * own files share only among themselves is in scheduler.h, with the order in
+ * which they may call each other.
  */
 #ifndef WEFT_INTERNAL_H
 #define WEFT_INTERNAL_H
@@ -121,7 +125,7 @@ struct weft_runtime {
     weft__worker **workers;
     weft__inject inject;
 
-    /* Idle coordination (see the protocol at the top of sched.c). */
+    /* Idle coordination (see the protocol at the top of idle.c). */
     _Atomic uint64_t idle;      /* unparked << 32 | searching */
     pthread_mutex_t idle_lock;
     unsigned *sleepers;
@@ -154,9 +158,6 @@ struct weft_runtime {
     unsigned started;
 };
 
-/* A full (seq_cst) fence. GCC's TSan does not model fences and rejects
- * them, so there a seq_cst read-modify-write stands in (also a full barrier
- * on x86-64 and aarch64). */
 /* The worker's poll lock (see weft__worker.poll_busy). The owner takes it;
  * a peer only ever tries it. */
 static inline void weft__poll_lock(weft__worker *w)
@@ -170,6 +171,9 @@ static inline void weft__poll_unlock(weft__worker *w)
     atomic_store_explicit(&w->poll_busy, 0, memory_order_release);
 }
 
+/* A full (seq_cst) fence. GCC's TSan does not model fences and rejects
+ * them, so there a seq_cst read-modify-write stands in (also a full barrier
+ * on x86-64 and aarch64). */
 static inline void weft__fence(void)
 {
 #ifdef WEFT_TSAN

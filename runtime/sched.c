@@ -236,7 +236,7 @@ static int first_run(weft__worker *w, weft__task *t)
  * of a resumed frame cost ~0.7 µs, 11% of a request in
  * bench/async_vs_threads. Prefetching one task ahead hides the page walk
  * behind the current task's slice; the lines above the saved frame then hit
- * the TLB. Three lines: the 72-byte frame the switch pops and the caller's
+ * the TLB. Three lines: the 64-byte frame the switch pops and the caller's
  * frame above it (about 8 instructions per switch; a yield costs 13-20 ns).
  * A prefetch never faults, so a stale or unmapped sp (a task not started
  * yet, or taken by a thief meanwhile) is harmless; the racy read is left out
