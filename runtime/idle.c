@@ -59,9 +59,13 @@ void weft__notify_parked(weft_runtime *rt)
         return;
     }
     weft__worker *v = rt->workers[rt->sleepers[--rt->nsleepers]];
+    WEFT__ASSERT(v->sleeping); /* on rt->sleepers exactly while sleeping (idle_lock) */
     v->sleeping = 0;
     v->woken_to_search = 1;
     atomic_fetch_add_explicit(&rt->idle, IDLE_ONE_UNPARKED + 1, memory_order_seq_cst);
+    /* unparked only changes under idle_lock: awake workers plus sleepers = all. */
+    WEFT__ASSERT(idle_unparked(atomic_load_explicit(&rt->idle, memory_order_relaxed)) + rt->nsleepers ==
+                 rt->nworkers);
     pthread_mutex_unlock(&rt->idle_lock);
     weft__poller_wake(&v->poller);
 }
@@ -93,6 +97,7 @@ void weft__from_searching(weft__worker *w)
         return;
     w->searching = 0;
     uint64_t prev = atomic_fetch_sub_explicit(&w->rt->idle, 1, memory_order_seq_cst);
+    WEFT__ASSERT(idle_searching(prev) >= 1); /* we were counted */
     if (idle_searching(prev) == 1)
         weft__notify_parked(w->rt);
 }
@@ -120,11 +125,15 @@ void weft__idle_enter(weft__worker *w)
     int last_searcher = 0;
     if (w->searching) {
         uint64_t prev = atomic_fetch_sub_explicit(&rt->idle, 1, memory_order_seq_cst);
+        WEFT__ASSERT(idle_searching(prev) >= 1); /* we were counted */
         last_searcher = idle_searching(prev) == 1;
         w->searching = 0;
     }
+    WEFT__ASSERT(!w->sleeping && rt->nsleepers < rt->nworkers);
     atomic_fetch_sub_explicit(&rt->idle, IDLE_ONE_UNPARKED, memory_order_seq_cst);
     rt->sleepers[rt->nsleepers++] = w->index;
+    WEFT__ASSERT(idle_unparked(atomic_load_explicit(&rt->idle, memory_order_relaxed)) + rt->nsleepers ==
+                 rt->nworkers);
     w->sleeping = 1;
     w->woken_to_search = 0;
     pthread_mutex_unlock(&rt->idle_lock);
@@ -153,6 +162,8 @@ void weft__idle_leave(weft__worker *w)
             }
         w->sleeping = 0;
         atomic_fetch_add_explicit(&rt->idle, IDLE_ONE_UNPARKED, memory_order_seq_cst);
+        WEFT__ASSERT(idle_unparked(atomic_load_explicit(&rt->idle, memory_order_relaxed)) + rt->nsleepers ==
+                     rt->nworkers);
     } else if (w->woken_to_search) {
         w->searching = 1; /* the producer counted us as searching */
         w->woken_to_search = 0;

@@ -25,6 +25,7 @@ static void inbox_push(weft__worker *owner, weft__task *t)
 
 void weft__schedule(weft_runtime *rt, weft__task *t)
 {
+    WEFT__ASSERT(t->stack_cls != WEFT_EXTERNAL_CLS); /* blocking-pool jobs never queue */
     weft__worker *w = weft__cur_worker();
     if (w && w->rt != rt)
         w = NULL;

@@ -10,7 +10,11 @@
 #include "scheduler.h"
 
 /* Room left in the local queue: what a poll may wake without spilling. */
-static inline unsigned lq_room(weft__worker *w) { return WEFT_LQ_SIZE - weft__lq_len(&w->lq); }
+static inline unsigned lq_room(weft__worker *w)
+{
+    WEFT__ASSERT(weft__lq_len(&w->lq) <= WEFT_LQ_SIZE);
+    return WEFT_LQ_SIZE - weft__lq_len(&w->lq);
+}
 
 /* The poll lock is held by the caller. */
 static void poll_timers_locked(weft__worker *w)

@@ -87,9 +87,11 @@ static weft__task *global_take(weft__worker *w, unsigned max)
         n = max;
     if (n > room + 1)
         n = room + 1;
+    WEFT__ASSERT(n >= 1 && n <= max);
     weft__batch b;
     if (!weft__inject_pop(&rt->inject, w->index, n, &b))
         return NULL;
+    WEFT__ASSERT(b.n >= 1 && b.n <= n && b.n - 1 <= room); /* the rest fits in the ring */
     stat_inc(&w->stats.global_pulls, b.n);
     weft__task *t = b.head;
     for (weft__task *x = t->next; x;) {
@@ -182,6 +184,7 @@ static weft__task *next_local(weft__worker *w, int *from_lifo)
 
 static inline void mark_running(weft__worker *w, weft__task *t, int from_lifo)
 {
+    WEFT__ASSERT(t->stack != NULL); /* first_run gave it one */
     weft__state_run(t);
     t->worker = w;
     if (!from_lifo)
@@ -303,6 +306,7 @@ void weft__after_switch(weft__worker *w)
     if (!p)
         return;
     w->prev = NULL;
+    WEFT__ASSERT(p->worker == w); /* the switch lands on the thread it left */
     switch (p->action) {
     case ACT_YIELD: {
         weft__state_yield(p);

@@ -53,8 +53,10 @@ void weft__waiter_wait_nocancel(weft__waiter *wt)
     if (t)
         t->shield++;
     weft__waiter_wait(wt);
-    if (t)
+    if (t) {
+        WEFT__ASSERT(t->shield > 0); /* shield nesting never goes below zero */
         t->shield--;
+    }
 }
 
 void weft__coop_consume(void)

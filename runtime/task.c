@@ -449,6 +449,7 @@ int weft_shield_begin(void)
     weft__task *t = weft__cur_task();
     if (!t)
         return -EPERM;
+    WEFT__ASSERT(t->shield < UINT8_MAX); /* nesting deeper than the counter wraps to zero */
     t->shield++;
     return 0;
 }
