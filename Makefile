@@ -17,13 +17,16 @@ WARN    := -Wall -Wextra -Werror
 CSTD    := -std=gnu11
 OPT     ?= -O2 -g
 SANFLAGS ?=
+# The debug lanes (test-asan, test-tsan, valgrind) compile runtime/weft_assert.h's
+# WEFT__ASSERT checks in; the release build (plain make) leaves them out.
+ASSERTS ?=
 # Sanitizer and valgrind builds replace the allocator with the tool's own.
 ALLOC_LIB ?= -ljemalloc
 # -MMD -MP: every object and program also depends on the headers it includes.
 DEPFLAGS   = -MMD -MP -MF $@.d
-CFLAGS_LIB := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) -fPIC -fvisibility=hidden -pthread \
+CFLAGS_LIB := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) $(ASSERTS) -fPIC -fvisibility=hidden -pthread \
               -D_GNU_SOURCE -Iinclude
-CFLAGS_APP := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) -pthread -D_GNU_SOURCE -Iinclude -Iruntime
+CFLAGS_APP := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) $(ASSERTS) -pthread -D_GNU_SOURCE -Iinclude -Iruntime
 LDLIBS_APP := $(ALLOC_LIB) -pthread -lm
 # The test framework: Criterion unless overridden (test-tsan swaps in tests/tsan).
 # CRITERION_INC goes first on the tests' include path, CRITERION_LIB on their
@@ -169,7 +172,7 @@ $(BUILD)/tests/weft_tests: $(TEST_OBJ) $(BUILD)/libweft.a $(CRITERION_OBJ)
 # runtime let it.
 $(BUILD)/tests/lto_%: tests/lto_%.c $(LIB_SRC) $(LIB_ASM) $(CRITERION_DEPS) $(CRITERION_OBJ) | build-deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CRITERION_INC) $(CSTD) $(WARN) -O2 -flto -g $(SANFLAGS) -pthread -D_GNU_SOURCE $(DEPFLAGS) \
+	$(CC) $(CRITERION_INC) $(CSTD) $(WARN) -O2 -flto -g $(SANFLAGS) $(ASSERTS) -pthread -D_GNU_SOURCE $(DEPFLAGS) \
 	  -Iinclude -Iruntime $< $(LIB_SRC) $(LIB_ASM) -o $@ $(CRITERION_LIB) $(LDLIBS_APP)
 
 # The register-level switch check (tests/arch/switch_check.c) for this machine.
@@ -198,7 +201,7 @@ run-tests: $(BUILD)/tests/weft_tests $(LTO_TESTS) $(BUILD)/tests/switch_check $(
 # process (libcriterion 2.4.1), which LeakSanitizer would rightly report.
 test-asan:
 	$(MAKE) test CRITERION_FLAGS="--jobs 1" BUILD=build/asan CC=$(CC) OPT="-O1 -g -fno-omit-frame-pointer" \
-	  SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" ALLOC_LIB= \
+	  SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" ALLOC_LIB= ASSERTS=-DWEFT_DEBUG_ASSERTS \
 	  TEST_ENV="ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1"
 
 # Criterion cannot start under TSan (its BoxFort arena sits at fixed addresses
@@ -210,7 +213,7 @@ test-asan:
 # sleeps in block_on's futex wait (the reason three signal tests skip here).
 TSAN_BUILD := build/tsan
 test-tsan: $(TEST_EXAMPLES)
-	$(MAKE) test BUILD=$(TSAN_BUILD) CC=$(CC) OPT="-O1 -g" SANFLAGS="-fsanitize=thread" ALLOC_LIB= \
+	$(MAKE) test BUILD=$(TSAN_BUILD) CC=$(CC) OPT="-O1 -g" SANFLAGS="-fsanitize=thread" ALLOC_LIB= ASSERTS=-DWEFT_DEBUG_ASSERTS \
 	  CRITERION_INC=-Itests/tsan CRITERION_LIB=$(TSAN_BUILD)/tests/tsan/runner.o \
 	  CRITERION_DEPS="$(wildcard tests/tsan/criterion/*.h)" CRITERION_FLAGS="--verbose" \
 	  TEST_ENV="TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 WEFT_EXAMPLES_DIR=$(BUILD)/examples"
@@ -226,7 +229,7 @@ VALGRIND := valgrind --fair-sched=try --error-exitcode=99 --leak-check=full --sh
 valgrind:
 	$(MAKE) $(BUILD)/valgrind/tests/weft_tests $(BUILD)/valgrind/examples/echo_server \
 	  $(BUILD)/valgrind/examples/http_server $(if $(HAVE_LIBPQ),$(BUILD)/valgrind/examples/pg_query) \
-	  BUILD=$(BUILD)/valgrind ALLOC_LIB= OPT="-O1 -g"
+	  BUILD=$(BUILD)/valgrind ALLOC_LIB= OPT="-O1 -g" ASSERTS=-DWEFT_DEBUG_ASSERTS
 	WEFT_VALGRIND=1 WEFT_EXAMPLES_DIR=$(BUILD)/valgrind/examples \
 	  $(VALGRIND) $(BUILD)/valgrind/tests/weft_tests --jobs 1
 

@@ -1,7 +1,11 @@
 /*
- * What the scheduler layer shares between its files (sched.c: workers,
- * queues, parking; task.c: task lifetime, waits and wakes) and offers to the
- * services above it (time, I/O, and later sync, net, fs...).
+ * What the scheduler layer offers to the services above it (time.c, io.c,
+ * net.c, sync.c, chan.c, group.c, blocking.c, fs.c, dns.c, proc.c, signal.c):
+ * the worker and runtime structures, the current worker and task, spawning
+ * control blocks, waits and wakes, waiters, timers and descriptor waits.
+ * Each declaration sits under the file that defines it. What the scheduler's
+ * own files share only among themselves is in scheduler.h, with the order in
+ * which they may call each other.
  */
 #ifndef WEFT_INTERNAL_H
 #define WEFT_INTERNAL_H
@@ -18,6 +22,7 @@
 #include "queue.h"
 #include "stack.h"
 #include "task.h"
+#include "task_state.h"
 #include "timer.h"
 
 /* Fairness and tuning constants (reasoning in sched.c). */
@@ -32,46 +37,80 @@ typedef struct weft__stats {
         timers_rescued, events_rescued;
 } weft__stats;
 
+/* A worker: one thread, its queues, its poller and timer wheel. The fields
+ * fall in two parts. The first only the worker's own thread touches (its
+ * scheduler loop and the tasks it runs). The second other threads touch too,
+ * and each field there says under which lock or with which ordering. The
+ * layout is the one the fields had before the parts were named (offsets
+ * unchanged except `sleeping` and `woken_to_search`, which moved into a hole
+ * after poll_busy). */
 typedef struct weft__worker {
-    /* Owner-only hot state. */
-    weft__task *current;    /* task running on this worker, NULL in the scheduler */
-    weft__task *prev;       /* task that just switched away; see after_switch */
-    weft__task *lifo;
-    uint32_t until_event;   /* task runs left before the next maintenance pass */
-    uint8_t lifo_runs;
-    uint16_t global_turn;   /* picks the global queue gets before the local one */
-    uint8_t searching;      /* counted in rt->idle as searching */
-    uint8_t sleeping;       /* on rt->sleepers (guarded by rt->idle_lock) */
-    uint8_t woken_to_search;
-    unsigned index;
-    uint64_t rng;
-    struct weft_runtime *rt;
-    weft__ctx sched_ctx;    /* the worker thread's own stack */
-    weft__stack_cache stacks;
-    weft__task *task_free;
-    unsigned ntask_free;
-    uint64_t next_id;
-    uint64_t now_tick;      /* ms since runtime start, cached per loop iteration */
-    weft__task *pinned_head, *pinned_tail; /* runnable pinned tasks (owner-only) */
+    /* ---- Owner-only. `index` and `rt` are written before the thread starts
+     * and never again, so any thread may read them. */
+    struct {
+        weft__task *current;    /* task running on this worker, NULL in the scheduler */
+        weft__task *prev;       /* task that just switched away; see after_switch */
+        weft__task *lifo;
+        uint32_t until_event;   /* task runs left before the next maintenance pass */
+        uint8_t lifo_runs;
+        uint16_t global_turn;   /* picks the global queue gets before the local one */
+        uint8_t searching;      /* counted in rt->idle as searching (the count is shared, the flag is not) */
+        unsigned index;
+        uint64_t rng;
+        struct weft_runtime *rt;
+        weft__ctx sched_ctx;    /* the worker thread's own stack */
+        weft__stack_cache stacks;
+        weft__task *task_free;
+        unsigned ntask_free;
+        uint64_t next_id;
+        uint64_t now_tick;      /* ms since runtime start, cached per loop iteration */
+        weft__task *pinned_head, *pinned_tail; /* runnable pinned tasks */
+    };
 
-    weft__lq lq;
-    /* The wheel and the poller belong to this worker, but a peer may poll
-     * them while this worker is stuck in a long task (see rescue_stuck_peers
-     * in sched.c): every wheel operation and every poll holds poll_busy
-     * (also while the worker sleeps in its poller), and polled_tick says
-     * when this worker last polled. */
-    _Atomic uint32_t poll_busy;
-    _Atomic uint64_t polled_tick;
-    weft__wheel wheel;
-    weft__poller poller;
+    /* ---- Shared with other threads. */
+    struct {
+        /* The owner pushes and pops, any worker steals (weft__lq_steal); the
+         * orderings are argued at the top of queue.c. */
+        weft__lq lq;
+        /* The poll lock (weft__poll_lock): taken with an acquire exchange,
+         * given back with a release store. The wheel and the poller belong to
+         * this worker, but a peer may poll them while this worker is stuck in
+         * a long task (rescue.c): every wheel operation and every poll holds
+         * poll_busy (also while the worker sleeps in its poller); the owner
+         * spins for it, a peer only tries it. */
+        _Atomic uint32_t poll_busy;
+        /* Guarded by rt->idle_lock: set by this worker when it joins
+         * rt->sleepers; a producer that takes it off them (idle.c) clears
+         * `sleeping` and sets `woken_to_search`. */
+        uint8_t sleeping;
+        uint8_t woken_to_search;
+        /* When this worker last polled its timers: a relaxed store by the
+         * owner, relaxed loads by peers deciding whether it is stuck (a hint:
+         * the rescue itself only tries poll_busy). */
+        _Atomic uint64_t polled_tick;
+        weft__wheel wheel;      /* under poll_busy (timer.h: cancels from elsewhere are lock-free) */
+        /* Polled under poll_busy; weft__poller_wake (an eventfd write) from
+         * any thread, with no lock. */
+        weft__poller poller;
 
-    /* Pinned tasks woken by other threads. */
-    pthread_mutex_t inbox_lock;
-    weft__task *inbox_head, *inbox_tail;
-    _Atomic unsigned inbox_n;
+        /* Pinned tasks woken by other threads. inbox_head and inbox_tail are
+         * under inbox_lock. inbox_n changes under it too (a seq_cst add by
+         * the pusher, a relaxed sub by the owner) and is read without it,
+         * relaxed, by the owner as a hint: a pusher always writes the
+         * owner's eventfd after its push, so a missed count only delays the
+         * task to the next poll. */
+        pthread_mutex_t inbox_lock;
+        weft__task *inbox_head, *inbox_tail;
+        _Atomic unsigned inbox_n;
 
-    weft__stats stats;
-    pthread_t thread;
+        /* Written by the owner alone (stat_inc: a relaxed load and store),
+         * read with relaxed loads by weft_runtime_stats on any thread. */
+        weft__stats stats;
+        /* Written by pthread_create in weft_runtime_new, read by
+         * pthread_join in weft_runtime_free (the creating and the freeing
+         * thread; the worker itself never reads it). */
+        pthread_t thread;
+    };
 } __attribute__((aligned(64))) weft__worker;
 
 typedef struct weft__task_chunk {
@@ -86,7 +125,7 @@ struct weft_runtime {
     weft__worker **workers;
     weft__inject inject;
 
-    /* Idle coordination (see the protocol at the top of sched.c). */
+    /* Idle coordination (see the protocol at the top of idle.c). */
     _Atomic uint64_t idle;      /* unparked << 32 | searching */
     pthread_mutex_t idle_lock;
     unsigned *sleepers;
@@ -119,9 +158,6 @@ struct weft_runtime {
     unsigned started;
 };
 
-/* A full (seq_cst) fence. GCC's TSan does not model fences and rejects
- * them, so there a seq_cst read-modify-write stands in (also a full barrier
- * on x86-64 and aarch64). */
 /* The worker's poll lock (see weft__worker.poll_busy). The owner takes it;
  * a peer only ever tries it. */
 static inline void weft__poll_lock(weft__worker *w)
@@ -135,6 +171,9 @@ static inline void weft__poll_unlock(weft__worker *w)
     atomic_store_explicit(&w->poll_busy, 0, memory_order_release);
 }
 
+/* A full (seq_cst) fence. GCC's TSan does not model fences and rejects
+ * them, so there a seq_cst read-modify-write stands in (also a full barrier
+ * on x86-64 and aarch64). */
 static inline void weft__fence(void)
 {
 #ifdef WEFT_TSAN
@@ -145,29 +184,42 @@ static inline void weft__fence(void)
 #endif
 }
 
-/* ---- sched.c */
+/* ---- tls.c */
 
 /* The worker the calling thread runs, or NULL. Reads the thread-local
  * through a call the compiler cannot fold or hoist across a suspension. */
 weft__worker *weft__cur_worker(void);
+
+/* ---- clock.c */
+
+uint64_t weft__now_tick(weft_runtime *rt, int64_t ns);
+int64_t weft__clock_ns(void);
+
+/* ---- idle.c */
+
+void weft__wake_sleepers(weft_runtime *rt);
+
+/* ---- ready.c */
+
 /* Makes t runnable (it must be ours to queue: just woken or just spawned). */
-void weft__schedule(weft_runtime *rt, weft__task *t, int spawned);
+void weft__schedule(weft_runtime *rt, weft__task *t);
+
+/* ---- sched.c */
+
 /* Called right after every switch lands, with the worker it landed on. */
 void weft__after_switch(weft__worker *w);
 /* Suspends the running task self on w with the given ACT_* action and runs
  * something else. Returns the worker self resumed on (not for ACT_EXIT). */
 weft__worker *weft__switch_out(weft__worker *w, weft__task *self, int action);
-void weft__wake_sleepers(weft_runtime *rt);
-uint64_t weft__now_tick(weft_runtime *rt, int64_t ns);
-int64_t weft__clock_ns(void);
+void weft__task_entry(void *arg, void *data);
 
-/* ---- task.c */
+/* ---- task.c (lifetime, and the waking side of waits) and suspend.c (the
+ * waiting side: wait_prepare, park, waiter_init/wait, join, yield) */
 
 weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *arg,
                            const weft_spawn_opts *opts, int *err);
 void weft__task_finish(weft__worker *w, weft__task *t);
 void weft__task_release(weft__worker *w, weft__task *t);
-void weft__task_entry(void *arg, void *data);
 /* A control block for work that runs outside the workers (the blocking
  * pool): it has a handle and a join state like any task, but never gets a
  * stack or a run queue. NULL with *err set on failure (ENOMEM, ESHUTDOWN). */
@@ -217,6 +269,29 @@ void weft__wake_cb(weft__task *t, uint64_t token, void *ctx);
 /* Waiters that work for tasks and plain threads alike. */
 void weft__waiter_init(weft__waiter *wt);
 void weft__waiter_fire(weft__waiter *wt);
+
+/* The join word's finishing side (the joiner's side is the wait layer's,
+ * wait.h, which writes down the protocol). */
+/* The finisher's side: makes `done` (JOIN_DONE or JOIN_DISCARDED) t's final
+ * join state and fires the waiter it displaces, if any. t->result must be
+ * written before. */
+static inline void weft__join_publish(weft__task *t, uintptr_t done)
+{
+    uintptr_t j = atomic_exchange_explicit(&t->join, done, memory_order_acq_rel);
+    if (j > JOIN_DISCARDED)
+        weft__waiter_fire((weft__waiter *)j);
+}
+
+/* The final state of a task (or external job) that has run to its end:
+ * JOIN_DISCARDED if its cancellation was requested, else JOIN_DONE. */
+static inline uintptr_t weft__join_outcome(weft__task *t)
+{
+    return atomic_load_explicit(&t->cancel, memory_order_acquire) ? JOIN_DISCARDED : JOIN_DONE;
+}
+
+/* Drops the handle's reference to a block whose runtime is gone (weft_join,
+ * weft_detach after weft_runtime_free). */
+void weft__task_orphan_release(weft__task *t);
 /* 0 once fired; -ECANCELED if the task was cancelled first: the waiter may
  * still fire later, so the caller withdraws it from wherever it is
  * registered, and if a firer already took it, waits with

@@ -129,7 +129,7 @@ void weft__inject_push_batch(weft__inject *g, unsigned hint, weft__batch *b)
     /* Set the bit while holding the lock, so a popper that empties the shard
      * and clears the bit (also under the lock) cannot erase our bit after we
      * set it. The bitmask update is seq_cst: it is the "publish" step of the
-     * no-lost-wakeup protocol in sched.c. */
+     * no-lost-wakeup protocol in idle.c. */
     atomic_fetch_or(&g->nonempty, (uint64_t)1 << i);
     pthread_mutex_unlock(&s->lock);
     atomic_fetch_add_explicit(&g->len, b->n, memory_order_relaxed);

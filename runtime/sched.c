@@ -22,42 +22,11 @@
  * never runs dry.
  *
  * ---------------------------------------------------------------------------
- * Idle protocol (no lost wake-ups)
- *
- * rt->idle packs `unparked` (workers not asleep) and `searching` (workers
- * looking for work in others' queues). At most half the workers search at a
- * time. Sleepers are listed in rt->sleepers under rt->idle_lock.
- *
- *  Producer into the global queue (outside threads, overflow): publish the
- *  task (the bitmask RMW), then a seq_cst fence, then load rt->idle. If
- *  nobody searches and somebody sleeps, take the lock, pop one sleeper, count
- *  it as unparked and searching, and write its eventfd.
- *
- *  Producer into its own local queue (spawn, wake from a task or a poller
- *  event): no fence, a plain load of rt->idle first. Liveness does not
- *  depend on it, because the producing worker is awake and will run the
- *  task itself; waking a peer only adds parallelism, so a rare missed wake
- *  costs throughput for a moment, never a task. A yielding task wakes
- *  nobody. Pinned tasks woken elsewhere go to their worker's inbox, whose
- *  push always writes that worker's eventfd.
- *
- *  Worker going to sleep: under the lock, leave the searching count (if it
- *  was searching), leave the unparked count and push itself on the sleepers
- *  (the RMW on rt->idle is seq_cst). If it was the last searcher, it then
- *  looks once more at every queue and, if any holds work, wakes a sleeper
- *  itself (possibly itself).
- *
- *  Why nothing is lost: a producer that saw searching > 0 skipped the wake;
- *  in the seq_cst order its publish precedes that load, which precedes the
- *  last searcher's decrement, which precedes the searcher's final look; so
- *  the final look sees the task. A producer that saw searching == 0 and
- *  unparked < workers wakes somebody. A producer that saw unparked ==
- *  workers (all awake) relies on them: each of them passes through the same
- *  sleep sequence before sleeping, and the last searcher among them rechecks.
- *  A worker that is refused searching (half already search) parks without
- *  searching; one of the searchers is then the last one and rechecks.
- *  The eventfd counter stays set until read, so a wake sent between the
- *  decision to sleep and epoll_wait is not lost either.
+ * The rest of the scheduler is in its other files (scheduler.h lists
+ * them, bottom first): the idle protocol and the proof that no wake-up is
+ * lost (idle.c), where a woken or spawned task goes (ready.c), the polls and
+ * the stuck-worker rescue (rescue.c), a runtime's life and statistics
+ * (runtime.c), the thread-locals (tls.c), the clock (clock.c).
  *
  * ---------------------------------------------------------------------------
  * Fairness constants (Tokio and Go use the same values):
@@ -74,48 +43,10 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "internal.h"
+#include "scheduler.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <stdio.h>
-#include <time.h>
-#include <unistd.h>
-
-static __thread weft__worker *tls_worker;
-
-__attribute__((noinline)) weft__worker *weft__cur_worker(void)
-{
-    weft__worker *w = tls_worker;
-    /* An empty volatile asm with w as an in/out operand: the compiler must
-     * assume the value changed, so it cannot reuse a thread pointer or a
-     * previous result across a suspension, even after inlining under LTO. */
-    __asm__ __volatile__("" : "+r"(w));
-    return w;
-}
-
-__attribute__((noinline)) int *weft_errno_location(void)
-{
-    int *p = __errno_location();
-    __asm__ __volatile__("" : "+r"(p));
-    return p;
-}
-
-int64_t weft__clock_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-uint64_t weft__now_tick(weft_runtime *rt, int64_t ns)
-{
-    return ns <= rt->start_ns ? 0 : (uint64_t)(ns - rt->start_ns) / 1000000u;
-}
-
-static inline unsigned idle_searching(uint64_t s) { return (unsigned)(s & 0xffffffffu); }
-static inline unsigned idle_unparked(uint64_t s) { return (unsigned)(s >> 32); }
-#define IDLE_ONE_UNPARKED ((uint64_t)1 << 32)
 
 static uint64_t xorshift(uint64_t *s)
 {
@@ -124,120 +55,6 @@ static uint64_t xorshift(uint64_t *s)
     x ^= x >> 7;
     x ^= x << 17;
     return *s = x;
-}
-
-static inline void stat_inc(_Atomic uint64_t *c, uint64_t n)
-{
-    /* Owner-only counters: a relaxed load and store, no locked instruction. */
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
-}
-
-/* ------------------------------------------------------------ waking */
-
-static void notify_parked(weft_runtime *rt)
-{
-    weft__fence();
-    uint64_t s = atomic_load_explicit(&rt->idle, memory_order_seq_cst);
-    if (idle_searching(s) != 0 || idle_unparked(s) >= rt->nworkers)
-        return;
-    pthread_mutex_lock(&rt->idle_lock);
-    s = atomic_load_explicit(&rt->idle, memory_order_seq_cst);
-    if (idle_searching(s) != 0 || idle_unparked(s) >= rt->nworkers || rt->nsleepers == 0) {
-        pthread_mutex_unlock(&rt->idle_lock);
-        return;
-    }
-    weft__worker *v = rt->workers[rt->sleepers[--rt->nsleepers]];
-    v->sleeping = 0;
-    v->woken_to_search = 1;
-    atomic_fetch_add_explicit(&rt->idle, IDLE_ONE_UNPARKED + 1, memory_order_seq_cst);
-    pthread_mutex_unlock(&rt->idle_lock);
-    weft__poller_wake(&v->poller);
-}
-
-/* After a push to this worker's own queue. Such a task is never lost if
- * nobody is woken (this worker is awake and will run it), so waking a peer is
- * only for parallelism, and the common case, where every worker is already
- * up or one is searching, is answered with a plain load and no fence. */
-static inline void notify_parked_local(weft_runtime *rt)
-{
-    uint64_t s = atomic_load_explicit(&rt->idle, memory_order_relaxed);
-    if (idle_searching(s) != 0 || idle_unparked(s) >= rt->nworkers)
-        return;
-    notify_parked(rt);
-}
-
-void weft__wake_sleepers(weft_runtime *rt)
-{
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        weft__poller_wake(&rt->workers[i]->poller);
-}
-
-static void inbox_push(weft__worker *owner, weft__task *t)
-{
-    pthread_mutex_lock(&owner->inbox_lock);
-    t->next = NULL;
-    if (owner->inbox_tail)
-        owner->inbox_tail->next = t;
-    else
-        owner->inbox_head = t;
-    owner->inbox_tail = t;
-    atomic_fetch_add_explicit(&owner->inbox_n, 1, memory_order_seq_cst);
-    pthread_mutex_unlock(&owner->inbox_lock);
-    weft__poller_wake(&owner->poller);
-}
-
-static void pinned_push(weft__worker *w, weft__task *t)
-{
-    t->next = NULL;
-    if (w->pinned_tail)
-        w->pinned_tail->next = t;
-    else
-        w->pinned_head = t;
-    w->pinned_tail = t;
-}
-
-static void push_local(weft__worker *w, weft__task *t)
-{
-    weft__batch overflow;
-    if (weft__unlikely(weft__lq_push(&w->lq, t, &overflow))) {
-        weft__inject_push_batch(&w->rt->inject, w->index, &overflow);
-        stat_inc(&w->stats.overflows, 1);
-    }
-}
-
-void weft__schedule(weft_runtime *rt, weft__task *t, int spawned)
-{
-    weft__worker *w = weft__cur_worker();
-    if (w && w->rt != rt)
-        w = NULL;
-    if (weft__unlikely(t->pinned)) {
-        if (w == t->worker)
-            pinned_push(w, t);
-        else
-            inbox_push(t->worker, t);
-        return;
-    }
-    if (!w) {
-        /* Outside this runtime: the global queue, sharded by thread. */
-        unsigned hint = (unsigned)((uintptr_t)pthread_self() >> 12);
-        weft__inject_push(&rt->inject, hint * 2654435761u >> 7, t);
-        notify_parked(rt);
-        return;
-    }
-    (void)spawned;
-    if (w->current) {
-        /* Woken or spawned by the running task: it runs next here (a message
-         * hand-off or a spawn chain stays on this core, warm in its cache).
-         * The previous occupant moves to the queue, where peers can steal
-         * it; only then is a sleeping peer worth waking. */
-        weft__task *prev = w->lifo;
-        w->lifo = t;
-        if (!prev)
-            return;
-        t = prev;
-    }
-    push_local(w, t);
-    notify_parked_local(rt);
 }
 
 /* ------------------------------------------------------------ picking */
@@ -270,9 +87,11 @@ static weft__task *global_take(weft__worker *w, unsigned max)
         n = max;
     if (n > room + 1)
         n = room + 1;
+    WEFT__ASSERT(n >= 1 && n <= max);
     weft__batch b;
     if (!weft__inject_pop(&rt->inject, w->index, n, &b))
         return NULL;
+    WEFT__ASSERT(b.n >= 1 && b.n <= n && b.n - 1 <= room); /* the rest fits in the ring */
     stat_inc(&w->stats.global_pulls, b.n);
     weft__task *t = b.head;
     for (weft__task *x = t->next; x;) {
@@ -365,10 +184,8 @@ static weft__task *next_local(weft__worker *w, int *from_lifo)
 
 static inline void mark_running(weft__worker *w, weft__task *t, int from_lifo)
 {
-    /* The task is ours alone now (taken from a queue). Keep the sequence:
-     * the wait it was woken from may need to see its own token again. */
-    uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
-    atomic_store_explicit(&t->state, T_MAKE(T_SEQ(s), T_RUNNING), memory_order_release);
+    WEFT__ASSERT(t->stack != NULL); /* first_run gave it one */
+    weft__state_run(t);
     t->worker = w;
     if (!from_lifo)
         t->budget = WEFT_BUDGET;
@@ -422,7 +239,7 @@ static int first_run(weft__worker *w, weft__task *t)
  * of a resumed frame cost ~0.7 µs, 11% of a request in
  * bench/async_vs_threads. Prefetching one task ahead hides the page walk
  * behind the current task's slice; the lines above the saved frame then hit
- * the TLB. Three lines: the 72-byte frame the switch pops and the caller's
+ * the TLB. Three lines: the 64-byte frame the switch pops and the caller's
  * frame above it (about 8 instructions per switch; a yield costs 13-20 ns).
  * A prefetch never faults, so a stale or unmapped sp (a task not started
  * yet, or taken by a thief meanwhile) is harmless; the racy read is left out
@@ -489,12 +306,10 @@ void weft__after_switch(weft__worker *w)
     if (!p)
         return;
     w->prev = NULL;
+    WEFT__ASSERT(p->worker == w); /* the switch lands on the thread it left */
     switch (p->action) {
     case ACT_YIELD: {
-        uint64_t s = atomic_load_explicit(&p->state, memory_order_relaxed);
-        /* A wake that arrived while running (NOTIFIED) is absorbed: the task
-         * runs again anyway and re-checks what it waits for. */
-        atomic_store_explicit(&p->state, T_MAKE(T_SEQ(s), T_QUEUED), memory_order_release);
+        weft__state_yield(p);
         /* No peer is woken for a yield: this worker is awake and the task
          * was runnable already; waking someone per yield would cost a
          * fence each time. */
@@ -504,27 +319,17 @@ void weft__after_switch(weft__worker *w)
             push_local(w, p);
         break;
     }
-    case ACT_PARK: {
-        uint64_t s = atomic_load_explicit(&p->state, memory_order_relaxed);
-        for (;;) {
-            if (T_ST(s) == T_RUNNING) {
-                if (atomic_compare_exchange_weak_explicit(&p->state, &s, T_MAKE(T_SEQ(s), T_PARKED),
-                                                          memory_order_acq_rel, memory_order_acquire))
-                    break; /* parked: from now on a waker may queue it */
-            } else {
-                /* NOTIFIED: woken before it finished parking. */
-                atomic_store_explicit(&p->state, T_MAKE(T_SEQ(s), T_QUEUED), memory_order_release);
-                if (p->pinned)
-                    pinned_push(w, p);
-                else {
-                    push_local(w, p);
-                    notify_parked_local(w->rt);
-                }
-                break;
-            }
+    case ACT_PARK:
+        if (weft__state_park(p))
+            break; /* parked: from now on a waker may queue it */
+        /* NOTIFIED: woken before it finished parking. */
+        if (p->pinned)
+            pinned_push(w, p);
+        else {
+            push_local(w, p);
+            notify_parked_local(w->rt);
         }
         break;
-    }
     case ACT_EXIT:
         weft__task_finish(w, p);
         break;
@@ -546,37 +351,26 @@ static void run_task(weft__worker *w, weft__task *t, int from_lifo)
     weft__after_switch(nw);
 }
 
+/* A task's first frame: lands from its first switch, runs the task, and
+ * leaves for good. */
+void weft__task_entry(void *arg, void *data)
+{
+    weft__ctx_started();
+    weft__worker *w = arg;
+    weft__task *t = data;
+    weft__after_switch(w);
+    t->result = t->fn(t->arg);
+    w = weft__cur_worker();
+    weft__switch_out(w, t, ACT_EXIT);
+    __builtin_unreachable();
+}
+
 /* ------------------------------------------------------------ searching */
-
-static int to_searching(weft__worker *w)
-{
-    if (w->searching)
-        return 1;
-    weft_runtime *rt = w->rt;
-    uint64_t s = atomic_load_explicit(&rt->idle, memory_order_seq_cst);
-    if (2 * idle_searching(s) >= rt->nworkers)
-        return 0;
-    atomic_fetch_add_explicit(&rt->idle, 1, memory_order_seq_cst);
-    w->searching = 1;
-    return 1;
-}
-
-/* Found work while searching: the last searcher to stop wakes another, so
- * that a burst of work ramps up one worker at a time. */
-static void from_searching(weft__worker *w)
-{
-    if (!w->searching)
-        return;
-    w->searching = 0;
-    uint64_t prev = atomic_fetch_sub_explicit(&w->rt->idle, 1, memory_order_seq_cst);
-    if (idle_searching(prev) == 1)
-        notify_parked(w->rt);
-}
 
 static weft__task *steal_work(weft__worker *w)
 {
     weft_runtime *rt = w->rt;
-    if (!to_searching(w))
+    if (!weft__to_searching(w))
         return NULL;
     unsigned n = rt->nworkers;
     unsigned start = (unsigned)(xorshift(&w->rng) % n);
@@ -595,122 +389,13 @@ static weft__task *steal_work(weft__worker *w)
     return global_take(w, WEFT_LQ_SIZE / 2);
 }
 
-static int work_anywhere(weft_runtime *rt)
-{
-    if (!weft__inject_empty(&rt->inject))
-        return 1;
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        if (!weft__lq_empty(&rt->workers[i]->lq))
-            return 1;
-    return 0;
-}
-
 /* ------------------------------------------------------------ the loop */
 
-/* Room left in the local queue: what a poll may wake without spilling. */
-static inline unsigned lq_room(weft__worker *w) { return WEFT_LQ_SIZE - weft__lq_len(&w->lq); }
-
-/* The poll lock is held by the caller. */
-static void poll_timers_locked(weft__worker *w)
-{
-    w->now_tick = weft__now_tick(w->rt, weft__clock_ns());
-    weft__wheel_poll(&w->wheel, w->now_tick, lq_room(w), weft__wake_cb, NULL);
-    atomic_store_explicit(&w->polled_tick, w->now_tick, memory_order_relaxed);
-}
-
-static void poll_timers(weft__worker *w)
-{
-    weft__poll_lock(w);
-    poll_timers_locked(w);
-    weft__poll_unlock(w);
-}
-
-/* Descriptors, then timers. The poll lock is held across a blocking
- * epoll_wait too: a sleeping worker is not stuck, and only its own thread
- * arms timers on its wheel. */
-static void poll_events(weft__worker *w, int timeout_ms)
-{
-    weft__poll_lock(w);
-    weft__poller_poll(&w->poller, timeout_ms, (int)lq_room(w), weft__wake_cb, NULL);
-    poll_timers_locked(w);
-    weft__poll_unlock(w);
-}
-
-/* A worker stuck in a long task (a CPU loop, a blocking call) polls neither
- * its timers nor its descriptors, and its peers cannot steal either: tasks
- * sleeping on its wheel or waiting on descriptors registered with its
- * poller would wait for the end of that task, even with the other workers
- * idle; and a busy peer never steals the tasks queued behind it. So a
- * worker that passes by (each maintenance pass, and before it sleeps)
- * rescues any peer that has not polled for RESCUE_AFTER_MS, as Go's sysmon
- * retakes a stuck P: it fires the peer's due timers, in deadline order,
- * takes its descriptor events (not its wake-ups, which stay for it), and
- * steals half of its queue. The tasks land in this worker's run queue, as
- * many as it has room for. The peer's poll lock is only tried: a peer
- * polling, sleeping in its poller or arming a timer right now is not
- * stuck. */
-#define RESCUE_AFTER_MS 10
-
-static void rescue_stuck_peers(weft__worker *w)
-{
-    weft_runtime *rt = w->rt;
-    uint64_t now = w->now_tick;
-    for (unsigned i = 0; i < rt->nworkers; i++) {
-        weft__worker *x = rt->workers[i];
-        if (x == w || now < atomic_load_explicit(&x->polled_tick, memory_order_relaxed) + RESCUE_AFTER_MS)
-            continue;
-        if (atomic_load_explicit(&x->poll_busy, memory_order_relaxed) ||
-            atomic_exchange_explicit(&x->poll_busy, 1, memory_order_acquire))
-            continue;
-        unsigned n = 0, room = lq_room(w);
-        if (room) {
-            int ev = weft__poller_poll_events(&x->poller, (int)room, weft__wake_cb, NULL);
-            if (ev > 0)
-                stat_inc(&w->stats.events_rescued, (uint64_t)ev);
-            room = lq_room(w);
-        }
-        if (room && x->wheel.count)
-            n = weft__wheel_poll(&x->wheel, now, room, weft__wake_cb, NULL);
-        weft__poll_unlock(x);
-        if (n)
-            stat_inc(&w->stats.timers_rescued, n);
-        /* The tasks queued behind the stuck one: half of them, as an idle
-         * worker would steal, but also when this worker is busy (an idle one
-         * steals anyway). The LIFO slot stays: it is the owner's alone. */
-        unsigned moved = 0;
-        weft__task *t = weft__lq_steal(&x->lq, &w->lq, &moved);
-        if (t) {
-            push_local(w, t);
-            stat_inc(&w->stats.steals, 1);
-            stat_inc(&w->stats.tasks_stolen, moved);
-        }
-    }
-}
-
+/* Sleeps in the poller until a producer, an event or a timer wakes us. */
 static void park(weft__worker *w)
 {
     weft_runtime *rt = w->rt;
-    /* Idle: the moment to give back the memory of stacks a burst left in the
-     * pool, before registering as a sleeper (a wake-up is not held up). */
-    weft__stack_pool_trim(&rt->stacks);
-    pthread_mutex_lock(&rt->idle_lock);
-    int last_searcher = 0;
-    if (w->searching) {
-        uint64_t prev = atomic_fetch_sub_explicit(&rt->idle, 1, memory_order_seq_cst);
-        last_searcher = idle_searching(prev) == 1;
-        w->searching = 0;
-    }
-    atomic_fetch_sub_explicit(&rt->idle, IDLE_ONE_UNPARKED, memory_order_seq_cst);
-    rt->sleepers[rt->nsleepers++] = w->index;
-    w->sleeping = 1;
-    w->woken_to_search = 0;
-    pthread_mutex_unlock(&rt->idle_lock);
-
-    if (last_searcher) {
-        weft__fence();
-        if (work_anywhere(rt))
-            notify_parked(rt);
-    }
+    weft__idle_enter(w);
 
     int timeout = -1;
     weft__poll_lock(w);
@@ -737,27 +422,12 @@ static void park(weft__worker *w)
     if (!atomic_load_explicit(&rt->shutdown, memory_order_acquire) &&
         !atomic_load_explicit(&w->inbox_n, memory_order_relaxed)) {
         stat_inc(&w->stats.parks, 1);
-        poll_events(w, timeout);
+        weft__poll_events(w, timeout);
     }
     if (watching)
         atomic_store_explicit(&rt->watcher, 0, memory_order_release);
 
-    pthread_mutex_lock(&rt->idle_lock);
-    if (w->sleeping) {
-        /* Woken by our own I/O or a timer, not by a producer: leave the
-         * sleepers list ourselves. */
-        for (unsigned i = 0; i < rt->nsleepers; i++)
-            if (rt->sleepers[i] == w->index) {
-                rt->sleepers[i] = rt->sleepers[--rt->nsleepers];
-                break;
-            }
-        w->sleeping = 0;
-        atomic_fetch_add_explicit(&rt->idle, IDLE_ONE_UNPARKED, memory_order_seq_cst);
-    } else if (w->woken_to_search) {
-        w->searching = 1; /* the producer counted us as searching */
-        w->woken_to_search = 0;
-    }
-    pthread_mutex_unlock(&rt->idle_lock);
+    weft__idle_leave(w);
 }
 
 /* How long an idle worker keeps looking before it sleeps. Waking a sleeping
@@ -780,11 +450,11 @@ static void worker_loop(weft__worker *w)
         int from_lifo = 0;
         if (w->until_event == 0) {
             w->until_event = WEFT_EVENT_INTERVAL;
-            poll_events(w, 0);
-            rescue_stuck_peers(w);
+            weft__poll_events(w, 0);
+            weft__rescue_stuck_peers(w);
             give_global_turn(w);
         } else {
-            poll_timers(w);
+            weft__poll_timers(w);
         }
         if (!t)
             t = next_local(w, &from_lifo);
@@ -804,15 +474,15 @@ static void worker_loop(weft__worker *w)
              * worker skips this: park() polls the same poller anyway, and
              * an extra epoll_wait per idle moment is measurable per request
              * on a busy server. */
-            poll_events(w, 0);
+            weft__poll_events(w, 0);
             t = next_local(w, &from_lifo);
         }
         if (!t && rt->nworkers > 1) {
-            rescue_stuck_peers(w);
+            weft__rescue_stuck_peers(w);
             t = next_local(w, &from_lifo);
         }
         if (t) {
-            from_searching(w);
+            weft__from_searching(w);
             run_task(w, t, from_lifo);
             continue;
         }
@@ -820,11 +490,11 @@ static void worker_loop(weft__worker *w)
     }
 }
 
-static void *worker_main(void *arg)
+void *weft__worker_main(void *arg)
 {
     weft__worker *w = arg;
     weft_runtime *rt = w->rt;
-    tls_worker = w;
+    weft__set_cur_worker(w);
     weft__stack_thread_init();
     weft__ctx_init_thread(&w->sched_ctx);
     pthread_mutex_lock(&rt->start_lock);
@@ -835,265 +505,6 @@ static void *worker_main(void *arg)
     worker_loop(w);
 
     weft__stack_thread_fini();
-    tls_worker = NULL;
+    weft__set_cur_worker(NULL);
     return NULL;
-}
-
-/* ------------------------------------------------------------ runtime */
-
-static const weft__stack *describe_current(char *buf, size_t n)
-{
-    weft__worker *w = tls_worker;
-    if (!w || !w->current || !w->current->stack)
-        return NULL;
-    weft__task *t = w->current;
-    snprintf(buf, n, "task '%s' (id %llu) on worker %u", t->name ? t->name : "unnamed",
-             (unsigned long long)t->id, w->index);
-    return t->stack;
-}
-
-static unsigned default_workers(void)
-{
-    const char *e = getenv("WEFT_WORKERS");
-    if (e && *e) {
-        long v = strtol(e, NULL, 10);
-        if (v > 0 && v <= 1024)
-            return (unsigned)v;
-    }
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) {
-        int c = CPU_COUNT(&set);
-        if (c > 0)
-            return (unsigned)c;
-    }
-    long c = sysconf(_SC_NPROCESSORS_ONLN);
-    return c > 0 ? (unsigned)c : 1;
-}
-
-void weft_config_init(weft_config *cfg)
-{
-    if (cfg)
-        memset(cfg, 0, sizeof *cfg);
-}
-
-static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned live_runtimes;
-
-static void free_workers(weft_runtime *rt, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++) {
-        weft__worker *w = rt->workers[i];
-        weft__wheel_destroy(&w->wheel);
-        weft__poller_destroy(&w->poller);
-        weft__stack_cache_forget(&w->stacks); /* the pool is destroyed next */
-        pthread_mutex_destroy(&w->inbox_lock);
-        weft__free(w);
-    }
-}
-
-weft_runtime *weft_runtime_new(const weft_config *cfg)
-{
-    weft_config def;
-    if (!cfg) {
-        weft_config_init(&def);
-        cfg = &def;
-    }
-    unsigned n = cfg->workers ? cfg->workers : default_workers();
-    if (n > 1024) {
-        errno = EINVAL;
-        return NULL;
-    }
-    unsigned cls;
-    if (weft__stack_class(cfg->stack_size ? cfg->stack_size : 256 * 1024, &cls) < 0 ||
-        cfg->stack_size > ((size_t)1 << 30)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    weft__stack_overflow_handler_install(describe_current);
-    weft_runtime *rt = weft__aligned(64, sizeof *rt);
-    if (!rt) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    memset(rt, 0, sizeof *rt);
-    static _Atomic uint64_t runtime_ids;
-    rt->id = atomic_fetch_add(&runtime_ids, 1) + 1;
-    rt->nworkers = n;
-    rt->default_cls = cls;
-    rt->start_ns = weft__clock_ns();
-    weft__lock_init(&rt->idle_lock);
-    pthread_mutex_init(&rt->services_lock, NULL);
-    weft__lock_init(&rt->tfree_lock);
-    pthread_mutex_init(&rt->start_lock, NULL);
-    pthread_cond_init(&rt->start_cond, NULL);
-    weft__stack_pool_init(&rt->stacks);
-    atomic_init(&rt->idle, (uint64_t)n << 32);
-    rt->workers = weft__calloc(n, sizeof *rt->workers);
-    rt->sleepers = weft__calloc(n, sizeof *rt->sleepers);
-    int err = ENOMEM;
-    unsigned made = 0;
-    if (!rt->workers || !rt->sleepers || weft__inject_init(&rt->inject, n < 8 ? 8 : n) < 0)
-        goto fail;
-    for (; made < n; made++) {
-        weft__worker *w = weft__aligned(64, sizeof *w);
-        if (!w)
-            goto fail;
-        memset(w, 0, sizeof *w);
-        w->index = made;
-        w->rt = rt;
-        w->until_event = WEFT_EVENT_INTERVAL;
-        w->rng = 0x9e3779b97f4a7c15ull * (made + 1) ^ (uint64_t)rt->start_ns;
-        weft__lq_init(&w->lq);
-        weft__stack_cache_init(&w->stacks, &rt->stacks);
-        weft__wheel_init(&w->wheel, 0);
-        weft__lock_init(&w->inbox_lock);
-        int rc = weft__poller_init(&w->poller);
-        if (rc < 0) {
-            err = -rc;
-            pthread_mutex_destroy(&w->inbox_lock);
-            weft__free(w);
-            goto fail;
-        }
-        rt->workers[made] = w;
-    }
-    pthread_mutex_lock(&live_lock);
-    live_runtimes++;
-    pthread_mutex_unlock(&live_lock);
-    for (unsigned i = 0; i < n; i++) {
-        int rc = pthread_create(&rt->workers[i]->thread, NULL, worker_main, rt->workers[i]);
-        if (rc != 0) {
-            /* Stop the ones already running, then unwind. */
-            atomic_store(&rt->shutdown, 1);
-            weft__wake_sleepers(rt);
-            for (unsigned k = 0; k < i; k++)
-                pthread_join(rt->workers[k]->thread, NULL);
-            pthread_mutex_lock(&live_lock);
-            live_runtimes--;
-            pthread_mutex_unlock(&live_lock);
-            err = rc;
-            goto fail;
-        }
-    }
-    pthread_mutex_lock(&rt->start_lock);
-    while (rt->started < n)
-        pthread_cond_wait(&rt->start_cond, &rt->start_lock);
-    pthread_mutex_unlock(&rt->start_lock);
-    return rt;
-fail:
-    free_workers(rt, made);
-    if (rt->inject.shards)
-        weft__inject_destroy(&rt->inject);
-    weft__free(rt->workers);
-    weft__free(rt->sleepers);
-    weft__stack_pool_destroy(&rt->stacks);
-    weft__free(rt);
-    errno = err;
-    return NULL;
-}
-
-void weft_runtime_free(weft_runtime *rt)
-{
-    if (!rt)
-        return;
-    atomic_store_explicit(&rt->shutdown, 1, memory_order_seq_cst);
-    weft__wake_sleepers(rt);
-    for (unsigned i = 0; i < rt->nworkers; i++)
-        pthread_join(rt->workers[i]->thread, NULL);
-    if (rt->blocking_stop)
-        rt->blocking_stop(rt);
-    pthread_mutex_destroy(&rt->services_lock);
-
-    /* Every task still alive is discarded: its handle reports cancellation
-     * and a plain thread blocked in weft_join on it is released. Order
-     * matters: blocks held by handles are marked orphans (rt = NULL) before
-     * a blocked joiner is released, so it never touches the runtime being
-     * freed; and once joiners run, a chunk of orphans may be freed by its
-     * last handle at any time, so nothing here touches one after that. */
-    size_t nfire = 0, capfire = 0;
-    weft__waiter **fire = NULL;
-    for (weft__task_chunk *c = rt->chunks; c; c = c->next)
-        for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++) {
-            weft__task *t = &c->tasks[i];
-            if (!atomic_load(&t->live))
-                continue;
-            atomic_store(&t->live, 0);
-            if (t->stack)
-                weft__ctx_destroy(&t->ctx);
-            atomic_fetch_sub(&t->refs, 1); /* the task's own reference */
-            uintptr_t j = atomic_exchange(&t->join, JOIN_DISCARDED);
-            if (j > JOIN_DISCARDED && !((weft__waiter *)j)->task) {
-                if (nfire == capfire) {
-                    capfire = capfire ? capfire * 2 : 16;
-                    weft__waiter **f = weft__realloc(fire, capfire * sizeof *fire);
-                    if (!f)
-                        abort(); /* cannot release the joiner safely */
-                    fire = f;
-                }
-                fire[nfire++] = (weft__waiter *)j;
-            }
-        }
-    weft__task_orphan_handles(rt);
-    for (size_t i = 0; i < nfire; i++)
-        weft__waiter_fire(fire[i]);
-    weft__free(fire);
-    free_workers(rt, rt->nworkers);
-    weft__task_free_chunks(rt);
-    weft__inject_destroy(&rt->inject);
-    weft__stack_pool_destroy(&rt->stacks);
-    pthread_mutex_destroy(&rt->idle_lock);
-    pthread_mutex_destroy(&rt->tfree_lock);
-    pthread_mutex_destroy(&rt->start_lock);
-    pthread_cond_destroy(&rt->start_cond);
-    weft__free(rt->workers);
-    weft__free(rt->sleepers);
-    weft__free(rt);
-    pthread_mutex_lock(&live_lock);
-    if (--live_runtimes == 0)
-        weft__fd_table_free();
-    pthread_mutex_unlock(&live_lock);
-}
-
-unsigned weft_runtime_workers(const weft_runtime *rt) { return rt ? rt->nworkers : 0; }
-
-int weft_runtime_block_on(weft_runtime *rt, weft_fn fn, void *arg, void **result)
-{
-    if (!rt || !fn)
-        return -EINVAL;
-    if (weft__cur_task())
-        return -EPERM;
-    weft_task *t = weft_spawn_on(rt, fn, arg);
-    if (!t)
-        return -errno;
-    return weft_join(t, result);
-}
-
-int weft_main(weft_fn fn, void *arg, void **result)
-{
-    if (!fn)
-        return -EINVAL;
-    weft_runtime *rt = weft_runtime_new(NULL);
-    if (!rt)
-        return -errno;
-    int rc = weft_runtime_block_on(rt, fn, arg, result);
-    weft_runtime_free(rt);
-    return rc;
-}
-
-unsigned weft_runtime_stats(const weft_runtime *rt, weft_worker_stats *out, unsigned n)
-{
-    if (!rt)
-        return 0;
-    for (unsigned i = 0; i < rt->nworkers && i < n && out; i++) {
-        const weft__stats *s = &rt->workers[i]->stats;
-        out[i].tasks_run = atomic_load_explicit(&s->tasks_run, memory_order_relaxed);
-        out[i].steals = atomic_load_explicit(&s->steals, memory_order_relaxed);
-        out[i].tasks_stolen = atomic_load_explicit(&s->tasks_stolen, memory_order_relaxed);
-        out[i].parks = atomic_load_explicit(&s->parks, memory_order_relaxed);
-        out[i].global_pulls = atomic_load_explicit(&s->global_pulls, memory_order_relaxed);
-        out[i].overflows = atomic_load_explicit(&s->overflows, memory_order_relaxed);
-        out[i].lifo_capped = atomic_load_explicit(&s->lifo_capped, memory_order_relaxed);
-        out[i].timers_rescued = atomic_load_explicit(&s->timers_rescued, memory_order_relaxed);
-        out[i].events_rescued = atomic_load_explicit(&s->events_rescued, memory_order_relaxed);
-    }
-    return rt->nworkers;
 }

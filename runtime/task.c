@@ -1,6 +1,8 @@
 /*
- * Task lifetime: control blocks, spawn, entry and exit, join and detach,
- * waits and wakes. The run queues and workers are in sched.c.
+ * Task lifetime: control blocks, spawn, exit, detach and cancel, and the
+ * waking side of waits (weft__wake, weft__waiter_fire). The waiting side
+ * (park, waiters' waits, join, yield) is in suspend.c, above the scheduler's
+ * switch (sched.c); the state word's transitions are in task_state.h.
  *
  * Reference counting: a task starts with two references, one held by the
  * running task and one by its handle. Exit drops the first, join or detach
@@ -11,21 +13,21 @@
  * runtime discards it (JOIN_DISCARDED). A joiner installs a pointer to its
  * waiter with a CAS from JOIN_OPEN; the finisher's exchange to JOIN_DONE
  * returns that pointer and fires it. The result is written before the
- * exchange (release) and read after the joiner's acquire. The install,
- * withdraw, wait and publish are the wait layer's (wait.h, with the
- * orderings spelt out).
+ * exchange (release) and read after the joiner's acquire. The publish is
+ * internal.h's weft__join_publish; the joiner's install, withdraw and wait
+ * are the wait layer's (wait.h, which spells out the orderings), and so is
+ * weft_join (wait.c).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "wait.h"
+#include "scheduler.h"
 
 #include <errno.h>
 #include <linux/futex.h>
 #ifdef WEFT_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
-#include <stdio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -153,10 +155,7 @@ weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *
         *err = ENOMEM;
         return NULL;
     }
-    /* The state keeps its sequence across reuse, so tokens of the block's
-     * previous life can never match again. */
-    uint64_t seq = T_SEQ(atomic_load_explicit(&t->state, memory_order_relaxed)) + 1;
-    atomic_store_explicit(&t->state, T_MAKE(seq, T_QUEUED), memory_order_relaxed);
+    weft__state_init(t);
     t->next = NULL;
     t->worker = w;
     t->stack = NULL;
@@ -242,7 +241,7 @@ void weft__task_free_chunks(weft_runtime *rt)
 }
 
 /* A handle outliving its runtime: the last one frees the chunk. */
-static void orphan_release(weft__task *t)
+void weft__task_orphan_release(weft__task *t)
 {
     if (atomic_fetch_sub(&t->refs, 1) != 1)
         return;
@@ -254,19 +253,7 @@ static void orphan_release(weft__task *t)
     }
 }
 
-/* ------------------------------------------------------ entry and exit */
-
-void weft__task_entry(void *arg, void *data)
-{
-    weft__ctx_started();
-    weft__worker *w = arg;
-    weft__task *t = data;
-    weft__after_switch(w);
-    t->result = t->fn(t->arg);
-    w = weft__cur_worker();
-    weft__switch_out(w, t, ACT_EXIT);
-    __builtin_unreachable();
-}
+/* ------------------------------------------------------ exit */
 
 /* Runs on the scheduler side after the task's last switch. */
 void weft__task_finish(weft__worker *w, weft__task *t)
@@ -312,64 +299,18 @@ void weft__task_complete_external(weft__task *t, void *result)
     weft__task_release(w && w->rt == t->rt ? w : NULL, t);
 }
 
-/* ------------------------------------------------------ waits and wakes */
-
-uint64_t weft__wait_prepare(weft__task *self)
-{
-    uint64_t s = atomic_load_explicit(&self->state, memory_order_relaxed);
-    uint64_t n;
-    do {
-        n = T_MAKE(T_SEQ(s) + 1, T_RUNNING);
-    } while (!atomic_compare_exchange_weak_explicit(&self->state, &s, n, memory_order_acq_rel,
-                                                    memory_order_relaxed));
-    return T_SEQ(n);
-}
-
-int weft__park(weft__task *self)
-{
-    if (weft__cancel_pending(self))
-        return -ECANCELED;
-    weft__switch_out(self->worker, self, ACT_PARK);
-    return weft__cancel_pending(self) ? -ECANCELED : 0;
-}
+/* ------------------------------------------------------ wakes */
 
 void weft__wake(weft__task *t, uint64_t token)
 {
-    uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
-    for (;;) {
-        if (T_SEQ(s) != token)
-            return; /* stale: the task has moved on to another wait */
-        unsigned st = T_ST(s);
-        if (st == T_RUNNING) {
-            /* Between registering and parking: the scheduler will see
-             * NOTIFIED after the switch and requeue instead of parking. */
-            if (atomic_compare_exchange_weak_explicit(&t->state, &s, T_MAKE(token, T_NOTIFIED),
-                                                      memory_order_acq_rel, memory_order_acquire))
-                return;
-        } else if (st == T_PARKED) {
-            if (atomic_compare_exchange_weak_explicit(&t->state, &s, T_MAKE(token, T_QUEUED),
-                                                      memory_order_acq_rel, memory_order_acquire)) {
-                weft__schedule(t->rt, t, 0);
-                return;
-            }
-        } else {
-            return; /* already queued or notified */
-        }
-    }
+    if (weft__state_wake(t, token))
+        weft__schedule(t->rt, t);
 }
 
 void weft__wake_cb(weft__task *t, uint64_t token, void *ctx)
 {
     (void)ctx;
     weft__wake(t, token);
-}
-
-void weft__waiter_init(weft__waiter *wt)
-{
-    wt->task = weft__cur_task();
-    wt->token = wt->task ? weft__wait_prepare(wt->task) : 0;
-    atomic_store_explicit(&wt->fired, 0, memory_order_relaxed);
-    wt->result = 0;
 }
 
 void weft__waiter_fire(weft__waiter *wt)
@@ -383,36 +324,6 @@ void weft__waiter_fire(weft__waiter *wt)
         weft__wake(t, token);
     else
         syscall(SYS_futex, &wt->fired, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-
-int weft__waiter_wait(weft__waiter *wt)
-{
-    while (!atomic_load_explicit(&wt->fired, memory_order_acquire)) {
-        if (wt->task) {
-            if (weft__park(wt->task) < 0)
-                return atomic_load_explicit(&wt->fired, memory_order_acquire) ? 0 : -ECANCELED;
-        } else {
-            syscall(SYS_futex, &wt->fired, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
-        }
-    }
-    return 0;
-}
-
-void weft__waiter_wait_nocancel(weft__waiter *wt)
-{
-    weft__task *t = wt->task;
-    if (t)
-        t->shield++;
-    weft__waiter_wait(wt);
-    if (t)
-        t->shield--;
-}
-
-void weft__coop_consume(void)
-{
-    weft__task *t = weft__cur_task();
-    if (t && --t->budget == 0)
-        weft_yield();
 }
 
 /* ------------------------------------------------------ public API */
@@ -439,7 +350,7 @@ weft_task *weft_spawn_ex(weft_fn fn, void *arg, const weft_spawn_opts *opts)
         errno = err;
         return NULL;
     }
-    weft__schedule(rt, t, 1);
+    weft__schedule(rt, t);
     return t;
 }
 
@@ -464,7 +375,7 @@ weft_task *weft_spawn_on_ex(weft_runtime *rt, weft_fn fn, void *arg, const weft_
         errno = err;
         return NULL;
     }
-    weft__schedule(rt, t, 1);
+    weft__schedule(rt, t);
     return t;
 }
 
@@ -473,60 +384,14 @@ weft_task *weft_spawn_on(weft_runtime *rt, weft_fn fn, void *arg)
     return weft_spawn_on_ex(rt, fn, arg, NULL);
 }
 
-int weft_join(weft_task *t, void **result)
-{
-    if (!t)
-        return -EINVAL;
-    weft__task *self = weft__cur_task();
-    if (self == t)
-        return -EDEADLK;
-    uintptr_t j = atomic_load_explicit(&t->join, memory_order_acquire);
-    if (j == JOIN_OPEN) {
-        if (self && weft__cancel_pending(self)) {
-            weft_detach(t);
-            return -ECANCELED;
-        }
-        weft__waiter wt;
-        weft__waiter_init(&wt);
-        if (weft__join_install(t, &wt, &j)) {
-            /* Cancelled: withdrawn, unless the task is finishing right now
-             * and has taken our waiter (then its finish is honoured). */
-            if (weft__join_wait(t, &wt, WEFT__NO_DEADLINE) < 0) {
-                weft_detach(t);
-                return -ECANCELED;
-            }
-            j = atomic_load_explicit(&t->join, memory_order_acquire);
-        }
-    }
-    /* A cancelled task that ran to its end still hands over what it
-     * returned (its cleanup may report something); a discarded one has
-     * NULL there. */
-    if (result)
-        *result = t->result;
-    int rc = j == JOIN_DONE ? 0 : -ECANCELED;
-    if (!atomic_load_explicit(&t->rt, memory_order_acquire))
-        orphan_release(t);
-    else
-        weft__task_release(weft__cur_worker(), t);
-    return rc;
-}
-
 void weft_detach(weft_task *t)
 {
     if (!t)
         return;
     if (!atomic_load_explicit(&t->rt, memory_order_acquire))
-        orphan_release(t);
+        weft__task_orphan_release(t);
     else
         weft__task_release(weft__cur_worker(), t);
-}
-
-void weft_yield(void)
-{
-    weft__worker *w = weft__cur_worker();
-    if (!w || !w->current)
-        return;
-    weft__switch_out(w, w->current, ACT_YIELD);
 }
 
 int weft_pin(void)
@@ -566,8 +431,7 @@ int weft_cancel(weft_task *t)
     }
     /* Wake it from whatever it waits for now (a stale token does nothing;
      * a task not yet parked sees the flag before it parks). */
-    uint64_t s = atomic_load_explicit(&t->state, memory_order_seq_cst);
-    weft__wake(t, T_SEQ(s));
+    weft__wake(t, weft__state_token(t));
     return 0;
 }
 
@@ -582,6 +446,7 @@ int weft_shield_begin(void)
     weft__task *t = weft__cur_task();
     if (!t)
         return -EPERM;
+    WEFT__ASSERT(t->shield < UINT8_MAX); /* nesting deeper than the counter wraps to zero */
     t->shield++;
     return 0;
 }

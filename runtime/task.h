@@ -11,15 +11,8 @@
  * for another reason, on another worker) safe: the block is still there, and
  * the wait token in the state word tells the wake that it is stale.
  *
- * State word (`state`): seq << 2 | st.
- *   st RUNNING   the task runs (or is between running and parking)
- *      PARKED    suspended, registered wherever it waits; not queued
- *      QUEUED    in a run queue (or about to be)
- *      NOTIFIED  woken while RUNNING; the scheduler requeues it after the
- *                switch instead of parking it
- *   seq counts waits. A task starts a wait with weft__wait_prepare, which
- *   bumps seq and returns it as the token; wakers pass the token back, and a
- *   wake whose token is not the current seq is stale and does nothing.
+ * The state word (`state`), its encoding and its transitions are in
+ * task_state.h.
  */
 #ifndef WEFT_TASK_H
 #define WEFT_TASK_H
@@ -31,11 +24,6 @@
 #include "../include/weft.h"
 #include "context.h"
 #include "stack.h"
-
-enum { T_RUNNING = 0, T_PARKED = 1, T_QUEUED = 2, T_NOTIFIED = 3 };
-#define T_ST(s) ((unsigned)((s) & 3u))
-#define T_SEQ(s) ((s) >> 2)
-#define T_MAKE(seq, st) (((uint64_t)(seq) << 2) | (st))
 
 /* What the scheduler does with the task that just switched away. */
 enum { ACT_NONE = 0, ACT_YIELD, ACT_PARK, ACT_EXIT };

@@ -85,3 +85,43 @@ int weft__waiter_wait_timed(weft__waiter *wt, weft__deadline deadline)
     }
     return 0;
 }
+
+/* ------------------------------------------------------------ join */
+
+int weft_join(weft_task *t, void **result)
+{
+    if (!t)
+        return -EINVAL;
+    weft__task *self = weft__cur_task();
+    if (self == t)
+        return -EDEADLK;
+    uintptr_t j = atomic_load_explicit(&t->join, memory_order_acquire);
+    if (j == JOIN_OPEN) {
+        if (self && weft__cancel_pending(self)) {
+            weft_detach(t);
+            return -ECANCELED;
+        }
+        weft__waiter wt;
+        weft__waiter_init(&wt);
+        if (weft__join_install(t, &wt, &j)) {
+            /* Cancelled: withdrawn, unless the task is finishing right now
+             * and has taken our waiter (then its finish is honoured). */
+            if (weft__join_wait(t, &wt, WEFT__NO_DEADLINE) < 0) {
+                weft_detach(t);
+                return -ECANCELED;
+            }
+            j = atomic_load_explicit(&t->join, memory_order_acquire);
+        }
+    }
+    /* A cancelled task that ran to its end still hands over what it
+     * returned (its cleanup may report something); a discarded one has
+     * NULL there. */
+    if (result)
+        *result = t->result;
+    int rc = j == JOIN_DONE ? 0 : -ECANCELED;
+    if (!atomic_load_explicit(&t->rt, memory_order_acquire))
+        weft__task_orphan_release(t);
+    else
+        weft__task_release(weft__cur_worker(), t);
+    return rc;
+}

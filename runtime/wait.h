@@ -1,7 +1,7 @@
 /*
  * The wait layer: what every service builds its waits from (sync.c, chan.c,
  * group.c, signal.c, blocking.c, io.c, net.c, dns.c, proc.c, time.c, and the
- * public join in task.c). It sits on the scheduler's weft__wait_prepare /
+ * public join, weft_join, in wait.c). It sits on the scheduler's weft__wait_prepare /
  * weft__park / weft__wake and on the one-shot weft__waiter (internal.h); it
  * knows nothing of any one service.
  *
@@ -292,23 +292,6 @@ static inline int weft__join_wait(weft__task *t, weft__waiter *wt, weft__deadlin
         return rc;
     weft__waiter_wait_nocancel(wt);
     return 0;
-}
-
-/* The finisher's side: makes `done` (JOIN_DONE or JOIN_DISCARDED) t's final
- * join state and fires the waiter it displaces, if any. t->result must be
- * written before. */
-static inline void weft__join_publish(weft__task *t, uintptr_t done)
-{
-    uintptr_t j = atomic_exchange_explicit(&t->join, done, memory_order_acq_rel);
-    if (j > JOIN_DISCARDED)
-        weft__waiter_fire((weft__waiter *)j);
-}
-
-/* The final state of a task (or external job) that has run to its end:
- * JOIN_DISCARDED if its cancellation was requested, else JOIN_DONE. */
-static inline uintptr_t weft__join_outcome(weft__task *t)
-{
-    return atomic_load_explicit(&t->cancel, memory_order_acquire) ? JOIN_DISCARDED : JOIN_DONE;
 }
 
 /* ------------------------------------------------------------ shields */

@@ -1,0 +1,92 @@
+/*
+ * Polling a worker's timer wheel and poller: by the worker itself
+ * (weft__poll_timers, weft__poll_events, from the loop and from park in
+ * sched.c), and by a peer when the worker is stuck (weft__rescue_stuck_peers).
+ * What fires is queued on the polling worker (weft__wake_cb, task.c).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "scheduler.h"
+
+/* Room left in the local queue: what a poll may wake without spilling. */
+static inline unsigned lq_room(weft__worker *w)
+{
+    WEFT__ASSERT(weft__lq_len(&w->lq) <= WEFT_LQ_SIZE);
+    return WEFT_LQ_SIZE - weft__lq_len(&w->lq);
+}
+
+/* The poll lock is held by the caller. */
+static void poll_timers_locked(weft__worker *w)
+{
+    w->now_tick = weft__now_tick(w->rt, weft__clock_ns());
+    weft__wheel_poll(&w->wheel, w->now_tick, lq_room(w), weft__wake_cb, NULL);
+    atomic_store_explicit(&w->polled_tick, w->now_tick, memory_order_relaxed);
+}
+
+void weft__poll_timers(weft__worker *w)
+{
+    weft__poll_lock(w);
+    poll_timers_locked(w);
+    weft__poll_unlock(w);
+}
+
+/* Descriptors, then timers. The poll lock is held across a blocking
+ * epoll_wait too: a sleeping worker is not stuck, and only its own thread
+ * arms timers on its wheel. */
+void weft__poll_events(weft__worker *w, int timeout_ms)
+{
+    weft__poll_lock(w);
+    weft__poller_poll(&w->poller, timeout_ms, (int)lq_room(w), weft__wake_cb, NULL);
+    poll_timers_locked(w);
+    weft__poll_unlock(w);
+}
+
+/* A worker stuck in a long task (a CPU loop, a blocking call) polls neither
+ * its timers nor its descriptors, and its peers cannot steal either: tasks
+ * sleeping on its wheel or waiting on descriptors registered with its
+ * poller would wait for the end of that task, even with the other workers
+ * idle; and a busy peer never steals the tasks queued behind it. So a
+ * worker that passes by (each maintenance pass, and before it sleeps)
+ * rescues any peer that has not polled for RESCUE_AFTER_MS, as Go's sysmon
+ * retakes a stuck P: it fires the peer's due timers, in deadline order,
+ * takes its descriptor events (not its wake-ups, which stay for it), and
+ * steals half of its queue. The tasks land in this worker's run queue, as
+ * many as it has room for. The peer's poll lock is only tried: a peer
+ * polling, sleeping in its poller or arming a timer right now is not
+ * stuck. */
+void weft__rescue_stuck_peers(weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    uint64_t now = w->now_tick;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        weft__worker *x = rt->workers[i];
+        if (x == w || now < atomic_load_explicit(&x->polled_tick, memory_order_relaxed) + RESCUE_AFTER_MS)
+            continue;
+        if (atomic_load_explicit(&x->poll_busy, memory_order_relaxed) ||
+            atomic_exchange_explicit(&x->poll_busy, 1, memory_order_acquire))
+            continue;
+        unsigned n = 0, room = lq_room(w);
+        if (room) {
+            int ev = weft__poller_poll_events(&x->poller, (int)room, weft__wake_cb, NULL);
+            if (ev > 0)
+                stat_inc(&w->stats.events_rescued, (uint64_t)ev);
+            room = lq_room(w);
+        }
+        if (room && x->wheel.count)
+            n = weft__wheel_poll(&x->wheel, now, room, weft__wake_cb, NULL);
+        weft__poll_unlock(x);
+        if (n)
+            stat_inc(&w->stats.timers_rescued, n);
+        /* The tasks queued behind the stuck one: half of them, as an idle
+         * worker would steal, but also when this worker is busy (an idle one
+         * steals anyway). The LIFO slot stays: it is the owner's alone. */
+        unsigned moved = 0;
+        weft__task *t = weft__lq_steal(&x->lq, &w->lq, &moved);
+        if (t) {
+            push_local(w, t);
+            stat_inc(&w->stats.steals, 1);
+            stat_inc(&w->stats.tasks_stolen, moved);
+        }
+    }
+}
