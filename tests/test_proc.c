@@ -14,7 +14,6 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,45 +27,6 @@
 #include "util.h"
 
 #define PROC_IO_TIMEOUT 60000 /* ms: only there so a bug fails instead of hanging */
-
-static atomic_int proc_failures;
-static char proc_failure_msg[512];
-
-static void proc_fail(int line, const char *fmt, ...)
-{
-    if (atomic_fetch_add(&proc_failures, 1) != 0)
-        return;
-    int n = snprintf(proc_failure_msg, sizeof proc_failure_msg, "line %d: ", line);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(proc_failure_msg + n, sizeof proc_failure_msg - (size_t)n, fmt, ap);
-    va_end(ap);
-}
-
-#define PROC_EXPECT(cond, ...)                                                                     \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            proc_fail(__LINE__, __VA_ARGS__);                                                      \
-            return (void *)(intptr_t)__LINE__;                                                     \
-        }                                                                                          \
-    } while (0)
-
-static void proc_assert_no_failure(void)
-{
-    cr_assert_eq(atomic_load(&proc_failures), 0, "%d failure(s), first: %s",
-                 atomic_load(&proc_failures), proc_failure_msg);
-}
-
-static void proc_run(unsigned workers, weft_fn fn, void *arg)
-{
-    weft_runtime *rt = test_runtime(workers);
-    void *res = NULL;
-    int rc = weft_runtime_block_on(rt, fn, arg, &res);
-    weft_runtime_free(rt);
-    cr_assert_eq(rc, 0, "block_on: %d", rc);
-    proc_assert_no_failure();
-    cr_assert_null(res, "task failed at line %d", (int)(intptr_t)res);
-}
 
 static int64_t proc_ms_since(struct timespec *t0)
 {
@@ -113,17 +73,17 @@ static void *proc_exit_codes_task(void *arg)
     static const char *const f[] = {"false", NULL};
     static const char *const seven[] = {"/bin/sh", "-c", "exit 7", NULL};
     int st = proc_status_of(t);
-    PROC_EXPECT(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "true: %#x", st);
+    TEST_EXPECT(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "true: %#x", st);
     st = proc_status_of(f);
-    PROC_EXPECT(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "false: %#x", st);
+    TEST_EXPECT(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "false: %#x", st);
     st = proc_status_of(seven);
-    PROC_EXPECT(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 7, "exit 7: %#x", st);
+    TEST_EXPECT(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 7, "exit 7: %#x", st);
     return NULL;
 }
 
 Test(proc_, exit_codes)
 {
-    proc_run(2, proc_exit_codes_task, NULL);
+    test_run(2, proc_exit_codes_task, NULL);
     proc_assert_no_children();
 }
 
@@ -143,24 +103,24 @@ static void *proc_wait_twice_task(void *arg)
     static const char *const argv[] = {"/bin/sh", "-c", "exit 3", NULL};
     weft_process *p;
     int rc = proc_spawn_argv(argv, &p);
-    PROC_EXPECT(rc == 0, "spawn: %d", rc);
-    PROC_EXPECT(weft_process_pid(p) > 0, "pid %d", (int)weft_process_pid(p));
-    PROC_EXPECT(weft_process_stdin_fd(p) == -1 && weft_process_stdout_fd(p) == -1 &&
+    TEST_EXPECT(rc == 0, "spawn: %d", rc);
+    TEST_EXPECT(weft_process_pid(p) > 0, "pid %d", (int)weft_process_pid(p));
+    TEST_EXPECT(weft_process_stdin_fd(p) == -1 && weft_process_stdout_fd(p) == -1 &&
                     weft_process_stderr_fd(p) == -1, "no pipes were asked for");
     int a = -1, b = -1;
     rc = weft_process_wait(p, &a, PROC_IO_TIMEOUT);
-    PROC_EXPECT(rc == 0, "wait: %d", rc);
+    TEST_EXPECT(rc == 0, "wait: %d", rc);
     rc = weft_process_wait(p, &b, 0);
-    PROC_EXPECT(rc == 0 && a == b && WEXITSTATUS(a) == 3, "second wait: %d %#x %#x", rc, a, b);
+    TEST_EXPECT(rc == 0 && a == b && WEXITSTATUS(a) == 3, "second wait: %d %#x %#x", rc, a, b);
     rc = weft_process_kill(p, SIGTERM);
-    PROC_EXPECT(rc == -ESRCH, "kill after reaping: %d", rc);
+    TEST_EXPECT(rc == -ESRCH, "kill after reaping: %d", rc);
     weft_process_free(p);
     return NULL;
 }
 
 Test(proc_, wait_twice_and_kill_after_exit)
 {
-    proc_run(1, proc_wait_twice_task, NULL);
+    test_run(1, proc_wait_twice_task, NULL);
 }
 
 /* ------------------------------------------------------------ signals, timeout */
@@ -171,17 +131,17 @@ static void *proc_killed_task(void *arg)
     static const char *const argv[] = {"sleep", "10", NULL};
     weft_process *p;
     int rc = proc_spawn_argv(argv, &p);
-    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    TEST_EXPECT(rc == 0, "spawn: %d", rc);
     int st = -1;
     rc = weft_process_wait(p, &st, 50);
-    PROC_EXPECT(rc == -ETIMEDOUT, "wait on a sleeping child: %d", rc);
-    PROC_EXPECT(weft_process_kill(p, 0) == 0, "signal 0 to a live child");
+    TEST_EXPECT(rc == -ETIMEDOUT, "wait on a sleeping child: %d", rc);
+    TEST_EXPECT(weft_process_kill(p, 0) == 0, "signal 0 to a live child");
     rc = weft_process_kill(p, SIGTERM);
-    PROC_EXPECT(rc == 0, "kill: %d", rc);
+    TEST_EXPECT(rc == 0, "kill: %d", rc);
     rc = weft_process_wait(p, &st, PROC_IO_TIMEOUT);
-    PROC_EXPECT(rc == 0, "wait: %d", rc);
-    PROC_EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "status %#x", st);
-    PROC_EXPECT(weft_process_kill(p, -1) == -EINVAL && weft_process_kill(p, NSIG) == -EINVAL,
+    TEST_EXPECT(rc == 0, "wait: %d", rc);
+    TEST_EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "status %#x", st);
+    TEST_EXPECT(weft_process_kill(p, -1) == -EINVAL && weft_process_kill(p, NSIG) == -EINVAL,
                 "bad signal numbers");
     weft_process_free(p);
     return NULL;
@@ -189,7 +149,7 @@ static void *proc_killed_task(void *arg)
 
 Test(proc_, death_by_signal_and_timeout)
 {
-    proc_run(2, proc_killed_task, NULL);
+    test_run(2, proc_killed_task, NULL);
     proc_assert_no_children();
 }
 
@@ -205,16 +165,16 @@ static void *proc_cancel_task(void *arg)
     static const char *const argv[] = {"sleep", "10", NULL};
     weft_process *p;
     int rc = proc_spawn_argv(argv, &p);
-    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    TEST_EXPECT(rc == 0, "spawn: %d", rc);
     weft_task *t = weft_spawn(proc_wait_forever, p);
-    PROC_EXPECT(t != NULL, "spawn task");
+    TEST_EXPECT(t != NULL, "spawn task");
     weft_sleep_ms(20);
     rc = weft_process_wait(p, NULL, 0);
-    PROC_EXPECT(rc == -EBUSY, "second concurrent wait: %d", rc);
+    TEST_EXPECT(rc == -EBUSY, "second concurrent wait: %d", rc);
     weft_cancel(t);
     void *res = NULL;
     rc = weft_join(t, &res);
-    PROC_EXPECT(rc == -ECANCELED && (intptr_t)res == -ECANCELED, "join %d, wait %d", rc,
+    TEST_EXPECT(rc == -ECANCELED && (intptr_t)res == -ECANCELED, "join %d, wait %d", rc,
                 (int)(intptr_t)res);
     /* Free kills and reaps the child that was never waited for. */
     weft_process_free(p);
@@ -223,7 +183,7 @@ static void *proc_cancel_task(void *arg)
 
 Test(proc_, wait_cancelled)
 {
-    proc_run(2, proc_cancel_task, NULL);
+    test_run(2, proc_cancel_task, NULL);
     proc_assert_no_children();
 }
 
@@ -295,24 +255,24 @@ static void *proc_cat_task(void *arg)
     weft_process_opts o = {.argv = argv, .pipe_stdin = 1, .pipe_stdout = 1};
     weft_process *p;
     int rc = weft_process_spawn(&o, &p);
-    PROC_EXPECT(rc == 0, "spawn cat: %d", rc);
-    PROC_EXPECT(weft_process_stdin_fd(p) > 2 && weft_process_stdout_fd(p) > 2, "pipe fds");
+    TEST_EXPECT(rc == 0, "spawn cat: %d", rc);
+    TEST_EXPECT(weft_process_stdin_fd(p) > 2 && weft_process_stdout_fd(p) > 2, "pipe fds");
     proc_pump w = {.p = p, .total = total}, r = {.p = p};
     weft_task *tw = weft_spawn(proc_writer, &w);
     weft_task *tr = weft_spawn(proc_reader, &r);
-    PROC_EXPECT(tw && tr, "spawn tasks");
+    TEST_EXPECT(tw && tr, "spawn tasks");
     weft_join(tw, NULL);
     weft_join(tr, NULL);
-    PROC_EXPECT(w.rc == 0 && r.rc == 0, "writer %d, reader %d", w.rc, r.rc);
-    PROC_EXPECT(w.count == total && r.count == total, "wrote %zu, read %zu of %zu", w.count,
+    TEST_EXPECT(w.rc == 0 && r.rc == 0, "writer %d, reader %d", w.rc, r.rc);
+    TEST_EXPECT(w.count == total && r.count == total, "wrote %zu, read %zu of %zu", w.count,
                 r.count, total);
-    PROC_EXPECT(w.sum == r.sum, "checksums differ");
-    PROC_EXPECT(weft_process_stdin_fd(p) == -1, "stdin forgotten after close_fd");
-    PROC_EXPECT(weft_process_close_fd(p, 0) == -EBADF, "second close");
-    PROC_EXPECT(weft_process_close_fd(p, 3) == -EINVAL, "bad which");
+    TEST_EXPECT(w.sum == r.sum, "checksums differ");
+    TEST_EXPECT(weft_process_stdin_fd(p) == -1, "stdin forgotten after close_fd");
+    TEST_EXPECT(weft_process_close_fd(p, 0) == -EBADF, "second close");
+    TEST_EXPECT(weft_process_close_fd(p, 3) == -EINVAL, "bad which");
     int st = -1;
     rc = weft_process_wait(p, &st, PROC_IO_TIMEOUT);
-    PROC_EXPECT(rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "cat: %d %#x", rc, st);
+    TEST_EXPECT(rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "cat: %d %#x", rc, st);
     weft_process_free(p);
     return NULL;
 }
@@ -320,7 +280,7 @@ static void *proc_cat_task(void *arg)
 Test(proc_, pipe_both_ways_beyond_buffer)
 {
     size_t total = test_scale_down() ? 256 * 1024 : 1024 * 1024;
-    proc_run(2, proc_cat_task, &total);
+    test_run(2, proc_cat_task, &total);
     proc_assert_no_children();
 }
 
@@ -352,22 +312,22 @@ static void *proc_env_cwd_task(void *arg)
                            .pipe_stderr = 1};
     weft_process *p;
     int rc = weft_process_spawn(&o, &p);
-    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    TEST_EXPECT(rc == 0, "spawn: %d", rc);
     char out[256], err[256];
     ssize_t n = proc_slurp(weft_process_stdout_fd(p), out, sizeof out);
-    PROC_EXPECT(n >= 0 && strcmp(out, "/\nhello\n") == 0, "stdout %zd '%s'", n, n >= 0 ? out : "");
+    TEST_EXPECT(n >= 0 && strcmp(out, "/\nhello\n") == 0, "stdout %zd '%s'", n, n >= 0 ? out : "");
     n = proc_slurp(weft_process_stderr_fd(p), err, sizeof err);
-    PROC_EXPECT(n >= 0 && strcmp(err, "oops\n") == 0, "stderr %zd '%s'", n, n >= 0 ? err : "");
+    TEST_EXPECT(n >= 0 && strcmp(err, "oops\n") == 0, "stderr %zd '%s'", n, n >= 0 ? err : "");
     int st = -1;
     rc = weft_process_wait(p, &st, PROC_IO_TIMEOUT);
-    PROC_EXPECT(rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %d %#x", rc, st);
+    TEST_EXPECT(rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %d %#x", rc, st);
     weft_process_free(p);
     return NULL;
 }
 
 Test(proc_, env_cwd_stderr)
 {
-    proc_run(2, proc_env_cwd_task, NULL);
+    test_run(2, proc_env_cwd_task, NULL);
 }
 
 /* ------------------------------------------------------------ many at once */
@@ -382,11 +342,11 @@ static void *proc_one_sleeper(void *arg)
     static const char *const argv[] = {"sleep", "0.1", NULL};
     weft_process *p;
     int rc = proc_spawn_argv(argv, &p);
-    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    TEST_EXPECT(rc == 0, "spawn: %d", rc);
     int st = -1;
     rc = weft_process_wait(p, &st, PROC_IO_TIMEOUT);
     weft_process_free(p);
-    PROC_EXPECT(rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "sleep: %d %#x", rc, st);
+    TEST_EXPECT(rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "sleep: %d %#x", rc, st);
     atomic_fetch_add(&m->ok, 1);
     return NULL;
 }
@@ -398,11 +358,11 @@ static void *proc_many_task(void *arg)
     weft_task *ts[64];
     for (int i = 0; i < n; i++) {
         ts[i] = weft_spawn(proc_one_sleeper, &m);
-        PROC_EXPECT(ts[i], "spawn task %d", i);
+        TEST_EXPECT(ts[i], "spawn task %d", i);
     }
     for (int i = 0; i < n; i++)
         weft_join(ts[i], NULL);
-    PROC_EXPECT(atomic_load(&m.ok) == n, "%d of %d children waited", atomic_load(&m.ok), n);
+    TEST_EXPECT(atomic_load(&m.ok) == n, "%d of %d children waited", atomic_load(&m.ok), n);
     return NULL;
 }
 
@@ -411,7 +371,7 @@ Test(proc_, many_children_at_once)
     int n = test_scale_down() ? 8 : 50;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    proc_run(2, proc_many_task, &n);
+    test_run(2, proc_many_task, &n);
     int64_t ms = proc_ms_since(&t0);
     /* 50 x 0.1 s one after another would be 5 s. */
     if (!test_scale_down())
@@ -458,10 +418,10 @@ static void *proc_zombie_task(void *arg)
     static const char *const s[] = {"sleep", "10", NULL};
     static const char *const c[] = {"cat", NULL};
     weft_process *done, *running, *piped;
-    PROC_EXPECT(proc_spawn_argv(t, &done) == 0, "spawn true");
-    PROC_EXPECT(proc_spawn_argv(s, &running) == 0, "spawn sleep");
+    TEST_EXPECT(proc_spawn_argv(t, &done) == 0, "spawn true");
+    TEST_EXPECT(proc_spawn_argv(s, &running) == 0, "spawn sleep");
     weft_process_opts o = {.argv = c, .pipe_stdin = 1, .pipe_stdout = 1};
-    PROC_EXPECT(weft_process_spawn(&o, &piped) == 0, "spawn cat");
+    TEST_EXPECT(weft_process_spawn(&o, &piped) == 0, "spawn cat");
     weft_sleep_ms(50); /* let `true` exit unwaited */
     /* None of them was waited for: free reaps all three (killing the two
      * that still run) and closes cat's pipes. */
@@ -473,7 +433,7 @@ static void *proc_zombie_task(void *arg)
 
 Test(proc_, free_leaves_no_zombie)
 {
-    proc_run(2, proc_zombie_task, NULL);
+    test_run(2, proc_zombie_task, NULL);
     proc_assert_no_children();
     /* And from a plain thread. */
     static const char *const s[] = {"sleep", "10", NULL};
