@@ -4,6 +4,7 @@
 #         tests/test_*.c -> one Criterion binary build/tests/weft_tests
 #         tests/lto_*.c  -> one binary each, built with -O2 -flto together with the runtime
 #         examples/*.c   -> build/examples/NAME, bench/*.c -> build/bench/NAME
+#         common/*.h     -> header-only code shared by examples, bench and tests
 
 CC      ?= cc
 ifeq ($(origin CC),default)
@@ -23,7 +24,9 @@ ALLOC_LIB ?= -ljemalloc
 DEPFLAGS   = -MMD -MP -MF $@.d
 CFLAGS_LIB := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) -fPIC -fvisibility=hidden -pthread \
               -D_GNU_SOURCE -Iinclude
-CFLAGS_APP := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) -pthread -D_GNU_SOURCE -Iinclude -Iruntime
+# common/: header-only code that examples, benchmarks and tests share (the HTTP
+# request parser); not part of libweft.
+CFLAGS_APP := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) -pthread -D_GNU_SOURCE -Iinclude -Iruntime -Icommon
 LDLIBS_APP := $(ALLOC_LIB) -pthread -lm
 # The test framework: Criterion unless overridden (test-tsan swaps in tests/tsan).
 # CRITERION_INC goes first on the tests' include path, CRITERION_LIB on their
