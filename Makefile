@@ -37,6 +37,16 @@ CRITERION_LIB  ?= -lcriterion
 CRITERION_DEPS ?=
 CRITERION_OBJ  := $(filter %.o,$(CRITERION_LIB))
 
+# The version is written once, in include/weft.h (WEFT_VERSION_MAJOR, _MINOR,
+# _PATCH); the pkg-config file and the soname (libweft.so.MAJOR) come from it.
+weft_version = $(shell sed -n 's/^.define WEFT_VERSION_$(1)  *\([0-9][0-9]*\).*/\1/p' include/weft.h)
+WEFT_VERSION_PARTS := $(foreach p,MAJOR MINOR PATCH,$(call weft_version,$(p)))
+ifneq ($(words $(WEFT_VERSION_PARTS)),3)
+$(error include/weft.h: WEFT_VERSION_MAJOR, _MINOR and _PATCH not all found)
+endif
+WEFT_VERSION := $(word 1,$(WEFT_VERSION_PARTS)).$(word 2,$(WEFT_VERSION_PARTS)).$(word 3,$(WEFT_VERSION_PARTS))
+WEFT_SONAME  := libweft.so.$(word 1,$(WEFT_VERSION_PARTS))
+
 LIB_SRC := $(wildcard runtime/*.c)
 LIB_ASM := $(wildcard runtime/switch_$(ARCH).S)
 LIB_OBJ := $(patsubst runtime/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) \
@@ -130,13 +140,13 @@ $(BUILD)/libweft.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/libweft.so: $(LIB_OBJ)
-	$(CC) -shared $(SANFLAGS) -Wl,-soname,libweft.so.0 -o $@ $^ $(ALLOC_LIB) -pthread
+	$(CC) -shared $(SANFLAGS) -Wl,-soname,$(WEFT_SONAME) -o $@ $^ $(ALLOC_LIB) -pthread
 
-$(BUILD)/weft.pc: Makefile
+$(BUILD)/weft.pc: Makefile include/weft.h
 	@mkdir -p $(BUILD)
 	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
 	  'Name: weft' 'Description: multithreaded work-stealing runtime of stackful tasks' \
-	  'Version: 0.1.0' 'Cflags: -I$${includedir} -pthread' \
+	  'Version: $(WEFT_VERSION)' 'Cflags: -I$${includedir} -pthread' \
 	  'Libs: -L$${libdir} -lweft -ljemalloc -pthread' > $@
 
 # ---------------------------------------------------------------- programs
@@ -305,8 +315,8 @@ install: lib
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 include/weft.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libweft.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(BUILD)/libweft.so $(DESTDIR)$(PREFIX)/lib/libweft.so.0
-	ln -sf libweft.so.0 $(DESTDIR)$(PREFIX)/lib/libweft.so
+	install -m 755 $(BUILD)/libweft.so $(DESTDIR)$(PREFIX)/lib/$(WEFT_SONAME)
+	ln -sf $(WEFT_SONAME) $(DESTDIR)$(PREFIX)/lib/libweft.so
 	sed 's|^prefix=.*|prefix=$(PREFIX)|' $(BUILD)/weft.pc > $(DESTDIR)$(PREFIX)/lib/pkgconfig/weft.pc
 
 clean:
