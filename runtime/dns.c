@@ -1,10 +1,14 @@
 /*
- * Name resolution: getaddrinfo on the blocking pool (it blocks on files,
- * NSS modules and resolver round trips), with EAI_* codes mapped to negative
- * errno values; and weft_tcp_connect_host, which resolves a name and tries
- * each address with weft_tcp_connect (runtime/net.c takes numeric addresses
- * only; it could call weft_tcp_connect_host for anything that does not parse
- * as one).
+ * Name resolution. weft_resolve runs getaddrinfo on the blocking pool (it
+ * blocks on files, NSS modules and resolver round trips), except for a
+ * numeric host with a numeric or no service, which is converted inline
+ * without the pool; EAI_* codes are mapped to negative errno values, and a
+ * caller cancelled while the lookup ran gets -ECANCELED (the answer is freed).
+ *
+ * weft_tcp_connect_host resolves a name and tries each address in turn,
+ * within one deadline, by passing it to weft_tcp_connect as numeric text (a
+ * numeric host goes to weft_tcp_connect at once). weft_tcp_connect
+ * (runtime/net.c) sends here any host that looks like a name.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -19,8 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-
-/* blocking.c */
 
 static int map_eai(int eai, int saved_errno)
 {

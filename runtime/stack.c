@@ -238,8 +238,7 @@ void weft__stack_cache_init(weft__stack_cache *c, weft__stack_pool *p)
     c->pool = p;
 }
 
-/* Moves n stacks (all of them if n is 0) of class cls from the cache to the
- * pool, returning their pages to the kernel. */
+/* qsort order for release_pages: stacks by address. */
 static int by_address(const void *a, const void *b)
 {
     const weft__stack *x = *(weft__stack *const *)a, *y = *(weft__stack *const *)b;
