@@ -841,14 +841,13 @@ static void *worker_main(void *arg)
 
 /* ------------------------------------------------------------ runtime */
 
-static const weft__stack *describe_current(char *buf, size_t n)
+static const weft__stack *describe_current(weft__stack_owner *o)
 {
     weft__worker *w = tls_worker;
     if (!w || !w->current || !w->current->stack)
         return NULL;
     weft__task *t = w->current;
-    snprintf(buf, n, "task '%s' (id %llu) on worker %u", t->name ? t->name : "unnamed",
-             (unsigned long long)t->id, w->index);
+    *o = (weft__stack_owner){t->name, t->id, w->index};
     return t->stack;
 }
 
