@@ -4,6 +4,7 @@
 #         tests/test_*.c -> one Criterion binary build/tests/weft_tests
 #         tests/lto_*.c  -> one binary each, built with -O2 -flto together with the runtime
 #         examples/*.c   -> build/examples/NAME, bench/*.c -> build/bench/NAME
+#         common/*.h     -> header-only code shared by examples, bench and tests
 
 CC      ?= cc
 ifeq ($(origin CC),default)
@@ -26,7 +27,9 @@ ALLOC_LIB ?= -ljemalloc
 DEPFLAGS   = -MMD -MP -MF $@.d
 CFLAGS_LIB := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) $(ASSERTS) -fPIC -fvisibility=hidden -pthread \
               -D_GNU_SOURCE -Iinclude
-CFLAGS_APP := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) $(ASSERTS) -pthread -D_GNU_SOURCE -Iinclude -Iruntime
+# common/: header-only code that examples, benchmarks and tests share (the HTTP
+# request parser); not part of libweft.
+CFLAGS_APP := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) $(ASSERTS) -pthread -D_GNU_SOURCE -Iinclude -Iruntime -Icommon
 LDLIBS_APP := $(ALLOC_LIB) -pthread -lm
 # The test framework: Criterion unless overridden (test-tsan swaps in tests/tsan).
 # CRITERION_INC goes first on the tests' include path, CRITERION_LIB on their
@@ -36,6 +39,16 @@ CRITERION_INC  ?=
 CRITERION_LIB  ?= -lcriterion
 CRITERION_DEPS ?=
 CRITERION_OBJ  := $(filter %.o,$(CRITERION_LIB))
+
+# The version is written once, in include/weft.h (WEFT_VERSION_MAJOR, _MINOR,
+# _PATCH); the pkg-config file and the soname (libweft.so.MAJOR) come from it.
+weft_version = $(shell sed -n 's/^.define WEFT_VERSION_$(1)  *\([0-9][0-9]*\).*/\1/p' include/weft.h)
+WEFT_VERSION_PARTS := $(foreach p,MAJOR MINOR PATCH,$(call weft_version,$(p)))
+ifneq ($(words $(WEFT_VERSION_PARTS)),3)
+$(error include/weft.h: WEFT_VERSION_MAJOR, _MINOR and _PATCH not all found)
+endif
+WEFT_VERSION := $(word 1,$(WEFT_VERSION_PARTS)).$(word 2,$(WEFT_VERSION_PARTS)).$(word 3,$(WEFT_VERSION_PARTS))
+WEFT_SONAME  := libweft.so.$(word 1,$(WEFT_VERSION_PARTS))
 
 LIB_SRC := $(wildcard runtime/*.c)
 LIB_ASM := $(wildcard runtime/switch_$(ARCH).S)
@@ -131,13 +144,13 @@ $(BUILD)/libweft.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/libweft.so: $(LIB_OBJ)
-	$(CC) -shared $(SANFLAGS) -Wl,-soname,libweft.so.0 -o $@ $^ $(ALLOC_LIB) -pthread
+	$(CC) -shared $(SANFLAGS) -Wl,-soname,$(WEFT_SONAME) -o $@ $^ $(ALLOC_LIB) -pthread
 
-$(BUILD)/weft.pc: Makefile
+$(BUILD)/weft.pc: Makefile include/weft.h
 	@mkdir -p $(BUILD)
 	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
 	  'Name: weft' 'Description: multithreaded work-stealing runtime of stackful tasks' \
-	  'Version: 0.1.0' 'Cflags: -I$${includedir} -pthread' \
+	  'Version: $(WEFT_VERSION)' 'Cflags: -I$${includedir} -pthread' \
 	  'Libs: -L$${libdir} -lweft -ljemalloc -pthread' > $@
 
 # ---------------------------------------------------------------- programs
@@ -311,8 +324,8 @@ install: lib
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 include/weft.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(BUILD)/libweft.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(BUILD)/libweft.so $(DESTDIR)$(PREFIX)/lib/libweft.so.0
-	ln -sf libweft.so.0 $(DESTDIR)$(PREFIX)/lib/libweft.so
+	install -m 755 $(BUILD)/libweft.so $(DESTDIR)$(PREFIX)/lib/$(WEFT_SONAME)
+	ln -sf $(WEFT_SONAME) $(DESTDIR)$(PREFIX)/lib/libweft.so
 	sed 's|^prefix=.*|prefix=$(PREFIX)|' $(BUILD)/weft.pc > $(DESTDIR)$(PREFIX)/lib/pkgconfig/weft.pc
 
 clean:

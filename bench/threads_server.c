@@ -27,7 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../examples/http_parser.h"
+#include "http_parser.h"
 #include "netbase.h"
 
 #define IN_CAP 16384

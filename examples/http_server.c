@@ -17,7 +17,7 @@
  *
  * Keep-alive and pipelining: every request found in one read is answered,
  * in order, into one output buffer that goes out in one write. A request that
- * the parser rejects (examples/http_parser.h: malformed 400, body too large
+ * the parser rejects (common/http_parser.h: malformed 400, body too large
  * 413, head over 8 KiB or over 64 headers 431, unknown method or chunked body
  * 501, HTTP/2+ 505) gets its status with "Connection: close", then the server
  * shuts its side down, drains what the client still sends for a moment (so the

@@ -46,8 +46,12 @@ WEFT_API int *weft_errno_location(void);
 #define errno (*weft_errno_location())
 #endif
 
+/* The one place the version is written: the Makefile reads these three for
+ * the pkg-config file (Version: MAJOR.MINOR.PATCH) and the soname
+ * (libweft.so.MAJOR). */
 #define WEFT_VERSION_MAJOR 0
 #define WEFT_VERSION_MINOR 1
+#define WEFT_VERSION_PATCH 0
 
 typedef void *(*weft_fn)(void *arg);
 typedef struct weft_runtime weft_runtime;

@@ -1,10 +1,14 @@
 /*
- * Name resolution: getaddrinfo on the blocking pool (it blocks on files,
- * NSS modules and resolver round trips), with EAI_* codes mapped to negative
- * errno values; and weft_tcp_connect_host, which resolves a name and tries
- * each address as resolved (weft__tcp_connect_addr in net.c, so an IPv6
- * scope id survives) under the one deadline of the call. weft_tcp_connect
- * (net.c) parses numeric addresses itself and sends names here.
+ * Name resolution. weft_resolve runs getaddrinfo on the blocking pool (it
+ * blocks on files, NSS modules and resolver round trips), except for a
+ * numeric host with a numeric or no service, which is converted inline
+ * without the pool; EAI_* codes are mapped to negative errno values, and a
+ * caller cancelled while the lookup ran gets -ECANCELED (the answer is freed).
+ *
+ * weft_tcp_connect_host resolves a name and tries each address as resolved
+ * (weft__tcp_connect_addr in net.c, so an IPv6 scope id survives) under the
+ * one deadline of the call. weft_tcp_connect (net.c) parses numeric
+ * addresses itself and sends any host that looks like a name here.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE

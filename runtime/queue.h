@@ -61,19 +61,18 @@ static inline uint64_t weft__lq_pack(uint32_t steal, uint32_t real) { return ((u
 static inline uint32_t weft__lq_steal_of(uint64_t h) { return (uint32_t)(h >> 32); }
 static inline uint32_t weft__lq_real_of(uint64_t h) { return (uint32_t)h; }
 
-
-/* Owner only. Pushes t; if the ring is full, moves half of it plus t into
- * *overflow (a batch for the global queue) and returns 1, else 0. */
-/* Owner only. Claims the oldest half of a full ring for the global queue. Fails (returns
- * 0) if a thief moved the head meanwhile; the caller then retries the push. */
-static inline int weft__lq_push_overflow(weft__lq *q, weft__task *t, uint32_t head, uint32_t tail, weft__batch *b)
+/* Owner only, from weft__lq_push on a full ring with no thief at work (head
+ * is both its indices). Claims the oldest half of the ring and returns it in
+ * *b, followed by t, as a batch for the global queue (returns 1). Fails
+ * (returns 0) if a thief moved the head meanwhile; the caller then retries
+ * the push. */
+static inline int weft__lq_push_overflow(weft__lq *q, weft__task *t, uint32_t head, weft__batch *b)
 {
     const uint32_t n = WEFT_LQ_SIZE / 2;
     uint64_t expect = weft__lq_pack(head, head);
     if (!atomic_compare_exchange_strong_explicit(&q->head, &expect, weft__lq_pack(head + n, head + n),
                                                  memory_order_release, memory_order_relaxed))
         return 0;
-    (void)tail;
     b->head = b->tail = NULL;
     b->n = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -93,6 +92,9 @@ static inline int weft__lq_push_overflow(weft__lq *q, weft__task *t, uint32_t he
     return 1;
 }
 
+/* Owner only. Pushes t; if the ring is full, moves half of it plus t into
+ * *overflow (a batch for the global queue) and returns 1, else 0. While a
+ * thief is copying from a full ring, *overflow is t alone. */
 static inline int weft__lq_push(weft__lq *q, weft__task *t, weft__batch *overflow)
 {
     for (;;) {
@@ -112,11 +114,12 @@ static inline int weft__lq_push(weft__lq *q, weft__task *t, weft__batch *overflo
             overflow->n = 1;
             return 1;
         }
-        if (weft__lq_push_overflow(q, t, real, tail, overflow))
+        if (weft__lq_push_overflow(q, t, real, overflow))
             return 1;
     }
 }
 
+/* Owner only. Takes the oldest task, or returns NULL when the ring is empty. */
 static inline weft__task *weft__lq_pop(weft__lq *q)
 {
     uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);

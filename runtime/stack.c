@@ -238,8 +238,7 @@ void weft__stack_cache_init(weft__stack_cache *c, weft__stack_pool *p)
     c->pool = p;
 }
 
-/* Moves n stacks (all of them if n is 0) of class cls from the cache to the
- * pool, returning their pages to the kernel. */
+/* qsort order for release_pages: stacks by address. */
 static int by_address(const void *a, const void *b)
 {
     const weft__stack *x = *(weft__stack *const *)a, *y = *(weft__stack *const *)b;
@@ -453,7 +452,9 @@ static void put_s(msgbuf *m, const char *s)
         m->b[m->n++] = *s++;
 }
 
-static void put_u(msgbuf *m, uintptr_t v, unsigned base)
+/* Our own integer formatting: the report is written from a signal handler,
+ * where snprintf is not async-signal-safe. */
+static void put_u(msgbuf *m, uint64_t v, unsigned base)
 {
     char tmp[32];
     int i = 0;
@@ -467,11 +468,28 @@ static void put_u(msgbuf *m, uintptr_t v, unsigned base)
         m->b[m->n++] = tmp[--i];
 }
 
-static void report(const weft__stack *s, const char *who, const void *addr)
+/* "task 'NAME' (id N) on worker W" */
+static void put_owner(msgbuf *m, const weft__stack_owner *o)
+{
+    put_s(m, "task '");
+    put_s(m, o->name ? o->name : "unnamed");
+    put_s(m, "' (id ");
+    put_u(m, o->id, 10);
+    put_s(m, ") on worker ");
+    put_u(m, o->worker, 10);
+}
+
+/* Writes the report with write(2) alone: async-signal-safe. The owner is
+ * named by who or, when who is NULL, by owner. */
+static void report(const weft__stack *s, const char *who, const weft__stack_owner *owner,
+                   const void *addr)
 {
     msgbuf m = {.n = 0};
     put_s(&m, "weft: stack overflow in ");
-    put_s(&m, who);
+    if (who)
+        put_s(&m, who);
+    else
+        put_owner(&m, owner);
     put_s(&m, ": ");
     if (addr) {
         put_s(&m, "fault at ");
@@ -495,19 +513,20 @@ static void report(const weft__stack *s, const char *who, const void *addr)
 
 void weft__stack_overflow_die(const weft__stack *s, const char *who)
 {
-    report(s, who, NULL);
+    report(s, who, NULL, NULL);
     abort();
 }
 
+/* Everything here is async-signal-safe: describe_fn only reads, report
+ * formats by hand and calls write(2), then signal(2) and abort(3). */
 static void on_segv(int sig, siginfo_t *si, void *uc)
 {
-    char who[96];
-    who[0] = 0;
-    const weft__stack *s = describe_fn ? describe_fn(who, sizeof who) : NULL;
+    weft__stack_owner owner = {0};
+    const weft__stack *s = describe_fn ? describe_fn(&owner) : NULL;
     char *addr = si->si_addr;
     /* The guard page, or a large frame that jumped a little past it. */
     if (s && addr < s->lo + 256 && addr >= s->lo - 64 * 1024) {
-        report(s, who[0] ? who : "a task", addr);
+        report(s, NULL, &owner, addr);
         signal(SIGABRT, SIG_DFL);
         abort();
     }

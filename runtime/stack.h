@@ -107,9 +107,16 @@ static inline int weft__stack_intact(const weft__stack *s)
 #define WEFT_STACK_WARM (16 * 1024)
 
 /* Overflow reporting: a SIGSEGV handler on an alternate signal stack. The
- * describe callback names the stack the current thread runs on (returns it)
- * and writes a description of its owner into buf. */
-typedef const weft__stack *(*weft__stack_describe_fn)(char *buf, size_t n);
+ * describe callback, called inside the handler, returns the stack the
+ * current thread runs on (NULL when none) and fills in who owns it. It must
+ * be async-signal-safe (no stdio, locks or allocation; reading fields is
+ * fine): the handler formats the report itself and writes it with write(2). */
+typedef struct weft__stack_owner {
+    const char *name; /* the task's name; NULL: unnamed */
+    uint64_t id;      /* the task's id */
+    unsigned worker;  /* the index of the worker running it */
+} weft__stack_owner;
+typedef const weft__stack *(*weft__stack_describe_fn)(weft__stack_owner *owner);
 void weft__stack_overflow_handler_install(weft__stack_describe_fn describe);
 /* Gives the calling thread an alternate signal stack (idempotent). */
 int weft__stack_thread_init(void);

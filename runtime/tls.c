@@ -38,14 +38,15 @@ __attribute__((noinline)) int *weft_errno_location(void)
 /* The worker thread's own entry and exit (sched.c's weft__worker_main). */
 void weft__set_cur_worker(weft__worker *w) { tls_worker = w; }
 
-static const weft__stack *describe_current(char *buf, size_t n)
+/* Runs in the SIGSEGV handler: only plain loads and stores (stack.c formats
+ * the report with write(2)). */
+static const weft__stack *describe_current(weft__stack_owner *o)
 {
     weft__worker *w = tls_worker;
     if (!w || !w->current || !w->current->stack)
         return NULL;
     weft__task *t = w->current;
-    snprintf(buf, n, "task '%s' (id %llu) on worker %u", t->name ? t->name : "unnamed",
-             (unsigned long long)t->id, w->index);
+    *o = (weft__stack_owner){t->name, t->id, w->index};
     return t->stack;
 }
 

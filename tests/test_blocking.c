@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,34 +21,6 @@
 #include <weft.h>
 
 #include "util.h"
-
-static atomic_int blk_failures;
-static char blk_failure_msg[512];
-
-static void blk_fail(int line, const char *fmt, ...)
-{
-    if (atomic_fetch_add(&blk_failures, 1) != 0)
-        return;
-    int n = snprintf(blk_failure_msg, sizeof blk_failure_msg, "line %d: ", line);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(blk_failure_msg + n, sizeof blk_failure_msg - (size_t)n, fmt, ap);
-    va_end(ap);
-}
-
-#define BLK_EXPECT(cond, ...)                                                                      \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            blk_fail(__LINE__, __VA_ARGS__);                                                       \
-            return (void *)(intptr_t)__LINE__;                                                     \
-        }                                                                                          \
-    } while (0)
-
-static void blk_assert_no_failure(void)
-{
-    cr_assert_eq(atomic_load(&blk_failures), 0, "%d failure(s), first: %s",
-                 atomic_load(&blk_failures), blk_failure_msg);
-}
 
 static int64_t blk_ms(void) { return weft_now() / 1000000; }
 
@@ -84,14 +55,14 @@ static void *blk_submitter(void *arg)
     weft_task *h[BLK_JOBS_PER_TASK];
     for (int i = 0; i < BLK_JOBS_PER_TASK; i++) {
         h[i] = weft_spawn_blocking(blk_double_job, (void *)(base + i));
-        BLK_EXPECT(h[i] != NULL, "weft_spawn_blocking: errno %d", errno);
+        TEST_EXPECT(h[i] != NULL, "weft_spawn_blocking: errno %d", errno);
     }
     intptr_t sum = 0;
     for (int i = 0; i < BLK_JOBS_PER_TASK; i++) {
         void *r = NULL;
         int rc = weft_join(h[i], &r);
-        BLK_EXPECT(rc == 0, "join %d", rc);
-        BLK_EXPECT((intptr_t)r == (base + i) * 2, "result %ld for %ld", (long)(intptr_t)r,
+        TEST_EXPECT(rc == 0, "join %d", rc);
+        TEST_EXPECT((intptr_t)r == (base + i) * 2, "result %ld for %ld", (long)(intptr_t)r,
                    (long)(base + i));
         sum += (intptr_t)r;
     }
@@ -104,20 +75,20 @@ static void *blk_many_main(void *arg)
 {
     (void)arg;
     weft_task **ts = calloc((size_t)blk_ntasks, sizeof *ts);
-    BLK_EXPECT(ts != NULL, "calloc");
+    TEST_EXPECT(ts != NULL, "calloc");
     for (int i = 0; i < blk_ntasks; i++) {
         ts[i] = weft_spawn(blk_submitter, (void *)(intptr_t)i);
-        BLK_EXPECT(ts[i] != NULL, "weft_spawn");
+        TEST_EXPECT(ts[i] != NULL, "weft_spawn");
     }
     intptr_t total = 0;
     for (int i = 0; i < blk_ntasks; i++) {
         void *r = NULL;
-        BLK_EXPECT(weft_join(ts[i], &r) == 0, "join submitter");
+        TEST_EXPECT(weft_join(ts[i], &r) == 0, "join submitter");
         total += (intptr_t)r;
     }
     free(ts);
     intptr_t n = (intptr_t)blk_ntasks * BLK_JOBS_PER_TASK;
-    BLK_EXPECT(total == n * (n - 1), "total %ld, expected %ld", (long)total, (long)(n * (n - 1)));
+    TEST_EXPECT(total == n * (n - 1), "total %ld, expected %ld", (long)total, (long)(n * (n - 1)));
     return NULL;
 }
 
@@ -129,7 +100,7 @@ Test(blocking_pool, many_jobs_beyond_max_then_threads_retire, .timeout = 60)
     cr_assert_eq(weft_blocking_configure(rt, 4, 50), 0, "still before first use");
     blk_ntasks = test_scale_down() ? 16 : 64;
     cr_assert_eq(weft_runtime_block_on(rt, blk_many_main, NULL, NULL), 0);
-    blk_assert_no_failure();
+    test_assert_no_failure();
     cr_assert_leq(atomic_load(&blk_peak), 4, "peak concurrency %d beyond the maximum",
                   atomic_load(&blk_peak));
     cr_assert_geq(atomic_load(&blk_peak), 1);
@@ -144,7 +115,7 @@ Test(blocking_pool, many_jobs_beyond_max_then_threads_retire, .timeout = 60)
                  weft_blocking_threads(rt));
     /* The pool starts threads again on demand. */
     cr_assert_eq(weft_runtime_block_on(rt, blk_submitter, (void *)(intptr_t)1000, NULL), 0);
-    blk_assert_no_failure();
+    test_assert_no_failure();
     weft_runtime_free(rt);
 }
 
@@ -175,15 +146,15 @@ static void *blk_ticker_main(void *arg)
 {
     int *ticks_during = arg;
     weft_task *tk = weft_spawn(blk_ticker, NULL);
-    BLK_EXPECT(tk != NULL, "spawn ticker");
+    TEST_EXPECT(tk != NULL, "spawn ticker");
     weft_sleep_ms(20); /* let the ticker start */
     int before = atomic_load(&blk_ticks);
     weft_task *a = weft_spawn_blocking(blk_spin_job, (void *)(intptr_t)BLK_SPIN_MS);
     weft_task *b = weft_spawn_blocking(blk_spin_job, (void *)(intptr_t)BLK_SPIN_MS);
-    BLK_EXPECT(a && b, "spawn_blocking");
+    TEST_EXPECT(a && b, "spawn_blocking");
     void *ra = NULL, *rb = NULL;
-    BLK_EXPECT(weft_join(a, &ra) == 0 && weft_join(b, &rb) == 0, "join spinners");
-    BLK_EXPECT(ra == (void *)(intptr_t)7 && rb == (void *)(intptr_t)7, "spinner results");
+    TEST_EXPECT(weft_join(a, &ra) == 0 && weft_join(b, &rb) == 0, "join spinners");
+    TEST_EXPECT(ra == (void *)(intptr_t)7 && rb == (void *)(intptr_t)7, "spinner results");
     ticks_during[0] = atomic_load(&blk_ticks) - before;
 
     /* The same spin inline on the only worker: the ticker cannot run. */
@@ -192,7 +163,7 @@ static void *blk_ticker_main(void *arg)
     ticks_during[1] = atomic_load(&blk_ticks) - before;
 
     atomic_store(&blk_stop_ticker, 1);
-    BLK_EXPECT(weft_join(tk, NULL) == 0, "join ticker");
+    TEST_EXPECT(weft_join(tk, NULL) == 0, "join ticker");
     return NULL;
 }
 
@@ -201,7 +172,7 @@ Test(blocking_pool, cpu_bound_jobs_do_not_stall_timers, .timeout = 60)
     weft_runtime *rt = test_runtime(1);
     int ticks[2] = {0, 0};
     cr_assert_eq(weft_runtime_block_on(rt, blk_ticker_main, ticks, NULL), 0);
-    blk_assert_no_failure();
+    test_assert_no_failure();
     /* ~30 ticks expected; the machine is noisy, so only a fraction is
      * required (a stalled worker would give 0 or 1). */
     int want = test_scale_down() ? 3 : 8;
@@ -241,35 +212,35 @@ static void *blk_cancel_main(void *arg)
     (void)arg;
     blk_gate a = {weft_event_new(), weft_event_new(), 0, 0};
     blk_gate b = {a.go, NULL, 0, 0};
-    BLK_EXPECT(a.go && a.started, "events");
+    TEST_EXPECT(a.go && a.started, "events");
     /* max 1: a runs, b waits in the queue. */
     weft_task *ha = weft_spawn_blocking(blk_gated_job, &a);
     weft_task *hb = weft_spawn_blocking(blk_gated_job, &b);
-    BLK_EXPECT(ha && hb, "spawn_blocking");
-    BLK_EXPECT(weft_event_wait(a.started, 10000) == 0, "a did not start");
-    BLK_EXPECT(weft_cancel(hb) == 0, "cancel queued");
+    TEST_EXPECT(ha && hb, "spawn_blocking");
+    TEST_EXPECT(weft_event_wait(a.started, 10000) == 0, "a did not start");
+    TEST_EXPECT(weft_cancel(hb) == 0, "cancel queued");
     /* The queued job is withdrawn at once: its join returns while the only
      * pool thread is still busy with a (it would wait forever otherwise). */
     void *r = (void *)1;
     int rc = weft_join(hb, &r);
-    BLK_EXPECT(rc == -ECANCELED, "queued job cancelled: join %d", rc);
-    BLK_EXPECT(atomic_load(&b.ran) == 0, "a cancelled queued job ran");
-    BLK_EXPECT(weft_cancel(ha) == 0, "cancel running");
+    TEST_EXPECT(rc == -ECANCELED, "queued job cancelled: join %d", rc);
+    TEST_EXPECT(atomic_load(&b.ran) == 0, "a cancelled queued job ran");
+    TEST_EXPECT(weft_cancel(ha) == 0, "cancel running");
     weft_event_set(a.go);
     rc = weft_join(ha, &r);
-    BLK_EXPECT(rc == -ECANCELED, "running job cancelled: join %d", rc);
-    BLK_EXPECT(atomic_load(&a.finished) == 1, "the running job did not finish");
+    TEST_EXPECT(rc == -ECANCELED, "running job cancelled: join %d", rc);
+    TEST_EXPECT(atomic_load(&a.finished) == 1, "the running job did not finish");
 
     /* Cancelling a finished job changes nothing. */
     blk_gate c = {a.go, NULL, 0, 0};
     weft_task *hc = weft_spawn_blocking(blk_gated_job, &c);
-    BLK_EXPECT(hc != NULL, "spawn_blocking");
+    TEST_EXPECT(hc != NULL, "spawn_blocking");
     while (atomic_load(&c.finished) == 0)
         weft_sleep_ms(1);
     weft_sleep_ms(5);
     weft_cancel(hc);
     rc = weft_join(hc, &r);
-    BLK_EXPECT(rc == 0 || rc == -ECANCELED, "join %d", rc); /* completion may race the cancel */
+    TEST_EXPECT(rc == 0 || rc == -ECANCELED, "join %d", rc); /* completion may race the cancel */
 
     weft_event_free(a.go);
     weft_event_free(a.started);
@@ -281,7 +252,7 @@ Test(blocking_pool, cancel_queued_and_running, .timeout = 60)
     weft_runtime *rt = test_runtime(2);
     cr_assert_eq(weft_blocking_configure(rt, 1, 0), 0);
     cr_assert_eq(weft_runtime_block_on(rt, blk_cancel_main, NULL, NULL), 0);
-    blk_assert_no_failure();
+    test_assert_no_failure();
     weft_runtime_free(rt);
 }
 
@@ -400,12 +371,12 @@ static void *cmp_many_main(void *arg)
     weft_task *h[32];
     for (int i = 0; i < n; i++) {
         h[i] = weft_spawn_compute(cmp_job, (void *)(intptr_t)i);
-        BLK_EXPECT(h[i] != NULL, "weft_spawn_compute: errno %d", errno);
+        TEST_EXPECT(h[i] != NULL, "weft_spawn_compute: errno %d", errno);
     }
     for (int i = 0; i < n; i++) {
         void *r = NULL;
-        BLK_EXPECT(weft_join(h[i], &r) == 0, "join");
-        BLK_EXPECT((intptr_t)r == i * 3, "result %ld", (long)(intptr_t)r);
+        TEST_EXPECT(weft_join(h[i], &r) == 0, "join");
+        TEST_EXPECT((intptr_t)r == i * 3, "result %ld", (long)(intptr_t)r);
     }
     return NULL;
 }
@@ -419,7 +390,7 @@ Test(compute_pool, runs_at_most_its_threads_at_once, .timeout = 60)
     atomic_store(&cmp_running, 0);
     atomic_store(&cmp_peak, 0);
     cr_assert_eq(weft_runtime_block_on(rt, cmp_many_main, (void *)(intptr_t)16, NULL), 0);
-    blk_assert_no_failure();
+    test_assert_no_failure();
     if (test_scale_down()) /* valgrind runs one thread at a time */
         cr_assert_leq(atomic_load(&cmp_peak), 2);
     else
@@ -442,7 +413,7 @@ Test(compute_pool, defaults_to_one_thread_per_cpu, .timeout = 60)
     atomic_store(&cmp_peak, 0);
     int n = cpus * 2 + 2 > 32 ? 32 : cpus * 2 + 2;
     cr_assert_eq(weft_runtime_block_on(rt, cmp_many_main, (void *)(intptr_t)n, NULL), 0);
-    blk_assert_no_failure();
+    test_assert_no_failure();
     cr_assert_leq(atomic_load(&cmp_peak), cpus);
     cr_assert_leq(weft_compute_threads(rt), (unsigned)cpus);
     weft_runtime_free(rt);
@@ -467,18 +438,18 @@ static void *cmp_separate_main(void *arg)
 {
     (void)arg;
     weft_event *ev = weft_event_new();
-    BLK_EXPECT(ev != NULL, "event");
+    TEST_EXPECT(ev != NULL, "event");
     weft_task *waiter = weft_spawn_compute(cmp_wait_for_event, ev);
-    BLK_EXPECT(waiter != NULL, "spawn_compute");
+    TEST_EXPECT(waiter != NULL, "spawn_compute");
     weft_task *queued = weft_spawn_compute(blk_add_job, NULL); /* behind the waiter */
-    BLK_EXPECT(queued != NULL, "spawn_compute");
-    BLK_EXPECT(weft_cancel(queued) == 0, "cancel");
+    TEST_EXPECT(queued != NULL, "spawn_compute");
+    TEST_EXPECT(weft_cancel(queued) == 0, "cancel");
     void *r = (void *)1;
-    BLK_EXPECT(weft_join(queued, &r) == -ECANCELED, "queued compute job not withdrawn");
+    TEST_EXPECT(weft_join(queued, &r) == -ECANCELED, "queued compute job not withdrawn");
     weft_task *setter = weft_spawn_blocking(cmp_set_event, ev);
-    BLK_EXPECT(setter != NULL, "spawn_blocking");
-    BLK_EXPECT(weft_join(setter, NULL) == 0, "join setter");
-    BLK_EXPECT(weft_join(waiter, &r) == 0 && (intptr_t)r == 7, "join waiter");
+    TEST_EXPECT(setter != NULL, "spawn_blocking");
+    TEST_EXPECT(weft_join(setter, NULL) == 0, "join setter");
+    TEST_EXPECT(weft_join(waiter, &r) == 0 && (intptr_t)r == 7, "join waiter");
     weft_event_free(ev);
     return NULL;
 }
@@ -489,7 +460,7 @@ Test(compute_pool, separate_from_the_blocking_pool, .timeout = 60)
     cr_assert_eq(weft_compute_configure(rt, 1, 0), 0);
     cr_assert_eq(weft_blocking_configure(rt, 1, 0), 0);
     cr_assert_eq(weft_runtime_block_on(rt, cmp_separate_main, NULL, NULL), 0);
-    blk_assert_no_failure();
+    test_assert_no_failure();
     weft_runtime_free(rt);
 }
 

@@ -21,7 +21,6 @@ Test(curl_, skipped)
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,28 +32,6 @@ Test(curl_, skipped)
 
 #include "../examples/weft_curl.h"
 #include "util.h"
-
-static atomic_int cu_failures;
-static char cu_failure_msg[512];
-
-static void cu_fail(int line, const char *fmt, ...)
-{
-    if (atomic_fetch_add(&cu_failures, 1) != 0)
-        return;
-    int n = snprintf(cu_failure_msg, sizeof cu_failure_msg, "line %d: ", line);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cu_failure_msg + n, sizeof cu_failure_msg - (size_t)n, fmt, ap);
-    va_end(ap);
-}
-
-#define CU_EXPECT(cond, ...)                                                                       \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            cu_fail(__LINE__, __VA_ARGS__);                                                        \
-            return (void *)(intptr_t)__LINE__;                                                     \
-        }                                                                                          \
-    } while (0)
 
 static int cu_slow(void) { return test_scale_down() ? 10 : 1; }
 
@@ -71,14 +48,7 @@ static void cu_setup(void)
 static void cu_run(unsigned workers, weft_fn fn, void *arg)
 {
     cu_setup();
-    weft_runtime *rt = test_runtime(workers);
-    void *res = NULL;
-    int rc = weft_runtime_block_on(rt, fn, arg, &res);
-    weft_runtime_free(rt);
-    cr_assert_eq(rc, 0, "block_on: %d", rc);
-    cr_assert_eq(atomic_load(&cu_failures), 0, "%d failure(s), first: %s",
-                 atomic_load(&cu_failures), cu_failure_msg);
-    cr_assert_null(res, "task failed at line %d", (int)(intptr_t)res);
+    test_run(workers, fn, arg);
 }
 
 static int64_t cu_ms_since(weft_time t0) { return (int64_t)((weft_now() - t0) / 1000000); }
@@ -178,13 +148,13 @@ static void *cu_many_fetcher(void *arg)
         CURLcode rc = weft_curl_get(m->c, file ? m->url_file : m->url_hello, 30000 * cu_slow(), &r);
         atomic_fetch_sub(&m->in_flight, 1);
         if (rc != CURLE_OK || r.status != 200) {
-            cu_fail(__LINE__, "fetch %d: %d %s status %ld", i, rc, r.error, r.status);
+            test_fail(__LINE__, "fetch %d: %d %s status %ld", i, rc, r.error, r.status);
             break;
         }
         int good = file ? r.len == m->s->data_len && memcmp(r.body, m->s->data, r.len) == 0
                         : r.len == 13 && memcmp(r.body, "Hello, World!", 13) == 0;
         if (!good) {
-            cu_fail(__LINE__, "fetch %d: wrong body (%zu bytes)", i, r.len);
+            test_fail(__LINE__, "fetch %d: wrong body (%zu bytes)", i, r.len);
             break;
         }
         if (r.new_conns == 0)
@@ -204,7 +174,7 @@ static void *cu_many_task(void *arg)
     int line = cu_server_start(&s, 200 * 1000);
     if (line) {
         cu_server_stop(&s);
-        CU_EXPECT(0, "server start failed at line %d", line);
+        TEST_EXPECT(0, "server start failed at line %d", line);
     }
     cu_many m = {.s = &s, .total = 200};
     snprintf(m.url_hello, sizeof m.url_hello, "http://127.0.0.1:%d/", s.port);
@@ -219,14 +189,14 @@ static void *cu_many_task(void *arg)
             weft_join(t[i], NULL);
     weft_curl_free(m.c);
     cu_server_stop(&s);
-    CU_EXPECT(m.c, "weft_curl_new");
-    CU_EXPECT(atomic_load(&m.ok) == m.total, "%d of %d fetches succeeded", atomic_load(&m.ok),
+    TEST_EXPECT(m.c, "weft_curl_new");
+    TEST_EXPECT(atomic_load(&m.ok) == m.total, "%d of %d fetches succeeded", atomic_load(&m.ok),
               m.total);
-    CU_EXPECT(atomic_load(&m.max_in_flight) > 1 && atomic_load(&m.max_in_flight) <= K,
+    TEST_EXPECT(atomic_load(&m.max_in_flight) > 1 && atomic_load(&m.max_in_flight) <= K,
               "at most %d in flight", atomic_load(&m.max_in_flight));
     /* 200 fetches with at most 20 in flight: most reuse a kept-alive
      * connection (the bound leaves room for a few extra connections). */
-    CU_EXPECT(atomic_load(&m.reused) >= m.total - 2 * K, "only %d fetches reused a connection",
+    TEST_EXPECT(atomic_load(&m.reused) >= m.total - 2 * K, "only %d fetches reused a connection",
               atomic_load(&m.reused));
     return NULL;
 }
@@ -246,7 +216,7 @@ static void *cu_keepalive_task(void *arg)
     int line = cu_server_start(&s, 10);
     if (line) {
         cu_server_stop(&s);
-        CU_EXPECT(0, "server start failed at line %d", line);
+        TEST_EXPECT(0, "server start failed at line %d", line);
     }
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", s.port);
@@ -262,9 +232,9 @@ static void *cu_keepalive_task(void *arg)
     weft_curl_resp_free(&r);
     weft_curl_free(c);
     cu_server_stop(&s);
-    CU_EXPECT(c, "weft_curl_new");
-    CU_EXPECT(bad == 0, "%d fetches failed", bad);
-    CU_EXPECT(conns == 1, "50 sequential fetches opened %ld connections", conns);
+    TEST_EXPECT(c, "weft_curl_new");
+    TEST_EXPECT(bad == 0, "%d fetches failed", bad);
+    TEST_EXPECT(conns == 1, "50 sequential fetches opened %ld connections", conns);
     return NULL;
 }
 
@@ -303,17 +273,17 @@ static void *cu_timeout_task(void *arg)
 {
     (void)arg;
     int lfd = weft_tcp_listen("127.0.0.1", 0, 16);
-    CU_EXPECT(lfd >= 0, "listen: %d", lfd);
+    TEST_EXPECT(lfd >= 0, "listen: %d", lfd);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", weft_socket_port(lfd));
     cu_err e;
     int rc = cu_fetch_once(url, 300, &e);
     weft_close(lfd);
-    CU_EXPECT(rc == 0, "weft_curl_new");
-    CU_EXPECT(e.rc == CURLE_OPERATION_TIMEDOUT, "got %d (%s), not CURLE_OPERATION_TIMEDOUT",
+    TEST_EXPECT(rc == 0, "weft_curl_new");
+    TEST_EXPECT(e.rc == CURLE_OPERATION_TIMEDOUT, "got %d (%s), not CURLE_OPERATION_TIMEDOUT",
               e.rc, e.msg);
-    CU_EXPECT(e.ms >= 300, "timed out after %lld ms, before 300 ms", (long long)e.ms);
-    CU_EXPECT(e.ms < 5000 * cu_slow(), "timed out only after %lld ms", (long long)e.ms);
+    TEST_EXPECT(e.ms >= 300, "timed out after %lld ms, before 300 ms", (long long)e.ms);
+    TEST_EXPECT(e.ms < 5000 * cu_slow(), "timed out only after %lld ms", (long long)e.ms);
     return NULL;
 }
 
@@ -326,14 +296,14 @@ static void *cu_refused_task(void *arg)
 {
     (void)arg;
     int lfd = weft_tcp_listen("127.0.0.1", 0, 1);
-    CU_EXPECT(lfd >= 0, "listen: %d", lfd);
+    TEST_EXPECT(lfd >= 0, "listen: %d", lfd);
     int port = weft_socket_port(lfd);
     weft_close(lfd); /* nothing listens there now */
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", port);
     cu_err e;
-    CU_EXPECT(cu_fetch_once(url, 5000, &e) == 0, "weft_curl_new");
-    CU_EXPECT(e.rc == CURLE_COULDNT_CONNECT, "got %d (%s), not CURLE_COULDNT_CONNECT", e.rc,
+    TEST_EXPECT(cu_fetch_once(url, 5000, &e) == 0, "weft_curl_new");
+    TEST_EXPECT(e.rc == CURLE_COULDNT_CONNECT, "got %d (%s), not CURLE_COULDNT_CONNECT", e.rc,
               e.msg);
     return NULL;
 }
@@ -364,23 +334,23 @@ static void *cu_others_run_task(void *arg)
 {
     (void)arg;
     int lfd = weft_tcp_listen("127.0.0.1", 0, 16);
-    CU_EXPECT(lfd >= 0, "listen: %d", lfd);
+    TEST_EXPECT(lfd >= 0, "listen: %d", lfd);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", weft_socket_port(lfd));
     cu_tick t = {0};
     weft_task *tk = weft_spawn(cu_ticker, &t);
-    CU_EXPECT(tk, "spawn");
+    TEST_EXPECT(tk, "spawn");
     cu_err e;
     int rc = cu_fetch_once(url, 400, &e); /* a slow fetch: 400 ms, then a timeout */
     int ticks = atomic_load(&t.ticks);
     atomic_store(&t.stop, 1);
     weft_join(tk, NULL);
     weft_close(lfd);
-    CU_EXPECT(rc == 0, "weft_curl_new");
-    CU_EXPECT(e.rc == CURLE_OPERATION_TIMEDOUT, "got %d (%s)", e.rc, e.msg);
+    TEST_EXPECT(rc == 0, "weft_curl_new");
+    TEST_EXPECT(e.rc == CURLE_OPERATION_TIMEDOUT, "got %d (%s)", e.rc, e.msg);
     /* 400 ms of 5 ms sleeps: about 80 ticks when the worker is free; a
      * blocked worker would give none. */
-    CU_EXPECT(ticks >= 10, "only %d ticks during a %lld ms fetch", ticks, (long long)e.ms);
+    TEST_EXPECT(ticks >= 10, "only %d ticks during a %lld ms fetch", ticks, (long long)e.ms);
     return NULL;
 }
 
@@ -412,7 +382,7 @@ static void *cu_perform_task(void *arg)
     int line = cu_server_start(&s, 100000);
     if (line) {
         cu_server_stop(&s);
-        CU_EXPECT(0, "server start failed at line %d", line);
+        TEST_EXPECT(0, "server start failed at line %d", line);
     }
     char url[80];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/file/data.bin", s.port);
@@ -438,12 +408,12 @@ static void *cu_perform_task(void *arg)
     curl_easy_cleanup(easy);
     weft_curl_free(c);
     cu_server_stop(&s);
-    CU_EXPECT(rc == CURLE_OK, "perform: %d %s", rc, err);
-    CU_EXPECT(status == 200, "status %ld", status);
-    CU_EXPECT(sink.bytes == 100000 && sink.calls >= 1, "%zu bytes in %d calls", sink.bytes,
+    TEST_EXPECT(rc == CURLE_OK, "perform: %d %s", rc, err);
+    TEST_EXPECT(status == 200, "status %ld", status);
+    TEST_EXPECT(sink.bytes == 100000 && sink.calls >= 1, "%zu bytes in %d calls", sink.bytes,
               sink.calls);
-    CU_EXPECT(priv == &mine, "CURLOPT_PRIVATE not restored");
-    CU_EXPECT(rc2 == CURLE_OK && sink.bytes == before, "HEAD: %d, %zu bytes", rc2,
+    TEST_EXPECT(priv == &mine, "CURLOPT_PRIVATE not restored");
+    TEST_EXPECT(rc2 == CURLE_OK && sink.bytes == before, "HEAD: %d, %zu bytes", rc2,
               sink.bytes - before);
     return NULL;
 }
@@ -477,12 +447,12 @@ static void *cu_cancel_task(void *arg)
 {
     (void)arg;
     int lfd = weft_tcp_listen("127.0.0.1", 0, 16);
-    CU_EXPECT(lfd >= 0, "listen: %d", lfd);
+    TEST_EXPECT(lfd >= 0, "listen: %d", lfd);
     cu_cancel x = {.c = weft_curl_new(NULL)};
-    CU_EXPECT(x.c, "weft_curl_new");
+    TEST_EXPECT(x.c, "weft_curl_new");
     snprintf(x.url, sizeof x.url, "http://127.0.0.1:%d/", weft_socket_port(lfd));
     weft_task *t = weft_spawn(cu_cancel_fetcher, &x);
-    CU_EXPECT(t, "spawn");
+    TEST_EXPECT(t, "spawn");
     while (!atomic_load(&x.started))
         weft_sleep_ms(1);
     weft_sleep_ms(50 * cu_slow()); /* connected, waiting for the answer */
@@ -492,9 +462,9 @@ static void *cu_cancel_task(void *arg)
     int64_t ms = cu_ms_since(t0);
     weft_curl_free(x.c); /* nothing left in the client */
     weft_close(lfd);
-    CU_EXPECT(jr == -ECANCELED, "join: %d", jr);
-    CU_EXPECT(x.rc == CURLE_ABORTED_BY_CALLBACK, "cancelled fetch: %d", x.rc);
-    CU_EXPECT(ms < 5000 * cu_slow(), "cancel took %lld ms", (long long)ms);
+    TEST_EXPECT(jr == -ECANCELED, "join: %d", jr);
+    TEST_EXPECT(x.rc == CURLE_ABORTED_BY_CALLBACK, "cancelled fetch: %d", x.rc);
+    TEST_EXPECT(ms < 5000 * cu_slow(), "cancel took %lld ms", (long long)ms);
     return NULL;
 }
 

@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,34 +20,6 @@
 #include <weft.h>
 
 #include "util.h"
-
-static atomic_int fs_failures;
-static char fs_failure_msg[512];
-
-static void fs_fail(int line, const char *fmt, ...)
-{
-    if (atomic_fetch_add(&fs_failures, 1) != 0)
-        return;
-    int n = snprintf(fs_failure_msg, sizeof fs_failure_msg, "line %d: ", line);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(fs_failure_msg + n, sizeof fs_failure_msg - (size_t)n, fmt, ap);
-    va_end(ap);
-}
-
-#define FS_EXPECT(cond, ...)                                                                       \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fs_fail(__LINE__, __VA_ARGS__);                                                        \
-            return (void *)(intptr_t)__LINE__;                                                     \
-        }                                                                                          \
-    } while (0)
-
-static void fs_assert_no_failure(void)
-{
-    cr_assert_eq(atomic_load(&fs_failures), 0, "%d failure(s), first: %s",
-                 atomic_load(&fs_failures), fs_failure_msg);
-}
 
 static char fs_dir[64];
 
@@ -78,50 +49,50 @@ static void *fs_round_trip(void *arg)
     snprintf(b, sizeof b, "%s/%s-b", fs_dir, tag);
 
     static const char text[] = "weft files: hello, pool";
-    FS_EXPECT(weft_write_file(a, text, sizeof text - 1) == 0, "write_file");
+    TEST_EXPECT(weft_write_file(a, text, sizeof text - 1) == 0, "write_file");
     void *data = NULL;
     size_t len = 0;
     int rc = weft_read_file(a, &data, &len);
-    FS_EXPECT(rc == 0, "read_file %d", rc);
-    FS_EXPECT(len == sizeof text - 1 && memcmp(data, text, len) == 0, "read_file content");
-    FS_EXPECT(((char *)data)[len] == 0, "read_file terminator");
+    TEST_EXPECT(rc == 0, "read_file %d", rc);
+    TEST_EXPECT(len == sizeof text - 1 && memcmp(data, text, len) == 0, "read_file content");
+    TEST_EXPECT(((char *)data)[len] == 0, "read_file terminator");
     free(data);
 
     /* Replace it: new content, the mode kept. */
-    FS_EXPECT(chmod(a, 0640) == 0, "chmod");
-    FS_EXPECT(weft_write_file(a, "xy", 2) == 0, "write_file again");
+    TEST_EXPECT(chmod(a, 0640) == 0, "chmod");
+    TEST_EXPECT(weft_write_file(a, "xy", 2) == 0, "write_file again");
     struct stat st;
-    FS_EXPECT(weft_stat(a, &st) == 0, "stat");
-    FS_EXPECT(st.st_size == 2, "size %ld", (long)st.st_size);
-    FS_EXPECT((st.st_mode & 0777) == 0640, "mode %o", (unsigned)(st.st_mode & 0777));
-    FS_EXPECT(weft_write_file(a, NULL, 0) == 0, "write empty");
-    FS_EXPECT(weft_read_file(a, &data, &len) == 0 && len == 0, "read empty");
+    TEST_EXPECT(weft_stat(a, &st) == 0, "stat");
+    TEST_EXPECT(st.st_size == 2, "size %ld", (long)st.st_size);
+    TEST_EXPECT((st.st_mode & 0777) == 0640, "mode %o", (unsigned)(st.st_mode & 0777));
+    TEST_EXPECT(weft_write_file(a, NULL, 0) == 0, "write empty");
+    TEST_EXPECT(weft_read_file(a, &data, &len) == 0 && len == 0, "read empty");
     free(data);
 
     int fd = weft_open(b, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    FS_EXPECT(fd >= 0, "open %d", fd);
-    FS_EXPECT(fcntl(fd, F_GETFD) & FD_CLOEXEC, "not close-on-exec");
-    FS_EXPECT(weft_file_write(fd, "0123456789", 10) == 10, "write");
-    FS_EXPECT(weft_pwrite(fd, "ABC", 3, 20) == 3, "pwrite");
-    FS_EXPECT(weft_fsync(fd) == 0, "fsync");
+    TEST_EXPECT(fd >= 0, "open %d", fd);
+    TEST_EXPECT(fcntl(fd, F_GETFD) & FD_CLOEXEC, "not close-on-exec");
+    TEST_EXPECT(weft_file_write(fd, "0123456789", 10) == 10, "write");
+    TEST_EXPECT(weft_pwrite(fd, "ABC", 3, 20) == 3, "pwrite");
+    TEST_EXPECT(weft_fsync(fd) == 0, "fsync");
     char buf[32] = {0};
-    FS_EXPECT(weft_pread(fd, buf, 4, 2) == 4 && memcmp(buf, "2345", 4) == 0, "pread");
+    TEST_EXPECT(weft_pread(fd, buf, 4, 2) == 4 && memcmp(buf, "2345", 4) == 0, "pread");
     ssize_t n = weft_pread(fd, buf, sizeof buf, 0);
-    FS_EXPECT(n == 23, "pread all %zd", n);
-    FS_EXPECT(buf[15] == 0 && memcmp(buf + 20, "ABC", 3) == 0, "hole and tail");
-    FS_EXPECT(lseek(fd, 0, SEEK_SET) == 0, "lseek");
+    TEST_EXPECT(n == 23, "pread all %zd", n);
+    TEST_EXPECT(buf[15] == 0 && memcmp(buf + 20, "ABC", 3) == 0, "hole and tail");
+    TEST_EXPECT(lseek(fd, 0, SEEK_SET) == 0, "lseek");
     n = weft_file_read(fd, buf, 5);
-    FS_EXPECT(n == 5 && memcmp(buf, "01234", 5) == 0, "read %zd", n);
-    FS_EXPECT(weft_file_close(fd) == 0, "close");
-    FS_EXPECT(weft_stat(b, &st) == 0 && st.st_size == 23, "stat b");
+    TEST_EXPECT(n == 5 && memcmp(buf, "01234", 5) == 0, "read %zd", n);
+    TEST_EXPECT(weft_file_close(fd) == 0, "close");
+    TEST_EXPECT(weft_stat(b, &st) == 0 && st.st_size == 23, "stat b");
 
-    FS_EXPECT(weft_rename(b, a) == 0, "rename");
-    FS_EXPECT(weft_stat(b, &st) == -ENOENT, "old name still there");
-    FS_EXPECT(weft_read_file(a, &data, &len) == 0 && len == 23, "read renamed");
+    TEST_EXPECT(weft_rename(b, a) == 0, "rename");
+    TEST_EXPECT(weft_stat(b, &st) == -ENOENT, "old name still there");
+    TEST_EXPECT(weft_read_file(a, &data, &len) == 0 && len == 23, "read renamed");
     free(data);
-    FS_EXPECT(weft_unlink(a) == 0, "unlink");
-    FS_EXPECT(weft_unlink(a) == -ENOENT, "unlink twice");
-    FS_EXPECT(weft_file_close(-1) == -EBADF, "close -1");
+    TEST_EXPECT(weft_unlink(a) == 0, "unlink");
+    TEST_EXPECT(weft_unlink(a) == -ENOENT, "unlink twice");
+    TEST_EXPECT(weft_file_close(-1) == -EBADF, "close -1");
     return NULL;
 }
 
@@ -129,7 +100,7 @@ Test(fs_files, round_trip_in_a_task, .init = fs_setup, .fini = fs_teardown)
 {
     weft_runtime *rt = test_runtime(2);
     cr_assert_eq(weft_runtime_block_on(rt, fs_round_trip, "task", NULL), 0);
-    fs_assert_no_failure();
+    test_assert_no_failure();
     cr_assert_gt(weft_blocking_threads(rt), 0u, "the calls did not use the pool");
     weft_runtime_free(rt);
 }
@@ -137,7 +108,7 @@ Test(fs_files, round_trip_in_a_task, .init = fs_setup, .fini = fs_teardown)
 Test(fs_files, round_trip_from_a_plain_thread_runs_inline, .init = fs_setup, .fini = fs_teardown)
 {
     cr_assert_null(fs_round_trip("thread"));
-    fs_assert_no_failure();
+    test_assert_no_failure();
 }
 
 /* ------------------------------------------------------------ errors */
@@ -149,38 +120,38 @@ static void *fs_errors(void *arg)
     fs_path(p, sizeof p, "missing");
     void *data = (void *)1;
     size_t len = 7;
-    FS_EXPECT(weft_read_file(p, &data, &len) == -ENOENT, "read_file missing");
-    FS_EXPECT(data == NULL && len == 0, "outputs not cleared");
-    FS_EXPECT(weft_open(p, O_RDONLY, 0) == -ENOENT, "open missing");
+    TEST_EXPECT(weft_read_file(p, &data, &len) == -ENOENT, "read_file missing");
+    TEST_EXPECT(data == NULL && len == 0, "outputs not cleared");
+    TEST_EXPECT(weft_open(p, O_RDONLY, 0) == -ENOENT, "open missing");
     struct stat st;
-    FS_EXPECT(weft_stat(p, &st) == -ENOENT, "stat missing");
+    TEST_EXPECT(weft_stat(p, &st) == -ENOENT, "stat missing");
     char q[160];
     snprintf(q, sizeof q, "%s/sub/file", p);
-    FS_EXPECT(weft_write_file(q, "x", 1) == -ENOENT, "write_file into a missing dir");
+    TEST_EXPECT(weft_write_file(q, "x", 1) == -ENOENT, "write_file into a missing dir");
 
     /* A directory. */
-    FS_EXPECT(weft_open(fs_dir, O_WRONLY, 0) == -EISDIR, "open dir for write");
-    FS_EXPECT(weft_read_file(fs_dir, &data, &len) == -EISDIR, "read_file dir");
+    TEST_EXPECT(weft_open(fs_dir, O_WRONLY, 0) == -EISDIR, "open dir for write");
+    TEST_EXPECT(weft_read_file(fs_dir, &data, &len) == -EISDIR, "read_file dir");
     int fd = weft_open(fs_dir, O_RDONLY, 0);
-    FS_EXPECT(fd >= 0, "open dir read-only %d", fd);
+    TEST_EXPECT(fd >= 0, "open dir read-only %d", fd);
     char buf[8];
-    FS_EXPECT(weft_file_read(fd, buf, sizeof buf) == -EISDIR, "read dir");
-    FS_EXPECT(weft_file_close(fd) == 0, "close");
-    FS_EXPECT(weft_write_file(fs_dir, "x", 1) < 0, "write_file over a dir");
+    TEST_EXPECT(weft_file_read(fd, buf, sizeof buf) == -EISDIR, "read dir");
+    TEST_EXPECT(weft_file_close(fd) == 0, "close");
+    TEST_EXPECT(weft_write_file(fs_dir, "x", 1) < 0, "write_file over a dir");
 
     /* Bad input. */
-    FS_EXPECT(weft_open(NULL, O_RDONLY, 0) == -EINVAL, "open NULL");
-    FS_EXPECT(weft_read_file(p, NULL, &len) == -EINVAL, "read_file NULL");
-    FS_EXPECT(weft_file_read(-1, buf, 1) == -EBADF, "read -1");
-    FS_EXPECT(weft_pread(0, buf, 1, -1) == -EINVAL, "negative offset");
+    TEST_EXPECT(weft_open(NULL, O_RDONLY, 0) == -EINVAL, "open NULL");
+    TEST_EXPECT(weft_read_file(p, NULL, &len) == -EINVAL, "read_file NULL");
+    TEST_EXPECT(weft_file_read(-1, buf, 1) == -EBADF, "read -1");
+    TEST_EXPECT(weft_pread(0, buf, 1, -1) == -EINVAL, "negative offset");
 
     /* Permission denied (root bypasses permission bits). */
     fs_path(p, sizeof p, "secret");
-    FS_EXPECT(weft_write_file(p, "s", 1) == 0, "write secret");
-    FS_EXPECT(chmod(p, 0) == 0, "chmod 000");
+    TEST_EXPECT(weft_write_file(p, "s", 1) == 0, "write secret");
+    TEST_EXPECT(chmod(p, 0) == 0, "chmod 000");
     if (geteuid() != 0) {
-        FS_EXPECT(weft_open(p, O_RDONLY, 0) == -EACCES, "open mode 000");
-        FS_EXPECT(weft_read_file(p, &data, &len) == -EACCES, "read_file mode 000");
+        TEST_EXPECT(weft_open(p, O_RDONLY, 0) == -EACCES, "open mode 000");
+        TEST_EXPECT(weft_read_file(p, &data, &len) == -EACCES, "read_file mode 000");
     }
     return NULL;
 }
@@ -191,7 +162,7 @@ Test(fs_files, errors, .init = fs_setup, .fini = fs_teardown)
         cr_log_info("running as root: the -EACCES checks are skipped (root bypasses permissions)");
     weft_runtime *rt = test_runtime(2);
     cr_assert_eq(weft_runtime_block_on(rt, fs_errors, NULL, NULL), 0);
-    fs_assert_no_failure();
+    test_assert_no_failure();
     weft_runtime_free(rt);
 }
 
@@ -204,13 +175,13 @@ static void *fs_worker(void *arg)
     snprintf(p, sizeof p, "%s/f%ld", fs_dir, (long)i);
     int len = snprintf(content, sizeof content, "file %ld of many", (long)i);
     for (int round = 0; round < 3; round++) {
-        FS_EXPECT(weft_write_file(p, content, (size_t)len) == 0, "write_file %ld", (long)i);
+        TEST_EXPECT(weft_write_file(p, content, (size_t)len) == 0, "write_file %ld", (long)i);
         void *data = NULL;
         size_t n = 0;
-        FS_EXPECT(weft_read_file(p, &data, &n) == 0, "read_file %ld", (long)i);
+        TEST_EXPECT(weft_read_file(p, &data, &n) == 0, "read_file %ld", (long)i);
         int same = n == (size_t)len && memcmp(data, content, n) == 0;
         free(data);
-        FS_EXPECT(same, "content of %ld", (long)i);
+        TEST_EXPECT(same, "content of %ld", (long)i);
     }
     return NULL;
 }
@@ -219,11 +190,11 @@ static void *fs_many_main(void *arg)
 {
     int n = (int)(intptr_t)arg;
     weft_task **ts = calloc((size_t)n, sizeof *ts);
-    FS_EXPECT(ts != NULL, "calloc");
+    TEST_EXPECT(ts != NULL, "calloc");
     for (int i = 0; i < n; i++)
-        FS_EXPECT((ts[i] = weft_spawn(fs_worker, (void *)(intptr_t)i)) != NULL, "spawn");
+        TEST_EXPECT((ts[i] = weft_spawn(fs_worker, (void *)(intptr_t)i)) != NULL, "spawn");
     for (int i = 0; i < n; i++)
-        FS_EXPECT(weft_join(ts[i], NULL) == 0, "join");
+        TEST_EXPECT(weft_join(ts[i], NULL) == 0, "join");
     free(ts);
     return NULL;
 }
@@ -234,7 +205,7 @@ Test(fs_files, many_tasks_at_once, .init = fs_setup, .fini = fs_teardown, .timeo
     cr_assert_eq(weft_blocking_configure(rt, 8, 0), 0);
     int n = test_scale_down() ? 16 : 100;
     cr_assert_eq(weft_runtime_block_on(rt, fs_many_main, (void *)(intptr_t)n, NULL), 0);
-    fs_assert_no_failure();
+    test_assert_no_failure();
     weft_runtime_free(rt);
 }
 
@@ -260,22 +231,22 @@ static void *fs_cancel_main(void *arg)
 {
     (void)arg;
     weft_event *gate = weft_event_new();
-    FS_EXPECT(gate != NULL, "event");
+    TEST_EXPECT(gate != NULL, "event");
     weft_task *hold = weft_spawn_blocking(fs_hold_job, gate);
-    FS_EXPECT(hold != NULL, "spawn_blocking");
+    TEST_EXPECT(hold != NULL, "spawn_blocking");
     weft_task *t = weft_spawn(fs_stat_task, NULL);
-    FS_EXPECT(t != NULL, "spawn");
+    TEST_EXPECT(t != NULL, "spawn");
     while (!atomic_load(&fs_stat_started))
         weft_sleep_ms(1);
     weft_sleep_ms(20); /* its job is queued behind the held thread */
     weft_cancel(t);
     void *r = NULL;
     /* Returns while the pool is still held: the queued call was withdrawn. */
-    FS_EXPECT(weft_join(t, &r) == -ECANCELED, "join");
-    FS_EXPECT((intptr_t)r == -ECANCELED, "weft_stat in a cancelled task: %ld", (long)(intptr_t)r);
-    FS_EXPECT(!weft_event_is_set(gate), "gate");
+    TEST_EXPECT(weft_join(t, &r) == -ECANCELED, "join");
+    TEST_EXPECT((intptr_t)r == -ECANCELED, "weft_stat in a cancelled task: %ld", (long)(intptr_t)r);
+    TEST_EXPECT(!weft_event_is_set(gate), "gate");
     weft_event_set(gate);
-    FS_EXPECT(weft_join(hold, NULL) == 0, "join hold");
+    TEST_EXPECT(weft_join(hold, NULL) == 0, "join hold");
     weft_event_free(gate);
 
     /* A task cancelled before the call: nothing is submitted. */
@@ -290,6 +261,6 @@ Test(fs_files, cancel_while_queued, .init = fs_setup, .fini = fs_teardown, .time
     weft_runtime *rt = test_runtime(2);
     cr_assert_eq(weft_blocking_configure(rt, 1, 0), 0);
     cr_assert_eq(weft_runtime_block_on(rt, fs_cancel_main, NULL, NULL), 0);
-    fs_assert_no_failure();
+    test_assert_no_failure();
     weft_runtime_free(rt);
 }

@@ -1,12 +1,13 @@
 /*
- * Tests of the example HTTP request parser (examples/http_parser.h).
+ * Tests of the HTTP request parser that the example and baseline servers use
+ * (common/http_parser.h).
  */
 #include <criterion/criterion.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "../examples/http_parser.h"
+#include "http_parser.h"
 
 static const char http_get[] = "GET /index.html?x=1 HTTP/1.1\r\n"
                                "Host: example.com\r\n"

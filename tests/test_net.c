@@ -14,7 +14,6 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +30,8 @@
 #include <unistd.h>
 #include <weft.h>
 
+#include "util.h"
+
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
 #endif
@@ -41,35 +42,6 @@
 #define NET_IO_TIMEOUT 20000 /* ms: generous, only there so a bug fails instead of hanging */
 
 /* ------------------------------------------------------------ helpers */
-
-static atomic_int net_failures;
-static char net_failure_msg[512];
-
-static void net_fail(int line, const char *fmt, ...)
-{
-    if (atomic_fetch_add(&net_failures, 1) != 0)
-        return;
-    int n = snprintf(net_failure_msg, sizeof net_failure_msg, "line %d: ", line);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(net_failure_msg + n, sizeof net_failure_msg - (size_t)n, fmt, ap);
-    va_end(ap);
-}
-
-/* In a task: record the failure and end the task. */
-#define NET_EXPECT(cond, ...)                                                                      \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            net_fail(__LINE__, __VA_ARGS__);                                                       \
-            return (void *)(intptr_t)__LINE__;                                                     \
-        }                                                                                          \
-    } while (0)
-
-static void net_assert_no_failure(void)
-{
-    cr_assert_eq(atomic_load(&net_failures), 0, "%d failure(s), first: %s",
-                 atomic_load(&net_failures), net_failure_msg);
-}
 
 static int net_under_valgrind(void)
 {
@@ -134,13 +106,13 @@ static void net_fill(unsigned char *p, size_t n, unsigned seed)
 static void *net_tcp_pair(int fds[2])
 {
     int lfd = weft_tcp_listen(NULL, 0, 1);
-    NET_EXPECT(lfd >= 0, "listen: %s", strerror(-lfd));
+    TEST_EXPECT(lfd >= 0, "listen: %s", strerror(-lfd));
     int port = weft_socket_port(lfd);
-    NET_EXPECT(port > 0, "socket_port: %d", port);
+    TEST_EXPECT(port > 0, "socket_port: %d", port);
     fds[0] = weft_tcp_connect("127.0.0.1", (uint16_t)port, NET_IO_TIMEOUT);
-    NET_EXPECT(fds[0] >= 0, "connect: %s", strerror(-fds[0]));
+    TEST_EXPECT(fds[0] >= 0, "connect: %s", strerror(-fds[0]));
     fds[1] = weft_tcp_accept_timeout(lfd, NULL, NET_IO_TIMEOUT);
-    NET_EXPECT(fds[1] >= 0, "accept: %s", strerror(-fds[1]));
+    TEST_EXPECT(fds[1] >= 0, "accept: %s", strerror(-fds[1]));
     weft_close(lfd);
     return NULL;
 }
@@ -158,12 +130,12 @@ static void *net_echo_conn(void *arg)
             break;
         if (r < 0) {
             weft_close(fd);
-            NET_EXPECT(0, "server read: %s", strerror((int)-r));
+            TEST_EXPECT(0, "server read: %s", strerror((int)-r));
         }
         ssize_t w = weft_write(fd, buf, (size_t)r, NET_IO_TIMEOUT);
         if (w != r) {
             weft_close(fd);
-            NET_EXPECT(0, "server write: %zd (%s)", w, w < 0 ? strerror((int)-w) : "short");
+            TEST_EXPECT(0, "server write: %zd (%s)", w, w < 0 ? strerror((int)-w) : "short");
         }
     }
     weft_close(fd);
@@ -182,28 +154,28 @@ static void *net_echo_server(void *arg)
 {
     net_server *s = arg;
     weft_task **h = calloc((size_t)s->conns, sizeof *h);
-    NET_EXPECT(h, "calloc");
+    TEST_EXPECT(h, "calloc");
     int made = 0;
     void *ret = NULL;
     for (; made < s->conns; made++) {
         struct sockaddr_storage peer;
         int fd = weft_tcp_accept_timeout(s->lfd, &peer, NET_IO_TIMEOUT);
         if (fd < 0) {
-            net_fail(__LINE__, "accept #%d: %s", made, strerror(-fd));
+            test_fail(__LINE__, "accept #%d: %s", made, strerror(-fd));
             ret = (void *)1;
             break;
         }
         if (s->family && peer.ss_family != s->family) {
-            net_fail(__LINE__, "peer family %d, expected %d", peer.ss_family, s->family);
+            test_fail(__LINE__, "peer family %d, expected %d", peer.ss_family, s->family);
             ret = (void *)1;
         }
         if (s->rt && weft_current_runtime() != s->rt) {
-            net_fail(__LINE__, "server task on the wrong runtime");
+            test_fail(__LINE__, "server task on the wrong runtime");
             ret = (void *)1;
         }
         h[made] = weft_spawn(net_echo_conn, (void *)(intptr_t)fd);
         if (!h[made]) {
-            net_fail(__LINE__, "spawn: %s", strerror(errno));
+            test_fail(__LINE__, "spawn: %s", strerror(errno));
             weft_close(fd);
             ret = (void *)1;
             break;
@@ -226,9 +198,9 @@ static void *net_echo_client(void *arg)
 {
     unsigned id = (unsigned)(uintptr_t)arg;
     if (net_client_rt)
-        NET_EXPECT(weft_current_runtime() == net_client_rt, "client on the wrong runtime");
+        TEST_EXPECT(weft_current_runtime() == net_client_rt, "client on the wrong runtime");
     int fd = weft_tcp_connect(net_client_host, net_client_port, NET_IO_TIMEOUT);
-    NET_EXPECT(fd >= 0, "client %u connect: %s", id, strerror(-fd));
+    TEST_EXPECT(fd >= 0, "client %u connect: %s", id, strerror(-fd));
     unsigned char out[3000], in[3000];
     for (unsigned m = 0; m < 3; m++) {
         size_t len = 1 + (id * 37u + m * 1009u) % sizeof out;
@@ -236,12 +208,12 @@ static void *net_echo_client(void *arg)
         ssize_t w = weft_write(fd, out, len, NET_IO_TIMEOUT);
         if (w != (ssize_t)len)
             weft_close(fd);
-        NET_EXPECT(w == (ssize_t)len, "client %u write: %zd", id, w);
+        TEST_EXPECT(w == (ssize_t)len, "client %u write: %zd", id, w);
         ssize_t r = net_read_full(fd, in, len, NET_IO_TIMEOUT);
         if (r != (ssize_t)len || memcmp(in, out, len) != 0)
             weft_close(fd);
-        NET_EXPECT(r == (ssize_t)len, "client %u read: %zd of %zu", id, r, len);
-        NET_EXPECT(memcmp(in, out, len) == 0, "client %u: echo differs", id);
+        TEST_EXPECT(r == (ssize_t)len, "client %u read: %zd of %zu", id, r, len);
+        TEST_EXPECT(memcmp(in, out, len) == 0, "client %u: echo differs", id);
     }
     weft_close(fd);
     atomic_fetch_add(&net_clients_ok, 1);
@@ -253,10 +225,10 @@ static void *net_clients_root(void *arg)
 {
     int n = (int)(intptr_t)arg;
     weft_task **h = calloc((size_t)n, sizeof *h);
-    NET_EXPECT(h, "calloc");
+    TEST_EXPECT(h, "calloc");
     for (int i = 0; i < n; i++) {
         h[i] = weft_spawn(net_echo_client, (void *)(uintptr_t)i);
-        NET_EXPECT(h[i], "spawn client %d: %s", i, strerror(errno));
+        TEST_EXPECT(h[i], "spawn client %d: %s", i, strerror(errno));
     }
     for (int i = 0; i < n; i++)
         weft_join(h[i], NULL);
@@ -268,7 +240,7 @@ static void *net_echo_root(void *arg)
 {
     net_server *s = arg;
     weft_task *srv = weft_spawn(net_echo_server, s);
-    NET_EXPECT(srv, "spawn server");
+    TEST_EXPECT(srv, "spawn server");
     net_clients_root((void *)(intptr_t)s->conns);
     weft_join(srv, NULL);
     return NULL;
@@ -289,7 +261,7 @@ Test(net_tcp, echo_1000_clients_one_runtime, .timeout = 30)
     cr_assert_eq(weft_runtime_block_on(rt, net_echo_root, &s, NULL), 0);
     weft_runtime_free(rt);
     weft_close(s.lfd);
-    net_assert_no_failure();
+    test_assert_no_failure();
     cr_assert_eq(atomic_load(&net_clients_ok), n);
 }
 
@@ -311,7 +283,7 @@ Test(net_tcp, server_and_clients_on_two_runtimes, .timeout = 30)
     weft_runtime_free(crt);
     weft_runtime_free(srt);
     weft_close(s.lfd);
-    net_assert_no_failure();
+    test_assert_no_failure();
     cr_assert_null(res);
     cr_assert_eq(atomic_load(&net_clients_ok), n);
 }
@@ -339,23 +311,23 @@ Test(net_tcp, plain_thread_client, .timeout = 30)
     weft_close(fd);
     weft_runtime_free(rt);
     weft_close(s.lfd);
-    net_assert_no_failure();
+    test_assert_no_failure();
 }
 
 static void *net_ipv6_root(void *arg)
 {
     net_server *s = arg;
     weft_task *srv = weft_spawn(net_echo_server, s);
-    NET_EXPECT(srv, "spawn");
+    TEST_EXPECT(srv, "spawn");
     uint16_t port = (uint16_t)weft_socket_port(s->lfd);
     const char *hosts[2] = {"::1", "[::1]"};
     for (int i = 0; i < 2; i++) {
         int fd = weft_tcp_connect(hosts[i], port, NET_IO_TIMEOUT);
-        NET_EXPECT(fd >= 0, "connect %s: %s", hosts[i], strerror(-fd));
+        TEST_EXPECT(fd >= 0, "connect %s: %s", hosts[i], strerror(-fd));
         char in[4] = {0};
-        NET_EXPECT(weft_write(fd, "six", 3, NET_IO_TIMEOUT) == 3, "write");
-        NET_EXPECT(net_read_full(fd, in, 3, NET_IO_TIMEOUT) == 3, "read");
-        NET_EXPECT(strcmp(in, "six") == 0, "echo differs");
+        TEST_EXPECT(weft_write(fd, "six", 3, NET_IO_TIMEOUT) == 3, "write");
+        TEST_EXPECT(net_read_full(fd, in, 3, NET_IO_TIMEOUT) == 3, "read");
+        TEST_EXPECT(strcmp(in, "six") == 0, "echo differs");
         weft_close(fd);
     }
     weft_join(srv, NULL);
@@ -373,7 +345,7 @@ Test(net_tcp, ipv6_loopback, .timeout = 30)
     cr_assert_eq(weft_runtime_block_on(rt, net_ipv6_root, &s, NULL), 0);
     weft_runtime_free(rt);
     weft_close(lfd);
-    net_assert_no_failure();
+    test_assert_no_failure();
 }
 
 /* ------------------------------------------------------------ 10,000 */
@@ -392,14 +364,14 @@ static void *net_many_server(void *arg)
     int n = net_many_n;
     int *fds = malloc((size_t)n * sizeof *fds);
     weft_task **h = malloc((size_t)n * sizeof *h);
-    NET_EXPECT(fds && h, "malloc");
+    TEST_EXPECT(fds && h, "malloc");
     for (int i = 0; i < n; i++) {
         fds[i] = weft_tcp_accept_timeout(net_many_lfd, NULL, NET_IO_TIMEOUT);
-        NET_EXPECT(fds[i] >= 0, "accept #%d: %s", i, strerror(-fds[i]));
+        TEST_EXPECT(fds[i] >= 0, "accept #%d: %s", i, strerror(-fds[i]));
     }
     for (int i = 0; i < n; i++) {
         h[i] = weft_spawn(net_echo_conn, (void *)(intptr_t)fds[i]);
-        NET_EXPECT(h[i], "spawn: %s", strerror(errno));
+        TEST_EXPECT(h[i], "spawn: %s", strerror(errno));
     }
     for (int i = 0; i < n; i++)
         weft_join(h[i], NULL);
@@ -412,15 +384,15 @@ static void *net_many_client(void *arg)
 {
     unsigned id = (unsigned)(uintptr_t)arg;
     int fd = weft_tcp_connect(NULL, net_many_port, NET_IO_TIMEOUT);
-    NET_EXPECT(fd >= 0, "client %u connect: %s", id, strerror(-fd));
+    TEST_EXPECT(fd >= 0, "client %u connect: %s", id, strerror(-fd));
     char out[32], in[32];
     snprintf(out, sizeof out, "connection %-20u", id);
     ssize_t w = weft_write(fd, out, sizeof out, NET_IO_TIMEOUT);
     ssize_t r = w == (ssize_t)sizeof out ? net_read_full(fd, in, sizeof in, NET_IO_TIMEOUT) : -1;
     weft_close(fd);
-    NET_EXPECT(w == (ssize_t)sizeof out, "client %u write: %zd", id, w);
-    NET_EXPECT(r == (ssize_t)sizeof in, "client %u read: %zd", id, r);
-    NET_EXPECT(memcmp(in, out, sizeof in) == 0, "client %u: echo differs", id);
+    TEST_EXPECT(w == (ssize_t)sizeof out, "client %u write: %zd", id, w);
+    TEST_EXPECT(r == (ssize_t)sizeof in, "client %u read: %zd", id, r);
+    TEST_EXPECT(memcmp(in, out, sizeof in) == 0, "client %u: echo differs", id);
     atomic_fetch_add(&net_clients_ok, 1);
     return NULL;
 }
@@ -430,10 +402,10 @@ static void *net_many_root(void *arg)
     (void)arg;
     int n = net_many_n;
     weft_task **h = malloc((size_t)n * sizeof *h);
-    NET_EXPECT(h, "malloc");
+    TEST_EXPECT(h, "malloc");
     for (int i = 0; i < n; i++) {
         h[i] = weft_spawn(net_many_client, (void *)(uintptr_t)i);
-        NET_EXPECT(h[i], "spawn client %d: %s", i, strerror(errno));
+        TEST_EXPECT(h[i], "spawn client %d: %s", i, strerror(errno));
     }
     for (int i = 0; i < n; i++)
         weft_join(h[i], NULL);
@@ -466,8 +438,8 @@ Test(net_scale, ten_thousand_connections, .timeout = 30)
         int rc = weft_runtime_block_on(rt, net_many_server, NULL, NULL);
         weft_runtime_free(rt);
         weft_close(net_many_lfd);
-        if (rc != 0 || atomic_load(&net_failures)) {
-            fprintf(stderr, "net_scale server: %s\n", net_failure_msg);
+        if (rc != 0 || atomic_load(&test_failures)) {
+            fprintf(stderr, "net_scale server: %s\n", test_failure_msg);
             _exit(1);
         }
         _exit(0);
@@ -480,7 +452,7 @@ Test(net_scale, ten_thousand_connections, .timeout = 30)
     int status = 0;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_log_info("%d connections in %.0f ms", net_many_n, net_ms_since(t0));
-    net_assert_no_failure();
+    test_assert_no_failure();
     cr_assert_eq(atomic_load(&net_clients_ok), net_many_n);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "server process failed (status %#x)",
               status);
@@ -495,16 +467,17 @@ Test(net_scale, ten_thousand_connections, .timeout = 30)
         weft_time t0_ = weft_now();                                                                \
         long long rc_ = (long long)(call);                                                         \
         double el_ = net_ms_since(t0_);                                                            \
-        NET_EXPECT(rc_ == -ETIMEDOUT, "%s returned %lld", #call, rc_);                             \
-        NET_EXPECT(el_ >= (ms), "%s timed out after %.2f ms, before %d ms", #call, el_, (ms));     \
-        NET_EXPECT(el_ < (ms) + 5000.0, "%s took %.0f ms for a %d ms timeout", #call, el_, (ms)); \
+        TEST_EXPECT(rc_ == -ETIMEDOUT, "%s returned %lld", #call, rc_);                            \
+        TEST_EXPECT(el_ >= (ms), "%s timed out after %.2f ms, before %d ms", #call, el_, (ms));    \
+        TEST_EXPECT(el_ < (ms) + 5000.0, "%s took %.0f ms for a %d ms timeout", #call, el_,       \
+                    (ms));                                                                         \
     } while (0)
 
 static void *net_timeouts_task(void *arg)
 {
     (void)arg;
     int sv[2];
-    NET_EXPECT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0,
+    TEST_EXPECT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0,
                "socketpair");
     char buf[16];
     NET_EXPECT_TIMEOUT(weft_read(sv[0], buf, sizeof buf, 150), 150);
@@ -513,18 +486,18 @@ static void *net_timeouts_task(void *arg)
     NET_EXPECT_TIMEOUT(weft_readv(sv[0], &iov, 1, 50), 50);
 
     int lfd = weft_tcp_listen(NULL, 0, 0);
-    NET_EXPECT(lfd >= 0, "listen");
+    TEST_EXPECT(lfd >= 0, "listen");
     NET_EXPECT_TIMEOUT(weft_tcp_accept_timeout(lfd, NULL, 120), 120);
     weft_close(lfd);
 
     int ufd = weft_udp_bind(NULL, 0);
-    NET_EXPECT(ufd >= 0, "udp_bind");
+    TEST_EXPECT(ufd >= 0, "udp_bind");
     NET_EXPECT_TIMEOUT(weft_recvfrom(ufd, buf, sizeof buf, NULL, NULL, 80), 80);
     weft_close(ufd);
 
     /* Data arriving later than the timeout does not count. */
-    NET_EXPECT(write(sv[1], "x", 1) == 1, "write");
-    NET_EXPECT(weft_read(sv[0], buf, sizeof buf, 100) == 1, "ready data must be read at once");
+    TEST_EXPECT(write(sv[1], "x", 1) == 1, "write");
+    TEST_EXPECT(weft_read(sv[0], buf, sizeof buf, 100) == 1, "ready data must be read at once");
     weft_close(sv[0]);
     weft_close(sv[1]);
     return NULL;
@@ -535,10 +508,10 @@ Test(net_timeout, per_call_timeouts_fire, .timeout = 30)
     weft_runtime *rt = net_runtime(2);
     cr_assert_eq(weft_runtime_block_on(rt, net_timeouts_task, NULL, NULL), 0);
     weft_runtime_free(rt);
-    net_assert_no_failure();
+    test_assert_no_failure();
     /* And the same from a plain thread. */
     net_timeouts_task(NULL);
-    net_assert_no_failure();
+    test_assert_no_failure();
 }
 
 /* A peer that reads a little now and then keeps waking the writer; the
@@ -553,7 +526,7 @@ static void *net_trickle_reader(void *arg)
     while (!atomic_load(&net_trickle_stop)) {
         weft_sleep_ms(5);
         ssize_t r = weft_read(net_trickle_fd, buf, sizeof buf, 100);
-        NET_EXPECT(r > 0 || r == -ETIMEDOUT, "trickle read: %zd", r);
+        TEST_EXPECT(r > 0 || r == -ETIMEDOUT, "trickle read: %zd", r);
     }
     return NULL;
 }
@@ -567,17 +540,17 @@ static void *net_deadline_root(void *arg)
     /* Small fixed buffers (no autotuning): every read of the peer frees
      * enough room to wake the writer, many times within its timeout. */
     int small = 16384;
-    NET_EXPECT(setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0, "sndbuf");
-    NET_EXPECT(setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0, "rcvbuf");
+    TEST_EXPECT(setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0, "sndbuf");
+    TEST_EXPECT(setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0, "rcvbuf");
     net_trickle_fd = fds[1];
     weft_task *rd = weft_spawn(net_trickle_reader, NULL);
-    NET_EXPECT(rd, "spawn");
+    TEST_EXPECT(rd, "spawn");
     /* At the reader's pace (~1.6 MB/s) this takes seconds, far more than the
      * timeout, yet little enough that a deadline renewed on every wake-up
      * would let it finish and be caught below. */
     size_t big = 4u << 20;
     char *data = calloc(1, big);
-    NET_EXPECT(data, "calloc");
+    TEST_EXPECT(data, "calloc");
     weft_time t0 = weft_now();
     ssize_t w = weft_write(fds[0], data, big, 300);
     double el = net_ms_since(t0);
@@ -586,9 +559,9 @@ static void *net_deadline_root(void *arg)
     free(data);
     weft_close(fds[0]);
     weft_close(fds[1]);
-    NET_EXPECT(w == -ETIMEDOUT, "4 MiB write to a slow reader returned %zd", w);
-    NET_EXPECT(el >= 300.0, "timed out after %.1f ms, before its 300 ms", el);
-    NET_EXPECT(el < 5000.0, "a 300 ms write took %.0f ms: retries extended the deadline", el);
+    TEST_EXPECT(w == -ETIMEDOUT, "4 MiB write to a slow reader returned %zd", w);
+    TEST_EXPECT(el >= 300.0, "timed out after %.1f ms, before its 300 ms", el);
+    TEST_EXPECT(el < 5000.0, "a 300 ms write took %.0f ms: retries extended the deadline", el);
     return NULL;
 }
 
@@ -597,7 +570,7 @@ Test(net_timeout, write_deadline_is_per_call_not_per_retry, .timeout = 30)
     weft_runtime *rt = net_runtime(2);
     cr_assert_eq(weft_runtime_block_on(rt, net_deadline_root, NULL, NULL), 0);
     weft_runtime_free(rt);
-    net_assert_no_failure();
+    test_assert_no_failure();
 }
 
 /* ------------------------------------------------------------ close */
@@ -612,8 +585,8 @@ static void *net_blocked_reader(void *arg)
     atomic_store(&net_close_blocked, 1);
     weft_time t0 = weft_now();
     ssize_t r = weft_read(net_close_fd, &c, 1, NET_IO_TIMEOUT);
-    NET_EXPECT(r == -EBADF, "blocked read returned %zd, expected -EBADF", r);
-    NET_EXPECT(net_ms_since(t0) < 10000.0, "woke only at its timeout");
+    TEST_EXPECT(r == -EBADF, "blocked read returned %zd, expected -EBADF", r);
+    TEST_EXPECT(net_ms_since(t0) < 10000.0, "woke only at its timeout");
     return NULL;
 }
 
@@ -622,7 +595,7 @@ static void *net_blocked_acceptor(void *arg)
     (void)arg;
     atomic_store(&net_close_blocked, 1);
     int r = weft_tcp_accept(net_close_fd, NULL);
-    NET_EXPECT(r == -EBADF, "blocked accept returned %d, expected -EBADF", r);
+    TEST_EXPECT(r == -EBADF, "blocked accept returned %d, expected -EBADF", r);
     return NULL;
 }
 
@@ -630,27 +603,27 @@ static void *net_close_root(void *arg)
 {
     (void)arg;
     int sv[2];
-    NET_EXPECT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0,
+    TEST_EXPECT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0,
                "socketpair");
     net_close_fd = sv[0];
     weft_task *t = weft_spawn(net_blocked_reader, NULL);
-    NET_EXPECT(t, "spawn");
+    TEST_EXPECT(t, "spawn");
     while (!atomic_load(&net_close_blocked))
         weft_yield();
     weft_sleep_ms(50); /* let it reach its wait */
-    NET_EXPECT(weft_close(sv[0]) == 0, "weft_close");
+    TEST_EXPECT(weft_close(sv[0]) == 0, "weft_close");
     weft_join(t, NULL);
     weft_close(sv[1]);
 
     atomic_store(&net_close_blocked, 0);
     net_close_fd = weft_tcp_listen(NULL, 0, 0);
-    NET_EXPECT(net_close_fd >= 0, "listen");
+    TEST_EXPECT(net_close_fd >= 0, "listen");
     t = weft_spawn(net_blocked_acceptor, NULL);
-    NET_EXPECT(t, "spawn");
+    TEST_EXPECT(t, "spawn");
     while (!atomic_load(&net_close_blocked))
         weft_yield();
     weft_sleep_ms(50);
-    NET_EXPECT(weft_close(net_close_fd) == 0, "weft_close");
+    TEST_EXPECT(weft_close(net_close_fd) == 0, "weft_close");
     weft_join(t, NULL);
     return NULL;
 }
@@ -660,7 +633,7 @@ Test(net_close, weft_close_wakes_blocked_reader_with_ebadf, .timeout = 30)
     weft_runtime *rt = net_runtime(2);
     cr_assert_eq(weft_runtime_block_on(rt, net_close_root, NULL, NULL), 0);
     weft_runtime_free(rt);
-    net_assert_no_failure();
+    test_assert_no_failure();
 }
 
 /* ------------------------------------------------------------ resets */
@@ -672,7 +645,7 @@ static void *net_resetter(void *arg)
     (void)arg;
     weft_sleep_ms(50); /* the writer has filled both buffers and waits by now */
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    NET_EXPECT(setsockopt(net_reset_peer, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0, "linger");
+    TEST_EXPECT(setsockopt(net_reset_peer, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0, "linger");
     weft_close(net_reset_peer); /* with linger 0: an RST, not a FIN */
     return NULL;
 }
@@ -685,20 +658,20 @@ static void *net_reset_root(void *arg)
         return (void *)1;
     net_reset_peer = fds[1];
     weft_task *t = weft_spawn(net_resetter, NULL);
-    NET_EXPECT(t, "spawn");
+    TEST_EXPECT(t, "spawn");
     size_t chunk = 256 * 1024;
     char *data = calloc(1, chunk);
-    NET_EXPECT(data, "calloc");
+    TEST_EXPECT(data, "calloc");
     ssize_t w = 0;
     for (int i = 0; i < 4096 && w >= 0; i++)
         w = weft_write(fds[0], data, chunk, NET_IO_TIMEOUT);
-    NET_EXPECT(w == -ECONNRESET || w == -EPIPE, "write after reset returned %zd", w);
+    TEST_EXPECT(w == -ECONNRESET || w == -EPIPE, "write after reset returned %zd", w);
     /* Once reset, both write paths keep failing cleanly. */
     w = weft_write(fds[0], data, chunk, NET_IO_TIMEOUT);
-    NET_EXPECT(w == -EPIPE || w == -ECONNRESET, "second write returned %zd", w);
+    TEST_EXPECT(w == -EPIPE || w == -ECONNRESET, "second write returned %zd", w);
     struct iovec iov[2] = {{data, 10}, {data, 20}};
     w = weft_writev(fds[0], iov, 2, NET_IO_TIMEOUT);
-    NET_EXPECT(w == -EPIPE || w == -ECONNRESET, "writev returned %zd", w);
+    TEST_EXPECT(w == -EPIPE || w == -ECONNRESET, "writev returned %zd", w);
     free(data);
     weft_join(t, NULL);
     weft_close(fds[0]);
@@ -711,7 +684,7 @@ Test(net_tcp, peer_reset_during_write_no_sigpipe, .timeout = 30)
     weft_runtime *rt = net_runtime(2);
     cr_assert_eq(weft_runtime_block_on(rt, net_reset_root, NULL, NULL), 0);
     weft_runtime_free(rt);
-    net_assert_no_failure();
+    test_assert_no_failure();
 }
 
 Test(net_pipe, write_to_pipe_without_reader_no_sigpipe, .timeout = 30)
@@ -815,7 +788,7 @@ static void *net_udp_task(void *arg)
     (void)arg;
     int a = weft_udp_bind(NULL, 0);
     int b = weft_udp_bind("127.0.0.1", 0);
-    NET_EXPECT(a >= 0 && b >= 0, "udp_bind: %d %d", a, b);
+    TEST_EXPECT(a >= 0 && b >= 0, "udp_bind: %d %d", a, b);
     struct sockaddr_in to = {.sin_family = AF_INET,
                              .sin_port = htons((uint16_t)weft_socket_port(b)),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -824,20 +797,20 @@ static void *net_udp_task(void *arg)
         char msg[32], in[64];
         int len = snprintf(msg, sizeof msg, "datagram %d", i);
         r = weft_sendto(a, msg, (size_t)len, (struct sockaddr *)&to, sizeof to, NET_IO_TIMEOUT);
-        NET_EXPECT(r == len, "sendto: %zd", r);
+        TEST_EXPECT(r == len, "sendto: %zd", r);
         struct sockaddr_storage from;
         socklen_t fromlen = 0;
         r = weft_recvfrom(b, in, sizeof in, &from, &fromlen, NET_IO_TIMEOUT);
-        NET_EXPECT(r == len && memcmp(in, msg, (size_t)len) == 0, "recvfrom: %zd", r);
-        NET_EXPECT(fromlen == sizeof(struct sockaddr_in) && from.ss_family == AF_INET,
+        TEST_EXPECT(r == len && memcmp(in, msg, (size_t)len) == 0, "recvfrom: %zd", r);
+        TEST_EXPECT(fromlen == sizeof(struct sockaddr_in) && from.ss_family == AF_INET,
                    "sender address length %u", (unsigned)fromlen);
-        NET_EXPECT(ntohs(((struct sockaddr_in *)&from)->sin_port) == weft_socket_port(a),
+        TEST_EXPECT(ntohs(((struct sockaddr_in *)&from)->sin_port) == weft_socket_port(a),
                    "sender port");
         /* Reply to whoever sent it. */
         r = weft_sendto(b, in, (size_t)r, (struct sockaddr *)&from, fromlen, NET_IO_TIMEOUT);
-        NET_EXPECT(r == len, "reply: %zd", r);
+        TEST_EXPECT(r == len, "reply: %zd", r);
         r = weft_recvfrom(a, in, sizeof in, NULL, NULL, NET_IO_TIMEOUT);
-        NET_EXPECT(r == len && memcmp(in, msg, (size_t)len) == 0, "reply recvfrom: %zd", r);
+        TEST_EXPECT(r == len && memcmp(in, msg, (size_t)len) == 0, "reply recvfrom: %zd", r);
     }
     weft_close(a);
     weft_close(b);
@@ -849,7 +822,7 @@ Test(net_udp, sendto_recvfrom_round_trip, .timeout = 30)
     weft_runtime *rt = net_runtime(2);
     cr_assert_eq(weft_runtime_block_on(rt, net_udp_task, NULL, NULL), 0);
     weft_runtime_free(rt);
-    net_assert_no_failure();
+    test_assert_no_failure();
 }
 
 /* ------------------------------------------------------------ Unix */
@@ -861,9 +834,9 @@ static void *net_unix_server(void *arg)
     int lfd = (int)(intptr_t)arg;
     for (int i = 0; i < 20; i++) {
         int fd = weft_unix_accept(lfd, NET_IO_TIMEOUT);
-        NET_EXPECT(fd >= 0, "unix_accept: %s", strerror(-fd));
+        TEST_EXPECT(fd >= 0, "unix_accept: %s", strerror(-fd));
         weft_task *t = weft_spawn(net_echo_conn, (void *)(intptr_t)fd);
-        NET_EXPECT(t, "spawn");
+        TEST_EXPECT(t, "spawn");
         weft_detach(t);
     }
     return NULL;
@@ -873,14 +846,14 @@ static void *net_unix_client(void *arg)
 {
     unsigned id = (unsigned)(uintptr_t)arg;
     int fd = weft_unix_connect(net_unix_path, NET_IO_TIMEOUT);
-    NET_EXPECT(fd >= 0, "unix_connect: %s", strerror(-fd));
+    TEST_EXPECT(fd >= 0, "unix_connect: %s", strerror(-fd));
     unsigned char out[20000], in[20000];
     net_fill(out, sizeof out, id);
     ssize_t w = weft_write(fd, out, sizeof out, NET_IO_TIMEOUT);
     ssize_t r = net_read_full(fd, in, sizeof in, NET_IO_TIMEOUT);
     weft_close(fd);
-    NET_EXPECT(w == (ssize_t)sizeof out && r == (ssize_t)sizeof in, "echo: %zd %zd", w, r);
-    NET_EXPECT(memcmp(in, out, sizeof in) == 0, "echo differs");
+    TEST_EXPECT(w == (ssize_t)sizeof out && r == (ssize_t)sizeof in, "echo: %zd %zd", w, r);
+    TEST_EXPECT(memcmp(in, out, sizeof in) == 0, "echo differs");
     atomic_fetch_add(&net_clients_ok, 1);
     return NULL;
 }
@@ -888,11 +861,11 @@ static void *net_unix_client(void *arg)
 static void *net_unix_root(void *arg)
 {
     weft_task *srv = weft_spawn(net_unix_server, arg);
-    NET_EXPECT(srv, "spawn");
+    TEST_EXPECT(srv, "spawn");
     weft_task *h[20];
     for (int i = 0; i < 20; i++) {
         h[i] = weft_spawn(net_unix_client, (void *)(uintptr_t)i);
-        NET_EXPECT(h[i], "spawn");
+        TEST_EXPECT(h[i], "spawn");
     }
     for (int i = 0; i < 20; i++)
         weft_join(h[i], NULL);
@@ -900,7 +873,7 @@ static void *net_unix_root(void *arg)
     char missing[160];
     snprintf(missing, sizeof missing, "%s.missing", net_unix_path);
     int rc = weft_unix_connect(missing, 1000);
-    NET_EXPECT(rc == -ENOENT, "connect to a missing path returned %d", rc);
+    TEST_EXPECT(rc == -ENOENT, "connect to a missing path returned %d", rc);
     return NULL;
 }
 
@@ -918,7 +891,7 @@ Test(net_unix, echo_over_unix_socket, .timeout = 30)
     weft_close(lfd);
     unlink(net_unix_path);
     rmdir(dir);
-    net_assert_no_failure();
+    test_assert_no_failure();
     cr_assert_eq(atomic_load(&net_clients_ok), 20);
 }
 
@@ -934,12 +907,12 @@ static void *net_vec_reader(void *arg)
     while (got < total) {
         struct iovec iov[3] = {{a, sizeof a}, {b, sizeof b}, {c, sizeof c}};
         ssize_t r = weft_readv(net_vec_fd, iov, 3, NET_IO_TIMEOUT);
-        NET_EXPECT(r > 0, "readv: %zd", r);
+        TEST_EXPECT(r > 0, "readv: %zd", r);
         for (ssize_t i = 0; i < r; i++) {
             size_t k = (size_t)i;
             unsigned char v = k < sizeof a ? a[k] : k < sizeof a + sizeof b ? b[k - sizeof a]
                                                                             : c[k - sizeof a - sizeof b];
-            NET_EXPECT(v == (unsigned char)((got + k) * 13 + ((got + k) >> 10)),
+            TEST_EXPECT(v == (unsigned char)((got + k) * 13 + ((got + k) >> 10)),
                        "byte %zu differs", got + k);
         }
         got += (size_t)r;
@@ -961,7 +934,7 @@ static void *net_vec_root(void *arg)
     for (int i = 0; i < PIECES; i++)
         total += (size_t)(i % 3 == 0 ? 0 : 1 + (i * 7919) % 40000);
     unsigned char *data = malloc(total);
-    NET_EXPECT(data, "malloc");
+    TEST_EXPECT(data, "malloc");
     for (size_t k = 0; k < total; k++)
         data[k] = (unsigned char)(k * 13 + (k >> 10));
     size_t off = 0;
@@ -973,13 +946,13 @@ static void *net_vec_root(void *arg)
     }
     net_vec_fd = fds[1];
     weft_task *rd = weft_spawn(net_vec_reader, (void *)(uintptr_t)total);
-    NET_EXPECT(rd, "spawn");
+    TEST_EXPECT(rd, "spawn");
     ssize_t w = weft_writev(fds[0], iov, PIECES, NET_IO_TIMEOUT);
     weft_join(rd, NULL);
     free(data);
     weft_close(fds[0]);
     weft_close(fds[1]);
-    NET_EXPECT(w == (ssize_t)total, "writev wrote %zd of %zu", w, total);
+    TEST_EXPECT(w == (ssize_t)total, "writev wrote %zd of %zu", w, total);
     return NULL;
 }
 
@@ -988,7 +961,7 @@ Test(net_tcp, writev_writes_everything_readv_scatters, .timeout = 30)
     weft_runtime *rt = net_runtime(2);
     cr_assert_eq(weft_runtime_block_on(rt, net_vec_root, NULL, NULL), 0);
     weft_runtime_free(rt);
-    net_assert_no_failure();
+    test_assert_no_failure();
 }
 
 /* ------------------------------------------------------------ bad input */
@@ -1000,55 +973,55 @@ static void *net_bad_input_task(void *arg)
                                       "::1]",           "[]",        "1.2.3.4%lo", "::1%"};
     for (size_t i = 0; i < sizeof bad_hosts / sizeof *bad_hosts; i++) {
         int rc = weft_tcp_connect(bad_hosts[i], 80, 1000);
-        NET_EXPECT(rc == -EINVAL, "connect('%s') returned %d", bad_hosts[i], rc);
+        TEST_EXPECT(rc == -EINVAL, "connect('%s') returned %d", bad_hosts[i], rc);
         rc = weft_tcp_listen(bad_hosts[i], 0, 0);
-        NET_EXPECT(rc == -EINVAL, "listen('%s') returned %d", bad_hosts[i], rc);
+        TEST_EXPECT(rc == -EINVAL, "listen('%s') returned %d", bad_hosts[i], rc);
         rc = weft_udp_bind(bad_hosts[i], 0);
-        NET_EXPECT(rc == -EINVAL, "udp_bind('%s') returned %d", bad_hosts[i], rc);
+        TEST_EXPECT(rc == -EINVAL, "udp_bind('%s') returned %d", bad_hosts[i], rc);
     }
-    NET_EXPECT(weft_tcp_listen_ex(NULL, 0, 0, 0x100) == -EINVAL, "unknown listen flag");
+    TEST_EXPECT(weft_tcp_listen_ex(NULL, 0, 0, 0x100) == -EINVAL, "unknown listen flag");
 
     /* A port nobody listens on (it was just freed). */
     int lfd = weft_tcp_listen(NULL, 0, 0);
-    NET_EXPECT(lfd >= 0, "listen");
+    TEST_EXPECT(lfd >= 0, "listen");
     uint16_t port = (uint16_t)weft_socket_port(lfd);
     weft_close(lfd);
     int rc = weft_tcp_connect("127.0.0.1", port, NET_IO_TIMEOUT);
-    NET_EXPECT(rc == -ECONNREFUSED, "connect to a closed port returned %d", rc);
+    TEST_EXPECT(rc == -ECONNREFUSED, "connect to a closed port returned %d", rc);
 
     char buf[4];
     struct iovec iov = {buf, sizeof buf};
     struct sockaddr_in to = {.sin_family = AF_INET};
-    NET_EXPECT(weft_read(-1, buf, 1, 100) == -EBADF, "read(-1)");
-    NET_EXPECT(weft_write(-1, buf, 1, 100) == -EBADF, "write(-1)");
-    NET_EXPECT(weft_readv(-1, &iov, 1, 100) == -EBADF, "readv(-1)");
-    NET_EXPECT(weft_writev(-1, &iov, 1, 100) == -EBADF, "writev(-1)");
-    NET_EXPECT(weft_tcp_accept(-1, NULL) == -EBADF, "accept(-1)");
-    NET_EXPECT(weft_tcp_accept_timeout(-1, NULL, 100) == -EBADF, "accept_timeout(-1)");
-    NET_EXPECT(weft_unix_accept(-1, 100) == -EBADF, "unix_accept(-1)");
-    NET_EXPECT(weft_socket_port(-1) == -EBADF, "socket_port(-1)");
-    NET_EXPECT(weft_shutdown(-1, SHUT_RDWR) == -EBADF, "shutdown(-1)");
-    NET_EXPECT(weft_sendto(-1, buf, 1, (struct sockaddr *)&to, sizeof to, 100) == -EBADF,
+    TEST_EXPECT(weft_read(-1, buf, 1, 100) == -EBADF, "read(-1)");
+    TEST_EXPECT(weft_write(-1, buf, 1, 100) == -EBADF, "write(-1)");
+    TEST_EXPECT(weft_readv(-1, &iov, 1, 100) == -EBADF, "readv(-1)");
+    TEST_EXPECT(weft_writev(-1, &iov, 1, 100) == -EBADF, "writev(-1)");
+    TEST_EXPECT(weft_tcp_accept(-1, NULL) == -EBADF, "accept(-1)");
+    TEST_EXPECT(weft_tcp_accept_timeout(-1, NULL, 100) == -EBADF, "accept_timeout(-1)");
+    TEST_EXPECT(weft_unix_accept(-1, 100) == -EBADF, "unix_accept(-1)");
+    TEST_EXPECT(weft_socket_port(-1) == -EBADF, "socket_port(-1)");
+    TEST_EXPECT(weft_shutdown(-1, SHUT_RDWR) == -EBADF, "shutdown(-1)");
+    TEST_EXPECT(weft_sendto(-1, buf, 1, (struct sockaddr *)&to, sizeof to, 100) == -EBADF,
                "sendto(-1)");
-    NET_EXPECT(weft_recvfrom(-1, buf, 1, NULL, NULL, 100) == -EBADF, "recvfrom(-1)");
-    NET_EXPECT(weft_close(-1) == -EBADF, "close(-1)");
+    TEST_EXPECT(weft_recvfrom(-1, buf, 1, NULL, NULL, 100) == -EBADF, "recvfrom(-1)");
+    TEST_EXPECT(weft_close(-1) == -EBADF, "close(-1)");
 
     int sv[2];
-    NET_EXPECT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0, "sp");
-    NET_EXPECT(weft_writev(sv[0], &iov, -1, 100) == -EINVAL, "writev(iovcnt -1)");
-    NET_EXPECT(weft_readv(sv[0], &iov, -1, 100) == -EINVAL, "readv(iovcnt -1)");
-    NET_EXPECT(weft_shutdown(sv[0], 12345) == -EINVAL, "shutdown(bad how)");
-    NET_EXPECT(weft_socket_port(sv[0]) < 0, "socket_port of a Unix socket");
-    NET_EXPECT(weft_write(sv[0], buf, 0, 100) == 0, "empty write");
+    TEST_EXPECT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0, "sp");
+    TEST_EXPECT(weft_writev(sv[0], &iov, -1, 100) == -EINVAL, "writev(iovcnt -1)");
+    TEST_EXPECT(weft_readv(sv[0], &iov, -1, 100) == -EINVAL, "readv(iovcnt -1)");
+    TEST_EXPECT(weft_shutdown(sv[0], 12345) == -EINVAL, "shutdown(bad how)");
+    TEST_EXPECT(weft_socket_port(sv[0]) < 0, "socket_port of a Unix socket");
+    TEST_EXPECT(weft_write(sv[0], buf, 0, 100) == 0, "empty write");
     weft_close(sv[0]);
     weft_close(sv[1]);
 
-    NET_EXPECT(weft_unix_listen(NULL, 0) == -EINVAL, "unix_listen(NULL)");
-    NET_EXPECT(weft_unix_connect("", 100) == -EINVAL, "unix_connect(\"\")");
+    TEST_EXPECT(weft_unix_listen(NULL, 0) == -EINVAL, "unix_listen(NULL)");
+    TEST_EXPECT(weft_unix_connect("", 100) == -EINVAL, "unix_connect(\"\")");
     char long_path[200];
     memset(long_path, 'x', sizeof long_path - 1);
     long_path[sizeof long_path - 1] = 0;
-    NET_EXPECT(weft_unix_listen(long_path, 0) == -ENAMETOOLONG, "unix_listen(long path)");
+    TEST_EXPECT(weft_unix_listen(long_path, 0) == -ENAMETOOLONG, "unix_listen(long path)");
     return NULL;
 }
 
@@ -1057,9 +1030,9 @@ Test(net_errors, bad_input, .timeout = 30)
     weft_runtime *rt = net_runtime(2);
     cr_assert_eq(weft_runtime_block_on(rt, net_bad_input_task, NULL, NULL), 0);
     weft_runtime_free(rt);
-    net_assert_no_failure();
+    test_assert_no_failure();
     net_bad_input_task(NULL); /* plain thread */
-    net_assert_no_failure();
+    test_assert_no_failure();
 }
 
 /* ------------------------------------------------------------ budget */
@@ -1080,9 +1053,9 @@ static void *net_coop_reader(void *arg)
     weft_time give_up = weft_now() + 10 * (weft_time)1000000000;
     while (!atomic_load(&net_coop_other_ran)) {
         ssize_t r = weft_read(net_coop_sv[0], buf, sizeof buf, NET_IO_TIMEOUT);
-        NET_EXPECT(r > 0, "read: %zd", r);
+        TEST_EXPECT(r > 0, "read: %zd", r);
         atomic_fetch_add(&net_coop_reads, 1);
-        NET_EXPECT(weft_now() < give_up, "the other task starved for 10 s (%ld reads)",
+        TEST_EXPECT(weft_now() < give_up, "the other task starved for 10 s (%ld reads)",
                    atomic_load(&net_coop_reads));
     }
     return NULL;
@@ -1100,7 +1073,7 @@ static void *net_coop_root(void *arg)
     (void)arg;
     weft_task *r = weft_spawn(net_coop_reader, NULL);
     weft_task *o = weft_spawn(net_coop_other, NULL);
-    NET_EXPECT(r && o, "spawn");
+    TEST_EXPECT(r && o, "spawn");
     weft_join(r, NULL);
     weft_join(o, NULL);
     return NULL;
@@ -1137,7 +1110,7 @@ Test(net_coop, always_ready_reader_does_not_starve_others, .timeout = 30)
     weft_runtime_free(rt);
     weft_close(net_coop_sv[0]);
     weft_close(net_coop_sv[1]);
-    net_assert_no_failure();
+    test_assert_no_failure();
     cr_assert(atomic_load(&net_coop_other_ran));
     /* The prefill alone lasts NET_COOP_READ-byte reads this long, so the
      * other task got in while the reader had never had to wait. */

@@ -19,7 +19,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,45 +32,6 @@
 #include "util.h"
 
 #define PROC_IO_TIMEOUT 60000 /* ms: only there so a bug fails instead of hanging */
-
-static atomic_int proc_failures;
-static char proc_failure_msg[512];
-
-static void proc_fail(int line, const char *fmt, ...)
-{
-    if (atomic_fetch_add(&proc_failures, 1) != 0)
-        return;
-    int n = snprintf(proc_failure_msg, sizeof proc_failure_msg, "line %d: ", line);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(proc_failure_msg + n, sizeof proc_failure_msg - (size_t)n, fmt, ap);
-    va_end(ap);
-}
-
-#define PROC_EXPECT(cond, ...)                                                                     \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            proc_fail(__LINE__, __VA_ARGS__);                                                      \
-            return (void *)(intptr_t)__LINE__;                                                     \
-        }                                                                                          \
-    } while (0)
-
-static void proc_assert_no_failure(void)
-{
-    cr_assert_eq(atomic_load(&proc_failures), 0, "%d failure(s), first: %s",
-                 atomic_load(&proc_failures), proc_failure_msg);
-}
-
-static void proc_run(unsigned workers, weft_fn fn, void *arg)
-{
-    weft_runtime *rt = test_runtime(workers);
-    void *res = NULL;
-    int rc = weft_runtime_block_on(rt, fn, arg, &res);
-    weft_runtime_free(rt);
-    cr_assert_eq(rc, 0, "block_on: %d", rc);
-    proc_assert_no_failure();
-    cr_assert_null(res, "task failed at line %d", (int)(intptr_t)res);
-}
 
 static int64_t proc_ms_since(struct timespec *t0)
 {
@@ -118,17 +78,17 @@ static void *proc_exit_codes_task(void *arg)
     static const char *const f[] = {"false", NULL};
     static const char *const seven[] = {"/bin/sh", "-c", "exit 7", NULL};
     int st = proc_status_of(t);
-    PROC_EXPECT(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "true: %#x", st);
+    TEST_EXPECT(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "true: %#x", st);
     st = proc_status_of(f);
-    PROC_EXPECT(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "false: %#x", st);
+    TEST_EXPECT(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 1, "false: %#x", st);
     st = proc_status_of(seven);
-    PROC_EXPECT(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 7, "exit 7: %#x", st);
+    TEST_EXPECT(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 7, "exit 7: %#x", st);
     return NULL;
 }
 
 Test(proc_, exit_codes)
 {
-    proc_run(2, proc_exit_codes_task, NULL);
+    test_run(2, proc_exit_codes_task, NULL);
     proc_assert_no_children();
 }
 
@@ -148,24 +108,24 @@ static void *proc_wait_twice_task(void *arg)
     static const char *const argv[] = {"/bin/sh", "-c", "exit 3", NULL};
     weft_process *p;
     int rc = proc_spawn_argv(argv, &p);
-    PROC_EXPECT(rc == 0, "spawn: %d", rc);
-    PROC_EXPECT(weft_process_pid(p) > 0, "pid %d", (int)weft_process_pid(p));
-    PROC_EXPECT(weft_process_stdin_fd(p) == -1 && weft_process_stdout_fd(p) == -1 &&
+    TEST_EXPECT(rc == 0, "spawn: %d", rc);
+    TEST_EXPECT(weft_process_pid(p) > 0, "pid %d", (int)weft_process_pid(p));
+    TEST_EXPECT(weft_process_stdin_fd(p) == -1 && weft_process_stdout_fd(p) == -1 &&
                     weft_process_stderr_fd(p) == -1, "no pipes were asked for");
     int a = -1, b = -1;
     rc = weft_process_wait(p, &a, PROC_IO_TIMEOUT);
-    PROC_EXPECT(rc == 0, "wait: %d", rc);
+    TEST_EXPECT(rc == 0, "wait: %d", rc);
     rc = weft_process_wait(p, &b, 0);
-    PROC_EXPECT(rc == 0 && a == b && WEXITSTATUS(a) == 3, "second wait: %d %#x %#x", rc, a, b);
+    TEST_EXPECT(rc == 0 && a == b && WEXITSTATUS(a) == 3, "second wait: %d %#x %#x", rc, a, b);
     rc = weft_process_kill(p, SIGTERM);
-    PROC_EXPECT(rc == -ESRCH, "kill after reaping: %d", rc);
+    TEST_EXPECT(rc == -ESRCH, "kill after reaping: %d", rc);
     weft_process_free(p);
     return NULL;
 }
 
 Test(proc_, wait_twice_and_kill_after_exit)
 {
-    proc_run(1, proc_wait_twice_task, NULL);
+    test_run(1, proc_wait_twice_task, NULL);
 }
 
 /* ------------------------------------------------------------ signals, timeout */
@@ -176,17 +136,17 @@ static void *proc_killed_task(void *arg)
     static const char *const argv[] = {"sleep", "10", NULL};
     weft_process *p;
     int rc = proc_spawn_argv(argv, &p);
-    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    TEST_EXPECT(rc == 0, "spawn: %d", rc);
     int st = -1;
     rc = weft_process_wait(p, &st, 50);
-    PROC_EXPECT(rc == -ETIMEDOUT, "wait on a sleeping child: %d", rc);
-    PROC_EXPECT(weft_process_kill(p, 0) == 0, "signal 0 to a live child");
+    TEST_EXPECT(rc == -ETIMEDOUT, "wait on a sleeping child: %d", rc);
+    TEST_EXPECT(weft_process_kill(p, 0) == 0, "signal 0 to a live child");
     rc = weft_process_kill(p, SIGTERM);
-    PROC_EXPECT(rc == 0, "kill: %d", rc);
+    TEST_EXPECT(rc == 0, "kill: %d", rc);
     rc = weft_process_wait(p, &st, PROC_IO_TIMEOUT);
-    PROC_EXPECT(rc == 0, "wait: %d", rc);
-    PROC_EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "status %#x", st);
-    PROC_EXPECT(weft_process_kill(p, -1) == -EINVAL && weft_process_kill(p, NSIG) == -EINVAL,
+    TEST_EXPECT(rc == 0, "wait: %d", rc);
+    TEST_EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "status %#x", st);
+    TEST_EXPECT(weft_process_kill(p, -1) == -EINVAL && weft_process_kill(p, NSIG) == -EINVAL,
                 "bad signal numbers");
     weft_process_free(p);
     return NULL;
@@ -194,7 +154,7 @@ static void *proc_killed_task(void *arg)
 
 Test(proc_, death_by_signal_and_timeout)
 {
-    proc_run(2, proc_killed_task, NULL);
+    test_run(2, proc_killed_task, NULL);
     proc_assert_no_children();
 }
 
@@ -210,16 +170,16 @@ static void *proc_cancel_task(void *arg)
     static const char *const argv[] = {"sleep", "10", NULL};
     weft_process *p;
     int rc = proc_spawn_argv(argv, &p);
-    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    TEST_EXPECT(rc == 0, "spawn: %d", rc);
     weft_task *t = weft_spawn(proc_wait_forever, p);
-    PROC_EXPECT(t != NULL, "spawn task");
+    TEST_EXPECT(t != NULL, "spawn task");
     weft_sleep_ms(20);
     rc = weft_process_wait(p, NULL, 0);
-    PROC_EXPECT(rc == -EBUSY, "second concurrent wait: %d", rc);
+    TEST_EXPECT(rc == -EBUSY, "second concurrent wait: %d", rc);
     weft_cancel(t);
     void *res = NULL;
     rc = weft_join(t, &res);
-    PROC_EXPECT(rc == -ECANCELED && (intptr_t)res == -ECANCELED, "join %d, wait %d", rc,
+    TEST_EXPECT(rc == -ECANCELED && (intptr_t)res == -ECANCELED, "join %d, wait %d", rc,
                 (int)(intptr_t)res);
     /* Free kills and reaps the child that was never waited for. */
     weft_process_free(p);
@@ -228,7 +188,7 @@ static void *proc_cancel_task(void *arg)
 
 Test(proc_, wait_cancelled)
 {
-    proc_run(2, proc_cancel_task, NULL);
+    test_run(2, proc_cancel_task, NULL);
     proc_assert_no_children();
 }
 
@@ -300,24 +260,24 @@ static void *proc_cat_task(void *arg)
     weft_process_opts o = {.argv = argv, .pipe_stdin = 1, .pipe_stdout = 1};
     weft_process *p;
     int rc = weft_process_spawn(&o, &p);
-    PROC_EXPECT(rc == 0, "spawn cat: %d", rc);
-    PROC_EXPECT(weft_process_stdin_fd(p) > 2 && weft_process_stdout_fd(p) > 2, "pipe fds");
+    TEST_EXPECT(rc == 0, "spawn cat: %d", rc);
+    TEST_EXPECT(weft_process_stdin_fd(p) > 2 && weft_process_stdout_fd(p) > 2, "pipe fds");
     proc_pump w = {.p = p, .total = total}, r = {.p = p};
     weft_task *tw = weft_spawn(proc_writer, &w);
     weft_task *tr = weft_spawn(proc_reader, &r);
-    PROC_EXPECT(tw && tr, "spawn tasks");
+    TEST_EXPECT(tw && tr, "spawn tasks");
     weft_join(tw, NULL);
     weft_join(tr, NULL);
-    PROC_EXPECT(w.rc == 0 && r.rc == 0, "writer %d, reader %d", w.rc, r.rc);
-    PROC_EXPECT(w.count == total && r.count == total, "wrote %zu, read %zu of %zu", w.count,
+    TEST_EXPECT(w.rc == 0 && r.rc == 0, "writer %d, reader %d", w.rc, r.rc);
+    TEST_EXPECT(w.count == total && r.count == total, "wrote %zu, read %zu of %zu", w.count,
                 r.count, total);
-    PROC_EXPECT(w.sum == r.sum, "checksums differ");
-    PROC_EXPECT(weft_process_stdin_fd(p) == -1, "stdin forgotten after close_fd");
-    PROC_EXPECT(weft_process_close_fd(p, 0) == -EBADF, "second close");
-    PROC_EXPECT(weft_process_close_fd(p, 3) == -EINVAL, "bad which");
+    TEST_EXPECT(w.sum == r.sum, "checksums differ");
+    TEST_EXPECT(weft_process_stdin_fd(p) == -1, "stdin forgotten after close_fd");
+    TEST_EXPECT(weft_process_close_fd(p, 0) == -EBADF, "second close");
+    TEST_EXPECT(weft_process_close_fd(p, 3) == -EINVAL, "bad which");
     int st = -1;
     rc = weft_process_wait(p, &st, PROC_IO_TIMEOUT);
-    PROC_EXPECT(rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "cat: %d %#x", rc, st);
+    TEST_EXPECT(rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "cat: %d %#x", rc, st);
     weft_process_free(p);
     return NULL;
 }
@@ -325,7 +285,7 @@ static void *proc_cat_task(void *arg)
 Test(proc_, pipe_both_ways_beyond_buffer)
 {
     size_t total = test_scale_down() ? 256 * 1024 : 1024 * 1024;
-    proc_run(2, proc_cat_task, &total);
+    test_run(2, proc_cat_task, &total);
     proc_assert_no_children();
 }
 
@@ -357,22 +317,22 @@ static void *proc_env_cwd_task(void *arg)
                            .pipe_stderr = 1};
     weft_process *p;
     int rc = weft_process_spawn(&o, &p);
-    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    TEST_EXPECT(rc == 0, "spawn: %d", rc);
     char out[256], err[256];
     ssize_t n = proc_slurp(weft_process_stdout_fd(p), out, sizeof out);
-    PROC_EXPECT(n >= 0 && strcmp(out, "/\nhello\n") == 0, "stdout %zd '%s'", n, n >= 0 ? out : "");
+    TEST_EXPECT(n >= 0 && strcmp(out, "/\nhello\n") == 0, "stdout %zd '%s'", n, n >= 0 ? out : "");
     n = proc_slurp(weft_process_stderr_fd(p), err, sizeof err);
-    PROC_EXPECT(n >= 0 && strcmp(err, "oops\n") == 0, "stderr %zd '%s'", n, n >= 0 ? err : "");
+    TEST_EXPECT(n >= 0 && strcmp(err, "oops\n") == 0, "stderr %zd '%s'", n, n >= 0 ? err : "");
     int st = -1;
     rc = weft_process_wait(p, &st, PROC_IO_TIMEOUT);
-    PROC_EXPECT(rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %d %#x", rc, st);
+    TEST_EXPECT(rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %d %#x", rc, st);
     weft_process_free(p);
     return NULL;
 }
 
 Test(proc_, env_cwd_stderr)
 {
-    proc_run(2, proc_env_cwd_task, NULL);
+    test_run(2, proc_env_cwd_task, NULL);
 }
 
 /* ------------------------------------------------------------ many at once */
@@ -387,11 +347,11 @@ static void *proc_one_sleeper(void *arg)
     static const char *const argv[] = {"sleep", "0.1", NULL};
     weft_process *p;
     int rc = proc_spawn_argv(argv, &p);
-    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    TEST_EXPECT(rc == 0, "spawn: %d", rc);
     int st = -1;
     rc = weft_process_wait(p, &st, PROC_IO_TIMEOUT);
     weft_process_free(p);
-    PROC_EXPECT(rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "sleep: %d %#x", rc, st);
+    TEST_EXPECT(rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "sleep: %d %#x", rc, st);
     atomic_fetch_add(&m->ok, 1);
     return NULL;
 }
@@ -403,11 +363,11 @@ static void *proc_many_task(void *arg)
     weft_task *ts[64];
     for (int i = 0; i < n; i++) {
         ts[i] = weft_spawn(proc_one_sleeper, &m);
-        PROC_EXPECT(ts[i], "spawn task %d", i);
+        TEST_EXPECT(ts[i], "spawn task %d", i);
     }
     for (int i = 0; i < n; i++)
         weft_join(ts[i], NULL);
-    PROC_EXPECT(atomic_load(&m.ok) == n, "%d of %d children waited", atomic_load(&m.ok), n);
+    TEST_EXPECT(atomic_load(&m.ok) == n, "%d of %d children waited", atomic_load(&m.ok), n);
     return NULL;
 }
 
@@ -416,7 +376,7 @@ Test(proc_, many_children_at_once)
     int n = test_scale_down() ? 8 : 50;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    proc_run(2, proc_many_task, &n);
+    test_run(2, proc_many_task, &n);
     int64_t ms = proc_ms_since(&t0);
     /* 50 x 0.1 s one after another would be 5 s. */
     if (!test_scale_down())
@@ -463,10 +423,10 @@ static void *proc_zombie_task(void *arg)
     static const char *const s[] = {"sleep", "10", NULL};
     static const char *const c[] = {"cat", NULL};
     weft_process *done, *running, *piped;
-    PROC_EXPECT(proc_spawn_argv(t, &done) == 0, "spawn true");
-    PROC_EXPECT(proc_spawn_argv(s, &running) == 0, "spawn sleep");
+    TEST_EXPECT(proc_spawn_argv(t, &done) == 0, "spawn true");
+    TEST_EXPECT(proc_spawn_argv(s, &running) == 0, "spawn sleep");
     weft_process_opts o = {.argv = c, .pipe_stdin = 1, .pipe_stdout = 1};
-    PROC_EXPECT(weft_process_spawn(&o, &piped) == 0, "spawn cat");
+    TEST_EXPECT(weft_process_spawn(&o, &piped) == 0, "spawn cat");
     weft_sleep_ms(50); /* let `true` exit unwaited */
     /* None of them was waited for: free reaps all three (killing the two
      * that still run) and closes cat's pipes. */
@@ -478,7 +438,7 @@ static void *proc_zombie_task(void *arg)
 
 Test(proc_, free_leaves_no_zombie)
 {
-    proc_run(2, proc_zombie_task, NULL);
+    test_run(2, proc_zombie_task, NULL);
     proc_assert_no_children();
     /* And from a plain thread. */
     static const char *const s[] = {"sleep", "10", NULL};
@@ -550,35 +510,35 @@ static void *proc_kill_group_task(void *arg)
     weft_process_opts o = {.argv = argv, .new_pgroup = !c->session, .new_session = c->session};
     weft_process *p;
     int rc = weft_process_spawn(&o, &p);
-    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    TEST_EXPECT(rc == 0, "spawn: %d", rc);
     pid_t pid = weft_process_pid(p), pgid = weft_process_pgid(p);
-    PROC_EXPECT(pgid == pid && pgid != getpgrp(), "pgid %d, pid %d, ours %d", (int)pgid, (int)pid,
+    TEST_EXPECT(pgid == pid && pgid != getpgrp(), "pgid %d, pid %d, ours %d", (int)pgid, (int)pid,
                 (int)getpgrp());
     /* sh, maybe exec'd into the second sleep, and the background sleep. */
     int n = proc_group_poll(pgid, 2, 0);
-    PROC_EXPECT(n >= 2, "%d live member(s) in group %d", n, (int)pgid);
-    PROC_EXPECT(getpgid(pid) == pgid, "getpgid %d", (int)getpgid(pid));
+    TEST_EXPECT(n >= 2, "%d live member(s) in group %d", n, (int)pgid);
+    TEST_EXPECT(getpgid(pid) == pgid, "getpgid %d", (int)getpgid(pid));
     if (c->session)
-        PROC_EXPECT(getsid(pid) == pid, "getsid %d, pid %d", (int)getsid(pid), (int)pid);
+        TEST_EXPECT(getsid(pid) == pid, "getsid %d, pid %d", (int)getsid(pid), (int)pid);
     rc = weft_process_kill_group(p, 0);
-    PROC_EXPECT(rc == 0, "signal 0 to the group: %d", rc);
-    PROC_EXPECT(weft_process_kill_group(p, -1) == -EINVAL &&
+    TEST_EXPECT(rc == 0, "signal 0 to the group: %d", rc);
+    TEST_EXPECT(weft_process_kill_group(p, -1) == -EINVAL &&
                     weft_process_kill_group(p, NSIG) == -EINVAL, "bad signal numbers");
     rc = weft_process_kill_group(p, SIGKILL);
-    PROC_EXPECT(rc == 0, "kill_group: %d", rc);
+    TEST_EXPECT(rc == 0, "kill_group: %d", rc);
     int st = -1;
     rc = weft_process_wait(p, &st, PROC_IO_TIMEOUT);
-    PROC_EXPECT(rc == 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "wait %d, status %#x", rc,
+    TEST_EXPECT(rc == 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "wait %d, status %#x", rc,
                 st);
     /* The orphaned background sleep is init's now: nobody in the group may
      * be left running. */
     n = proc_group_poll(pgid, 0, 1);
     if (n > 0) /* a failure must not leave them behind (they pin the id) */
         kill(-pgid, SIGKILL);
-    PROC_EXPECT(n == 0, "%d member(s) of group %d still running", n, (int)pgid);
+    TEST_EXPECT(n == 0, "%d member(s) of group %d still running", n, (int)pgid);
     /* Reaped: the id may be anyone's from now on. */
     rc = weft_process_kill_group(p, SIGKILL);
-    PROC_EXPECT(rc == -ESRCH, "kill_group after reaping: %d", rc);
+    TEST_EXPECT(rc == -ESRCH, "kill_group after reaping: %d", rc);
     weft_process_free(p);
     return NULL;
 }
@@ -586,7 +546,7 @@ static void *proc_kill_group_task(void *arg)
 Test(proc_, kill_group_reaches_grandchildren)
 {
     proc_group_case c = {.session = 0};
-    proc_run(2, proc_kill_group_task, &c);
+    test_run(2, proc_kill_group_task, &c);
     proc_assert_no_children();
 }
 
@@ -595,7 +555,7 @@ Test(proc_, kill_session_plain_thread)
 {
     proc_group_case c = {.session = 1};
     void *r = proc_kill_group_task(&c);
-    proc_assert_no_failure();
+    test_assert_no_failure();
     cr_assert_null(r, "failed at line %d", (int)(intptr_t)r);
     proc_assert_no_children();
 }
@@ -646,9 +606,9 @@ static void *proc_comm_round_trip(void *arg)
     weft_process_opts o = {.argv = argv, .pipe_stdin = 1, .pipe_stdout = 1, .pipe_stderr = 1};
     weft_process *p;
     int rc = weft_process_spawn(&o, &p);
-    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    TEST_EXPECT(rc == 0, "spawn: %d", rc);
     unsigned char *in = malloc(c->total);
-    PROC_EXPECT(in, "malloc");
+    TEST_EXPECT(in, "malloc");
     proc_fill(in, c->total);
     weft_process_output out;
     rc = weft_process_communicate(p, in, c->total, &out, PROC_IO_TIMEOUT);
@@ -661,16 +621,16 @@ static void *proc_comm_round_trip(void *arg)
     size_t out_len = out.out_len, err_len = out.err_len;
     free(in);
     weft_process_output_free(&out);
-    PROC_EXPECT(out.out == NULL && out.err == NULL && out.out_len == 0, "output_free resets");
+    TEST_EXPECT(out.out == NULL && out.err == NULL && out.out_len == 0, "output_free resets");
     int pipes_closed = weft_process_stdin_fd(p) == -1 && weft_process_stdout_fd(p) == -1 &&
                        weft_process_stderr_fd(p) == -1;
     weft_process_free(p);
-    PROC_EXPECT(rc == 0, "communicate: %d", rc);
-    PROC_EXPECT(ok_out, "stdout: %zu bytes of %zu, or they differ", out_len, c->total);
-    PROC_EXPECT(ok_err, "stderr: %zu bytes, expected %zu zeros and 'oops'", err_len,
+    TEST_EXPECT(rc == 0, "communicate: %d", rc);
+    TEST_EXPECT(ok_out, "stdout: %zu bytes of %zu, or they differ", out_len, c->total);
+    TEST_EXPECT(ok_err, "stderr: %zu bytes, expected %zu zeros and 'oops'", err_len,
                 c->err_flood);
-    PROC_EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 3, "status %#x", st);
-    PROC_EXPECT(pipes_closed, "the pipes are closed afterwards");
+    TEST_EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 3, "status %#x", st);
+    TEST_EXPECT(pipes_closed, "the pipes are closed afterwards");
     return NULL;
 }
 
@@ -685,7 +645,7 @@ static proc_comm_case proc_comm_big(void)
 Test(proc_, communicate_round_trip)
 {
     proc_comm_case c = proc_comm_big();
-    proc_run(2, proc_comm_round_trip, &c);
+    test_run(2, proc_comm_round_trip, &c);
     proc_assert_no_children();
 }
 
@@ -693,7 +653,7 @@ Test(proc_, communicate_round_trip_plain_thread)
 {
     proc_comm_case c = proc_comm_big();
     void *r = proc_comm_round_trip(&c);
-    proc_assert_no_failure();
+    test_assert_no_failure();
     cr_assert_null(r, "failed at line %d", (int)(intptr_t)r);
     proc_assert_no_children();
 }
@@ -706,23 +666,23 @@ static void *proc_comm_small_task(void *arg)
     weft_process_opts o = {.argv = argv, .pipe_stdin = 1, .pipe_stdout = 1, .pipe_stderr = 1};
     weft_process *p;
     int rc = weft_process_spawn(&o, &p);
-    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    TEST_EXPECT(rc == 0, "spawn: %d", rc);
     weft_process_output out;
     rc = weft_process_communicate(p, NULL, 0, &out, PROC_IO_TIMEOUT);
-    PROC_EXPECT(rc == 0, "communicate: %d", rc);
-    PROC_EXPECT(out.out && strcmp(out.out, "eof\n") == 0 && out.out_len == 4, "stdout '%s'",
+    TEST_EXPECT(rc == 0, "communicate: %d", rc);
+    TEST_EXPECT(out.out && strcmp(out.out, "eof\n") == 0 && out.out_len == 4, "stdout '%s'",
                 out.out ? out.out : "(null)");
-    PROC_EXPECT(out.err && out.err_len == 0 && out.err[0] == '\0', "stderr %zu", out.err_len);
-    PROC_EXPECT(WIFEXITED(out.status) && WEXITSTATUS(out.status) == 0, "status %#x", out.status);
+    TEST_EXPECT(out.err && out.err_len == 0 && out.err[0] == '\0', "stderr %zu", out.err_len);
+    TEST_EXPECT(WIFEXITED(out.status) && WEXITSTATUS(out.status) == 0, "status %#x", out.status);
     weft_process_output_free(&out);
     weft_process_free(p);
 
     /* No pipes at all: only the wait. */
     static const char *const f[] = {"false", NULL};
     rc = proc_spawn_argv(f, &p);
-    PROC_EXPECT(rc == 0, "spawn false: %d", rc);
+    TEST_EXPECT(rc == 0, "spawn false: %d", rc);
     rc = weft_process_communicate(p, NULL, 0, &out, PROC_IO_TIMEOUT);
-    PROC_EXPECT(rc == 0 && !out.out && !out.err && WEXITSTATUS(out.status) == 1,
+    TEST_EXPECT(rc == 0 && !out.out && !out.err && WEXITSTATUS(out.status) == 1,
                 "communicate false: %d %p %p %#x", rc, (void *)out.out, (void *)out.err,
                 out.status);
     weft_process_free(p);
@@ -731,7 +691,7 @@ static void *proc_comm_small_task(void *arg)
 
 Test(proc_, communicate_empty_input_and_output)
 {
-    proc_run(1, proc_comm_small_task, NULL);
+    test_run(1, proc_comm_small_task, NULL);
     proc_assert_no_children();
 }
 
@@ -752,12 +712,12 @@ static void *proc_comm_timeout_task(void *arg)
                            .pipe_stdout = 1, .pipe_stderr = 1, .new_pgroup = c->group};
     weft_process *p;
     int rc = weft_process_spawn(&o, &p);
-    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    TEST_EXPECT(rc == 0, "spawn: %d", rc);
     pid_t pgid = weft_process_pgid(p);
     /* "partial\n" is one write: once stdout is readable, all of it is in
      * the pipe, so the 300 ms below do not depend on how fast sh starts. */
     rc = weft_wait_fd(weft_process_stdout_fd(p), WEFT_READ, PROC_IO_TIMEOUT);
-    PROC_EXPECT(rc == WEFT_READ, "wait for the first line: %d", rc);
+    TEST_EXPECT(rc == WEFT_READ, "wait for the first line: %d", rc);
     weft_process_output out;
     rc = weft_process_communicate(p, "ignored\n", 8, &out, 300);
     int st = out.status;
@@ -768,16 +728,16 @@ static void *proc_comm_timeout_task(void *arg)
     weft_process_output_free(&out);
     int again = weft_process_wait(p, NULL, 0);
     weft_process_free(p);
-    PROC_EXPECT(rc == -ETIMEDOUT, "communicate: %d", rc);
-    PROC_EXPECT(ok, "partial output '%s'", got);
-    PROC_EXPECT(err_empty, "stderr");
-    PROC_EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "status %#x", st);
-    PROC_EXPECT(again == 0, "reaped by communicate: %d", again);
+    TEST_EXPECT(rc == -ETIMEDOUT, "communicate: %d", rc);
+    TEST_EXPECT(ok, "partial output '%s'", got);
+    TEST_EXPECT(err_empty, "stderr");
+    TEST_EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "status %#x", st);
+    TEST_EXPECT(again == 0, "reaped by communicate: %d", again);
     if (c->group) {
         int n = proc_group_poll(pgid, 0, 1);
         if (n > 0)
             kill(-pgid, SIGKILL);
-        PROC_EXPECT(n == 0, "%d member(s) of group %d still running", n, (int)pgid);
+        TEST_EXPECT(n == 0, "%d member(s) of group %d still running", n, (int)pgid);
     }
     return NULL;
 }
@@ -785,7 +745,7 @@ static void *proc_comm_timeout_task(void *arg)
 Test(proc_, communicate_timeout_kills_and_keeps_partial)
 {
     proc_hang_case c = {.group = 1};
-    proc_run(2, proc_comm_timeout_task, &c);
+    test_run(2, proc_comm_timeout_task, &c);
     proc_assert_no_children();
 }
 
@@ -793,7 +753,7 @@ Test(proc_, communicate_timeout_plain_thread)
 {
     proc_hang_case c = {.group = 0};
     void *r = proc_comm_timeout_task(&c);
-    proc_assert_no_failure();
+    test_assert_no_failure();
     cr_assert_null(r, "failed at line %d", (int)(intptr_t)r);
     proc_assert_no_children();
 }
@@ -823,26 +783,26 @@ static void *proc_comm_cancel_task(void *arg)
     weft_process_opts o = {.argv = argv, .pipe_stdout = 1};
     proc_comm_cancel c = {.rc = 1};
     int rc = weft_process_spawn(&o, &c.p);
-    PROC_EXPECT(rc == 0, "spawn: %d", rc);
+    TEST_EXPECT(rc == 0, "spawn: %d", rc);
     rc = weft_wait_fd(weft_process_stdout_fd(c.p), WEFT_READ, PROC_IO_TIMEOUT);
-    PROC_EXPECT(rc == WEFT_READ, "wait for the first line: %d", rc);
+    TEST_EXPECT(rc == WEFT_READ, "wait for the first line: %d", rc);
     weft_task *t = weft_spawn(proc_comm_forever, &c);
-    PROC_EXPECT(t, "spawn task");
+    TEST_EXPECT(t, "spawn task");
     while (!atomic_load(&c.started))
         weft_sleep_ms(1);
     weft_sleep_ms(20);
     weft_cancel(t);
     weft_join(t, NULL);
-    PROC_EXPECT(c.rc == -ECANCELED, "communicate: %d", c.rc);
-    PROC_EXPECT(strcmp(c.first, "hi\n") == 0, "output so far '%s'", c.first);
-    PROC_EXPECT(weft_process_kill(c.p, 0) == 0, "the child is left running");
+    TEST_EXPECT(c.rc == -ECANCELED, "communicate: %d", c.rc);
+    TEST_EXPECT(strcmp(c.first, "hi\n") == 0, "output so far '%s'", c.first);
+    TEST_EXPECT(weft_process_kill(c.p, 0) == 0, "the child is left running");
     weft_process_free(c.p); /* kills and reaps it */
     return NULL;
 }
 
 Test(proc_, communicate_cancelled)
 {
-    proc_run(2, proc_comm_cancel_task, NULL);
+    test_run(2, proc_comm_cancel_task, NULL);
     proc_assert_no_children();
 }
 

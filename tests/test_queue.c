@@ -1,6 +1,11 @@
-/* Run queues, single-threaded and deterministic: the local ring (wrap-around,
- * overflow to the global queue, steal-half) and the sharded global queue. */
+/* Run queues: the local ring (wrap-around, overflow to the global queue,
+ * steal-half) and the sharded global queue, single-threaded and
+ * deterministic; then the ring under concurrency, its owner pushing and
+ * popping against three stealers. */
 #include "util.h"
+
+#include <pthread.h>
+#include <sched.h>
 
 #include "queue.h"
 
@@ -152,4 +157,159 @@ Test(queue, inject_shards_and_bitmask)
     for (unsigned i = 0; i < 5; i++, t = t->next)
         cr_assert_eq(t, &tasks[i]);
     weft__inject_destroy(&g);
+}
+
+/* ------------------------------------------------------------ concurrent ring
+ * The owner pushes a million fake tasks (a tenth of that in the instrumented
+ * lanes) in bursts of random length, sometimes past a full ring so that the
+ * overflow path runs against thieves, and pops some after each burst; three
+ * stealer threads steal half of the owner's ring into rings of their own and
+ * drain those. A task leaves the owner's ring exactly once: popped by the
+ * owner, moved to an overflow batch, returned by weft__lq_steal, or popped
+ * from a stealer's ring. Each leaving is counted, and at the end every task
+ * must have been counted exactly once (no loss, no duplicate). The run is
+ * bounded by the number of pushes, not by time. The fake tasks are zeroed
+ * weft__task objects: the ring stores pointers and touches only ->next (when
+ * it overflows), and only the owner does that. */
+
+#define STRESS_STEALERS 3
+
+typedef struct stress {
+    weft__lq *owner;
+    weft__task *tasks;
+    _Atomic unsigned *seen; /* per task: how many times it left the ring */
+    unsigned ntasks;
+    atomic_int owner_done; /* set after the owner's last pop found its ring empty */
+    atomic_int stealers_ready;
+    /* [0]: taken by the owner (pops and overflow), [1..]: by each stealer */
+    _Atomic unsigned long taken_by[STRESS_STEALERS + 1];
+} stress;
+
+typedef struct stealer_arg {
+    stress *s;
+    unsigned id;
+    weft__lq *mine;
+} stealer_arg;
+
+static void stress_saw(stress *s, unsigned who, weft__task *t)
+{
+    /* A pointer that is not one of the tasks counts as task ntasks, which
+     * must stay at 0. */
+    uintptr_t off = (uintptr_t)t - (uintptr_t)s->tasks;
+    size_t i = off % sizeof *t == 0 && off / sizeof *t < s->ntasks ? off / sizeof *t : s->ntasks;
+    atomic_fetch_add_explicit(&s->seen[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->taken_by[who], 1, memory_order_relaxed);
+}
+
+static void *stress_stealer(void *arg)
+{
+    stealer_arg *a = arg;
+    stress *s = a->s;
+    atomic_fetch_add(&s->stealers_ready, 1);
+    for (unsigned misses = 0;;) {
+        /* Read the flag before trying: a failed steal after the owner is done
+         * means the ring is empty for good. */
+        int done = atomic_load_explicit(&s->owner_done, memory_order_acquire);
+        unsigned moved = 0;
+        weft__task *t = weft__lq_steal(s->owner, a->mine, &moved);
+        if (t) {
+            stress_saw(s, a->id, t);
+            while ((t = weft__lq_pop(a->mine)) != NULL)
+                stress_saw(s, a->id, t);
+        } else if (done) {
+            break;
+        } else if (++misses % 1024 == 0) {
+            sched_yield(); /* fewer CPUs than threads: let the owner fill its ring */
+        }
+    }
+    return NULL;
+}
+
+static uint32_t stress_rand(uint32_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    return *x;
+}
+
+Test(queue, concurrent_owner_push_pop_against_three_stealers)
+{
+    stress s = {0};
+    s.ntasks = test_scale_down() ? 100000 : 1000000;
+    s.tasks = calloc(s.ntasks, sizeof *s.tasks);
+    s.seen = calloc(s.ntasks + 1, sizeof *s.seen);
+    cr_assert(s.tasks && s.seen);
+    s.owner = new_lq();
+
+    pthread_t th[STRESS_STEALERS];
+    stealer_arg args[STRESS_STEALERS];
+    for (unsigned i = 0; i < STRESS_STEALERS; i++) {
+        args[i] = (stealer_arg){&s, i + 1, new_lq()};
+        cr_assert_eq(pthread_create(&th[i], NULL, stress_stealer, &args[i]), 0);
+    }
+    while (atomic_load(&s.stealers_ready) < STRESS_STEALERS)
+        sched_yield();
+
+    /* The owner: bursts of pushes, then a few pops. One burst in 16 is
+     * longer than the ring, so the ring fills and overflows; after one round
+     * in 16 the owner yields, so that stealers get to run even where the
+     * threads outnumber the CPUs. */
+    uint32_t rng = 0x9e3779b9u;
+    unsigned next = 0;
+    unsigned long overflows = 0;
+    while (next < s.ntasks) {
+        uint32_t r = stress_rand(&rng);
+        unsigned burst = (r & 15) == 0 ? WEFT_LQ_SIZE + 64 : 1 + (r >> 4) % 48;
+        for (unsigned k = 0; k < burst && next < s.ntasks; k++) {
+            weft__batch ov;
+            weft__task *t = &s.tasks[next++];
+            if (weft__lq_push(s.owner, t, &ov)) {
+                overflows++;
+                unsigned n = 0;
+                for (weft__task *x = ov.head; x; x = x->next, n++)
+                    stress_saw(&s, 0, x);
+                cr_assert_eq(n, ov.n, "overflow batch: %u linked, %u counted", n, ov.n);
+            }
+        }
+        unsigned pops = (r >> 10) % 32;
+        weft__task *t;
+        for (unsigned k = 0; k < pops && (t = weft__lq_pop(s.owner)) != NULL; k++)
+            stress_saw(&s, 0, t);
+        if (((r >> 15) & 63) == 0)
+            sched_yield();
+    }
+    weft__task *t;
+    while ((t = weft__lq_pop(s.owner)) != NULL)
+        stress_saw(&s, 0, t);
+    atomic_store_explicit(&s.owner_done, 1, memory_order_release);
+    for (unsigned i = 0; i < STRESS_STEALERS; i++)
+        cr_assert_eq(pthread_join(th[i], NULL), 0);
+
+    unsigned long total = 0;
+    for (unsigned i = 0; i <= STRESS_STEALERS; i++)
+        total += atomic_load(&s.taken_by[i]);
+    cr_log_info("ring stress: %u tasks; owner %lu (%lu overflows), stealers %lu %lu %lu",
+                s.ntasks, atomic_load(&s.taken_by[0]), overflows, atomic_load(&s.taken_by[1]),
+                atomic_load(&s.taken_by[2]), atomic_load(&s.taken_by[3]));
+    cr_assert_eq(atomic_load(&s.seen[s.ntasks]), 0, "a task pointer outside the array came out");
+    unsigned lost = 0, dup = 0, first_bad = s.ntasks;
+    for (unsigned i = 0; i < s.ntasks; i++) {
+        unsigned c = atomic_load(&s.seen[i]);
+        lost += c == 0;
+        dup += c > 1;
+        if (c != 1 && first_bad == s.ntasks)
+            first_bad = i;
+    }
+    cr_assert(lost == 0 && dup == 0, "%u task(s) lost, %u seen more than once (first: task %u)",
+              lost, dup, first_bad);
+    cr_assert_eq(total, s.ntasks);
+    cr_assert_null(weft__lq_pop(s.owner));
+    for (unsigned i = 0; i < STRESS_STEALERS; i++) {
+        cr_assert_null(weft__lq_pop(args[i].mine));
+        free(args[i].mine);
+    }
+    free(s.owner);
+    free(s.seen);
+    free(s.tasks);
 }

@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,28 +23,6 @@
 #include <weft.h>
 
 #include "util.h"
-
-static atomic_int sig_failures;
-static char sig_failure_msg[512];
-
-static void sig_fail(int line, const char *fmt, ...)
-{
-    if (atomic_fetch_add(&sig_failures, 1) != 0)
-        return;
-    int n = snprintf(sig_failure_msg, sizeof sig_failure_msg, "line %d: ", line);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sig_failure_msg + n, sizeof sig_failure_msg - (size_t)n, fmt, ap);
-    va_end(ap);
-}
-
-#define SIG_EXPECT(cond, ...)                                                                      \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            sig_fail(__LINE__, __VA_ARGS__);                                                       \
-            return (void *)(intptr_t)__LINE__;                                                     \
-        }                                                                                          \
-    } while (0)
 
 /* ThreadSanitizer runs a signal handler only when the thread the kernel
  * picked reaches one of its interceptors; a process-directed kill() goes to
@@ -62,18 +39,6 @@ static void sig_fail(int line, const char *fmt, ...)
 #ifndef SIG_UNDER_TSAN
 #define SIG_UNDER_TSAN 0
 #endif
-
-static void sig_run(unsigned workers, weft_fn fn, void *arg)
-{
-    weft_runtime *rt = test_runtime(workers);
-    void *res = NULL;
-    int rc = weft_runtime_block_on(rt, fn, arg, &res);
-    weft_runtime_free(rt);
-    cr_assert_eq(rc, 0, "block_on: %d", rc);
-    cr_assert_eq(atomic_load(&sig_failures), 0, "%d failure(s), first: %s",
-                 atomic_load(&sig_failures), sig_failure_msg);
-    cr_assert_null(res, "task failed at line %d", (int)(intptr_t)res);
-}
 
 static sigset_t sig_set1(int sig)
 {
@@ -113,44 +78,45 @@ static void *sig_exactly_once_task(void *arg)
     sig_waiters w = {0};
     sig_waiter_arg a0 = {&w, 0}, a1 = {&w, 1};
     weft_task *t0 = weft_spawn(sig_waiter, &a0);
-    SIG_EXPECT(t0, "spawn");
+    TEST_EXPECT(t0, "spawn");
     while (atomic_load(&w.started) < 1)
         weft_sleep_ms(1);
     weft_sleep_ms(10); /* t0 queued first */
     weft_task *t1 = weft_spawn(sig_waiter, &a1);
-    SIG_EXPECT(t1, "spawn");
+    TEST_EXPECT(t1, "spawn");
     while (atomic_load(&w.started) < 2)
         weft_sleep_ms(1);
     weft_sleep_ms(20);
-    SIG_EXPECT(atomic_load(&w.woken) == 0, "woken before any signal");
+    TEST_EXPECT(atomic_load(&w.woken) == 0, "woken before any signal");
 
     if (use_raise)
         raise(SIGUSR1);
     else
         kill(getpid(), SIGUSR1);
     weft_join(t0, NULL); /* the longest waiter gets it */
-    SIG_EXPECT(w.got[0] == SIGUSR1, "first waiter got %d", w.got[0]);
+    TEST_EXPECT(w.got[0] == SIGUSR1, "first waiter got %d", w.got[0]);
     weft_sleep_ms(100);
-    SIG_EXPECT(atomic_load(&w.woken) == 1, "%d waiters woken by one signal", atomic_load(&w.woken));
+    TEST_EXPECT(atomic_load(&w.woken) == 1, "%d waiters woken by one signal",
+                atomic_load(&w.woken));
 
     if (use_raise)
         raise(SIGHUP);
     else
         kill(getpid(), SIGHUP);
     weft_join(t1, NULL);
-    SIG_EXPECT(w.got[1] == SIGHUP, "second waiter got %d", w.got[1]);
+    TEST_EXPECT(w.got[1] == SIGHUP, "second waiter got %d", w.got[1]);
     /* Nothing left over: each delivery was handed out once. */
     sigset_t both = sig_set1(SIGUSR1);
     sigaddset(&both, SIGHUP);
     int rc = weft_signal_wait(&both, 0);
-    SIG_EXPECT(rc == -ETIMEDOUT, "a delivery was counted twice: %d", rc);
+    TEST_EXPECT(rc == -ETIMEDOUT, "a delivery was counted twice: %d", rc);
     return NULL;
 }
 
 Test(signal_, raise_wakes_exactly_one)
 {
     int use_raise = 1;
-    sig_run(2, sig_exactly_once_task, &use_raise);
+    test_run(2, sig_exactly_once_task, &use_raise);
 }
 
 Test(signal_, kill_wakes_exactly_one)
@@ -158,7 +124,7 @@ Test(signal_, kill_wakes_exactly_one)
     if (SIG_UNDER_TSAN)
         cr_skip_test("TSan defers process-directed signals (see SIG_UNDER_TSAN)");
     int use_raise = 0;
-    sig_run(4, sig_exactly_once_task, &use_raise);
+    test_run(4, sig_exactly_once_task, &use_raise);
 }
 
 /* ------------------------------------------------------------ kept deliveries */
@@ -168,31 +134,31 @@ static void *sig_kept_task(void *arg)
     (void)arg;
     sigset_t s = sig_set1(SIGUSR2);
     int rc = weft_signal_watch(&s);
-    SIG_EXPECT(rc == 0, "watch: %d", rc);
+    TEST_EXPECT(rc == 0, "watch: %d", rc);
     /* No waiter yet: both deliveries are kept, one per later wait. */
     raise(SIGUSR2);
     raise(SIGUSR2);
     rc = weft_signal_wait(&s, 0);
-    SIG_EXPECT(rc == SIGUSR2, "first kept delivery: %d", rc);
+    TEST_EXPECT(rc == SIGUSR2, "first kept delivery: %d", rc);
     rc = weft_signal_wait(&s, 1000);
-    SIG_EXPECT(rc == SIGUSR2, "second kept delivery: %d", rc);
+    TEST_EXPECT(rc == SIGUSR2, "second kept delivery: %d", rc);
     weft_time t0 = weft_now();
     rc = weft_signal_wait(&s, 50);
-    SIG_EXPECT(rc == -ETIMEDOUT, "third wait: %d", rc);
-    SIG_EXPECT(weft_now() - t0 >= 50 * 1000000LL, "timed out early");
+    TEST_EXPECT(rc == -ETIMEDOUT, "third wait: %d", rc);
+    TEST_EXPECT(weft_now() - t0 >= 50 * 1000000LL, "timed out early");
     /* A signal kept for one number is not handed to a wait for another. */
     raise(SIGUSR2);
     sigset_t other = sig_set1(SIGUSR1);
     rc = weft_signal_wait(&other, 20);
-    SIG_EXPECT(rc == -ETIMEDOUT, "wait for SIGUSR1 got %d", rc);
+    TEST_EXPECT(rc == -ETIMEDOUT, "wait for SIGUSR1 got %d", rc);
     rc = weft_signal_wait(&s, 0);
-    SIG_EXPECT(rc == SIGUSR2, "kept SIGUSR2: %d", rc);
+    TEST_EXPECT(rc == SIGUSR2, "kept SIGUSR2: %d", rc);
     return NULL;
 }
 
 Test(signal_, delivery_without_waiter_is_kept)
 {
-    sig_run(2, sig_kept_task, NULL);
+    test_run(2, sig_kept_task, NULL);
 }
 
 /* A signal sent from another thread shortly before the wait starts. */
@@ -208,12 +174,12 @@ static void *sig_arrives_first_task(void *arg)
 {
     (void)arg;
     sigset_t s = sig_set1(SIGUSR1);
-    SIG_EXPECT(weft_signal_watch(&s) == 0, "watch");
+    TEST_EXPECT(weft_signal_watch(&s) == 0, "watch");
     pthread_t th;
-    SIG_EXPECT(pthread_create(&th, NULL, sig_late_raiser, NULL) == 0, "thread");
+    TEST_EXPECT(pthread_create(&th, NULL, sig_late_raiser, NULL) == 0, "thread");
     pthread_join(th, NULL); /* blocks this worker; the signal is in before we wait */
     int rc = weft_signal_wait(&s, 5000);
-    SIG_EXPECT(rc == SIGUSR1, "wait after the delivery: %d", rc);
+    TEST_EXPECT(rc == SIGUSR1, "wait after the delivery: %d", rc);
     return NULL;
 }
 
@@ -221,7 +187,7 @@ Test(signal_, delivery_before_wait_not_lost)
 {
     if (SIG_UNDER_TSAN)
         cr_skip_test("TSan defers process-directed signals (see SIG_UNDER_TSAN)");
-    sig_run(2, sig_arrives_first_task, NULL);
+    test_run(2, sig_arrives_first_task, NULL);
 }
 
 /* ------------------------------------------------------------ timeout, cancel */
@@ -237,24 +203,24 @@ static void *sig_cancel_task(void *arg)
 {
     (void)arg;
     weft_task *t = weft_spawn(sig_forever, NULL);
-    SIG_EXPECT(t, "spawn");
+    TEST_EXPECT(t, "spawn");
     weft_sleep_ms(30);
     weft_cancel(t);
     void *res = NULL;
     int rc = weft_join(t, &res);
-    SIG_EXPECT(rc == -ECANCELED && (intptr_t)res == -ECANCELED, "join %d, wait %d", rc,
+    TEST_EXPECT(rc == -ECANCELED && (intptr_t)res == -ECANCELED, "join %d, wait %d", rc,
                (int)(intptr_t)res);
     /* The withdrawn waiter does not swallow the next delivery. */
     raise(SIGUSR1);
     sigset_t s = sig_set1(SIGUSR1);
     rc = weft_signal_wait(&s, 1000);
-    SIG_EXPECT(rc == SIGUSR1, "after the cancelled waiter: %d", rc);
+    TEST_EXPECT(rc == SIGUSR1, "after the cancelled waiter: %d", rc);
     return NULL;
 }
 
 Test(signal_, cancel_and_timeout)
 {
-    sig_run(2, sig_cancel_task, NULL);
+    test_run(2, sig_cancel_task, NULL);
 }
 
 /* From a plain thread the wait blocks the thread. */
@@ -302,36 +268,36 @@ static void *sig_unwatch_task(void *arg)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = sig_own_handler;
     sigemptyset(&sa.sa_mask);
-    SIG_EXPECT(sigaction(SIGHUP, &sa, NULL) == 0, "sigaction");
+    TEST_EXPECT(sigaction(SIGHUP, &sa, NULL) == 0, "sigaction");
 
     weft_task *t = weft_spawn(sig_busy_waiter, NULL);
-    SIG_EXPECT(t, "spawn");
+    TEST_EXPECT(t, "spawn");
     weft_sleep_ms(30);
-    SIG_EXPECT(weft_signal_unwatch(SIGHUP) == -EBUSY, "unwatch while a wait is in progress");
+    TEST_EXPECT(weft_signal_unwatch(SIGHUP) == -EBUSY, "unwatch while a wait is in progress");
     raise(SIGHUP);
     void *res = NULL;
     weft_join(t, &res);
-    SIG_EXPECT((intptr_t)res == SIGHUP, "waiter got %d", (int)(intptr_t)res);
-    SIG_EXPECT(atomic_load(&sig_own_handler_runs) == 0, "the program's handler ran while watched");
+    TEST_EXPECT((intptr_t)res == SIGHUP, "waiter got %d", (int)(intptr_t)res);
+    TEST_EXPECT(atomic_load(&sig_own_handler_runs) == 0, "the program's handler ran while watched");
 
     raise(SIGHUP); /* kept, then dropped by unwatch */
-    SIG_EXPECT(weft_signal_unwatch(SIGHUP) == 0, "unwatch");
-    SIG_EXPECT(weft_signal_unwatch(SIGHUP) == 0, "unwatch twice");
+    TEST_EXPECT(weft_signal_unwatch(SIGHUP) == 0, "unwatch");
+    TEST_EXPECT(weft_signal_unwatch(SIGHUP) == 0, "unwatch twice");
     raise(SIGHUP);
-    SIG_EXPECT(atomic_load(&sig_own_handler_runs) == 1, "old handler not restored (%d runs)",
+    TEST_EXPECT(atomic_load(&sig_own_handler_runs) == 1, "old handler not restored (%d runs)",
                atomic_load(&sig_own_handler_runs));
     /* Watching again starts from nothing kept. */
     sigset_t s = sig_set1(SIGHUP);
     int rc = weft_signal_wait(&s, 0);
-    SIG_EXPECT(rc == -ETIMEDOUT, "a delivery survived unwatch: %d", rc);
-    SIG_EXPECT(weft_signal_unwatch(SIGHUP) == 0, "unwatch");
+    TEST_EXPECT(rc == -ETIMEDOUT, "a delivery survived unwatch: %d", rc);
+    TEST_EXPECT(weft_signal_unwatch(SIGHUP) == 0, "unwatch");
     signal(SIGHUP, SIG_DFL);
     return NULL;
 }
 
 Test(signal_, unwatch_restores_disposition)
 {
-    sig_run(2, sig_unwatch_task, NULL);
+    test_run(2, sig_unwatch_task, NULL);
 }
 
 Test(signal_, bad_input)
@@ -383,7 +349,7 @@ static void *sig_server_task(void *arg)
     weft_process_opts o = {.argv = argv, .pipe_stdout = 1};
     weft_process *p;
     int rc = weft_process_spawn(&o, &p);
-    SIG_EXPECT(rc == 0, "spawn %s: %d", sv->path, rc);
+    TEST_EXPECT(rc == 0, "spawn %s: %d", sv->path, rc);
     int out = weft_process_stdout_fd(p);
     char line[256];
     ssize_t n = sig_read_line(out, line, sizeof line, 10000 * slow);
@@ -393,47 +359,47 @@ static void *sig_server_task(void *arg)
         port = atoi(colon + 1);
     if (port <= 0) {
         weft_process_free(p);
-        SIG_EXPECT(0, "no port in '%s' (%zd)", n > 0 ? line : "", n);
+        TEST_EXPECT(0, "no port in '%s' (%zd)", n > 0 ? line : "", n);
     }
 
     /* One connection that made a request and stays open (idle keep-alive
      * for the HTTP server), one that never says anything. */
     int c1 = weft_tcp_connect("127.0.0.1", (uint16_t)port, 5000 * slow);
     int c2 = weft_tcp_connect("127.0.0.1", (uint16_t)port, 5000 * slow);
-    SIG_EXPECT(c1 >= 0 && c2 >= 0, "connect: %d %d", c1, c2);
+    TEST_EXPECT(c1 >= 0 && c2 >= 0, "connect: %d %d", c1, c2);
     int http = strcmp(sv->name, "http_server") == 0;
     const char *req = http ? "GET / HTTP/1.1\r\nHost: x\r\n\r\n" : "ping";
-    SIG_EXPECT(weft_write(c1, req, strlen(req), 5000 * slow) == (ssize_t)strlen(req), "write");
+    TEST_EXPECT(weft_write(c1, req, strlen(req), 5000 * slow) == (ssize_t)strlen(req), "write");
     char resp[512];
     n = weft_read(c1, resp, sizeof resp - 1, 10000 * slow);
-    SIG_EXPECT(n > 0, "response: %zd", n);
+    TEST_EXPECT(n > 0, "response: %zd", n);
     resp[n] = '\0';
     if (http)
-        SIG_EXPECT(strstr(resp, "Hello, World!") != NULL, "response '%s'", resp);
+        TEST_EXPECT(strstr(resp, "Hello, World!") != NULL, "response '%s'", resp);
     else
-        SIG_EXPECT(strncmp(resp, "ping", 4) == 0, "echo '%s'", resp);
+        TEST_EXPECT(strncmp(resp, "ping", 4) == 0, "echo '%s'", resp);
 
     weft_sleep_ms(50 * slow); /* let the server accept the silent one */
     rc = weft_process_kill(p, sv->sig);
-    SIG_EXPECT(rc == 0, "kill: %d", rc);
+    TEST_EXPECT(rc == 0, "kill: %d", rc);
     int st = -1;
     weft_time t0 = weft_now();
     rc = weft_process_wait(p, &st, 5000 * slow);
     int64_t ms = (weft_now() - t0) / 1000000;
     if (rc == -ETIMEDOUT)
         weft_process_kill(p, SIGKILL);
-    SIG_EXPECT(rc == 0, "server did not exit within %lld ms: %d", (long long)(5000 * slow), rc);
-    SIG_EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %#x after %lld ms", st,
+    TEST_EXPECT(rc == 0, "server did not exit within %lld ms: %d", (long long)(5000 * slow), rc);
+    TEST_EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %#x after %lld ms", st,
                (long long)ms);
     /* Both connections were closed by the server, not cut by its death. */
     n = weft_read(c1, resp, sizeof resp, 2000 * slow);
-    SIG_EXPECT(n == 0, "idle connection: %zd", n);
+    TEST_EXPECT(n == 0, "idle connection: %zd", n);
     /* The silent one may still have sat in the listen backlog when the
      * listener closed (on a loaded machine the server may not have accepted
      * it yet): the kernel resets such a connection, which is no fault of
      * the server. Accepted, it must get a clean close. */
     n = weft_read(c2, resp, sizeof resp, 2000 * slow);
-    SIG_EXPECT(n == 0 || n == -ECONNRESET, "silent connection: %zd", n);
+    TEST_EXPECT(n == 0 || n == -ECONNRESET, "silent connection: %zd", n);
     weft_close(c1);
     weft_close(c2);
     /* It said what it did. */
@@ -446,7 +412,7 @@ static void *sig_server_task(void *arg)
         len += (size_t)n;
     }
     rest[len] = '\0';
-    SIG_EXPECT(strstr(rest, "shutting down") && strstr(rest, "stopped"), "output '%s'", rest);
+    TEST_EXPECT(strstr(rest, "shutting down") && strstr(rest, "stopped"), "output '%s'", rest);
     weft_process_free(p);
     return NULL;
 }
@@ -462,7 +428,7 @@ static void sig_server_test(const char *name, int sig)
         return;
     }
     sig_server sv = {.path = path, .name = name, .sig = sig};
-    sig_run(2, sig_server_task, &sv);
+    test_run(2, sig_server_task, &sv);
 }
 
 Test(signal_, http_server_graceful_sigterm, .timeout = 120)

@@ -79,6 +79,10 @@ Test(stack, overflow_dies_with_a_clear_message, .timeout = 30)
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
               "child did not abort (status %#x), stderr: %s", status, err);
     cr_assert(strstr(err, "stack overflow in task 'deep'"), "message was: %s", err);
+    /* Formatted inside the signal handler without stdio: the numbers too. */
+    cr_assert(strstr(err, "' (id ") && strstr(err, ") on worker 0: fault at 0x") &&
+                  strstr(err, " of 256 KiB; "),
+              "message was: %s", err);
 }
 
 Test(stack, overflow_detected_with_prot_none_guards, .timeout = 30)

@@ -3,6 +3,9 @@
 #define WEFT_TEST_UTIL_H
 
 #include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -16,6 +19,59 @@ static inline weft_runtime *test_runtime(unsigned workers)
     weft_runtime *rt = weft_runtime_new(&cfg);
     cr_assert_not_null(rt, "weft_runtime_new(%u) failed", workers);
     return rt;
+}
+
+/* ------------------------------------------------------------ in-task checks
+ * A task cannot use cr_assert: a Criterion assertion unwinds with longjmp,
+ * which cannot leave a task's stack or a worker thread. A task checks with
+ * TEST_EXPECT instead, which records the first failure (line and message)
+ * and ends the task, returning that line as its result; the test, back on
+ * its own thread, calls test_assert_no_failure() (or lets test_run do it).
+ * Every test file has its own counter, and every test runs in a process of
+ * its own. */
+static atomic_int test_failures;
+static char test_failure_msg[512];
+
+static inline void test_fail(int line, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline void test_fail(int line, const char *fmt, ...)
+{
+    if (atomic_fetch_add(&test_failures, 1) != 0)
+        return;
+    int n = snprintf(test_failure_msg, sizeof test_failure_msg, "line %d: ", line);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(test_failure_msg + n, sizeof test_failure_msg - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+/* In a task: record the failure and end the task. */
+#define TEST_EXPECT(cond, ...)                                                                     \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            test_fail(__LINE__, __VA_ARGS__);                                                      \
+            return (void *)(intptr_t)__LINE__;                                                     \
+        }                                                                                          \
+    } while (0)
+
+static inline void test_assert_no_failure(void)
+{
+    cr_assert_eq(atomic_load(&test_failures), 0, "%d failure(s), first: %s",
+                 atomic_load(&test_failures), test_failure_msg);
+}
+
+/* Runs fn(arg) as the root task of a fresh runtime of `workers` workers and
+ * checks that block_on succeeded, that no TEST_EXPECT failed, and that the
+ * task returned NULL (a TEST_EXPECT in the root task returns its line). */
+static inline void test_run(unsigned workers, weft_fn fn, void *arg)
+{
+    weft_runtime *rt = test_runtime(workers);
+    void *res = NULL;
+    int rc = weft_runtime_block_on(rt, fn, arg, &res);
+    weft_runtime_free(rt);
+    cr_assert_eq(rc, 0, "block_on: %d", rc);
+    test_assert_no_failure();
+    cr_assert_null(res, "task failed at line %d", (int)(intptr_t)res);
 }
 
 /* Resident set size of this process in bytes. */

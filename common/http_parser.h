@@ -1,8 +1,10 @@
 /*
  * A small, strict, allocation-free HTTP/1.1 request-head parser.
  *
- * Header-only (static inline); used by examples/http_server.c, the baseline
- * servers in bench/ and tests/test_http.c.
+ * Header-only (static inline) and independent of weft; used by
+ * examples/http_server.c, the baseline servers in bench/ and tests/test_http.c
+ * (common/ holds what the examples, benchmarks and tests share; the Makefile
+ * puts it on their include path).
  *
  * Usage:
  *     http_request req;
