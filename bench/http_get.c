@@ -3,7 +3,7 @@
  * (build/examples/http_server, a subprocess on a free port), with libcurl
  * driven two ways in the same run:
  *
- *   weft   examples/weft_curl.h: K tasks fetch through one client (one multi
+ *   weft   common/weft_curl.h: K tasks fetch through one client (one multi
  *          handle driven by its driver task with weft_wait_fd), on a runtime
  *          of --workers N workers (default 1)
  *   curl   libcurl's own loop: one thread, one multi handle with K easy
@@ -32,7 +32,7 @@
 #include <poll.h>
 #include <signal.h>
 
-#include "../examples/weft_curl.h"
+#include "weft_curl.h"
 
 static int g_requests = 10000, g_conns = 16;
 static unsigned g_workers = 1;

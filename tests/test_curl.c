@@ -1,5 +1,5 @@
 /*
- * libcurl driven from weft tasks (examples/weft_curl.h): many concurrent
+ * libcurl driven from weft tasks (common/weft_curl.h): many concurrent
  * fetches from the example HTTP server with the right bodies, keep-alive
  * reuse, a timeout against a server that never answers, a refused
  * connection, other tasks running on the same worker while a fetch waits,
@@ -30,7 +30,7 @@ Test(curl_, skipped)
 #include <unistd.h>
 #include <weft.h>
 
-#include "../examples/weft_curl.h"
+#include "weft_curl.h"
 #include "util.h"
 
 static int cu_slow(void) { return test_scale_down() ? 10 : 1; }

@@ -1,5 +1,5 @@
 /*
- * PostgreSQL through libpq, driven by weft tasks (examples/weft_pg.h, the
+ * PostgreSQL through libpq, driven by weft tasks (common/weft_pg.h, the
  * same code examples/pg_query.c uses), against a real server that each test
  * starts for itself (tests/pg_server.h: initdb + postgres as an unprivileged
  * user in a fresh /tmp directory, stopped and removed whatever happens).
@@ -42,7 +42,7 @@ Test(pg, needs_libpq)
 #include <unistd.h>
 #include <weft.h>
 
-#include "../examples/weft_pg.h"
+#include "weft_pg.h"
 #include "pg_server.h"
 #include "util.h"
 
