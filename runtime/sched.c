@@ -630,8 +630,10 @@ static void poll_timers(weft__worker *w)
  * arms timers on its wheel. */
 static void poll_events(weft__worker *w, int timeout_ms)
 {
+    weft__fired fired[WEFT__POLL_MAX];
     weft__poll_lock(w);
-    weft__poller_poll(&w->poller, timeout_ms, (int)lq_room(w), weft__wake_cb, NULL);
+    int n = weft__poller_poll(&w->poller, timeout_ms, (int)lq_room(w), fired);
+    weft__fd_fired(&w->poller, fired, n, weft__wake_cb, NULL);
     poll_timers_locked(w);
     weft__poll_unlock(w);
 }
@@ -664,7 +666,9 @@ static void rescue_stuck_peers(weft__worker *w)
             continue;
         unsigned n = 0, room = lq_room(w);
         if (room) {
-            int ev = weft__poller_poll_events(&x->poller, (int)room, weft__wake_cb, NULL);
+            weft__fired fired[WEFT__POLL_MAX];
+            int ev = weft__poller_poll_events(&x->poller, (int)room, fired);
+            weft__fd_fired(&x->poller, fired, ev, weft__wake_cb, NULL);
             if (ev > 0)
                 stat_inc(&w->stats.events_rescued, (uint64_t)ev);
             room = lq_room(w);
@@ -884,6 +888,7 @@ static void free_workers(weft_runtime *rt, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         weft__worker *w = rt->workers[i];
         weft__wheel_destroy(&w->wheel);
+        weft__fd_forget_poller(&w->poller);
         weft__poller_destroy(&w->poller);
         weft__stack_cache_forget(&w->stacks); /* the pool is destroyed next */
         pthread_mutex_destroy(&w->inbox_lock);
