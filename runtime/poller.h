@@ -1,11 +1,19 @@
 /*
- * The per-worker poller: descriptor readiness and the place a worker sleeps.
+ * The poller layer: descriptor readiness and the place a worker sleeps.
  *
- * Layering: the poller knows descriptors, readiness and opaque waiters (a task
- * pointer plus a wait token). It does not run or queue tasks: poll hands every
- * waiter whose descriptor became ready to a callback, as Go's netpoll hands a
- * list to findrunnable, and the scheduler readies them. A second backend
- * (io_uring) implements the same weft__poller_* calls.
+ * Which file knows what (each includes only the one before it):
+ *   poller_backend.h, poller_epoll.c   the kernel: register a descriptor with
+ *       a cookie, poll into an array of fired records (cookie + rd/wr/hup),
+ *       wake a sleeping poll. Knows no descriptor table and no task.
+ *   poller.h, poller_fd.c              the descriptor table: per fd, its
+ *       generation, poller, readiness and waiters (a task pointer plus a
+ *       wait token, opaque here); weft__fd_fired turns fired records into
+ *       waiters handed to a callback. Calls the backend to register.
+ *   sched.c                            polls the backend, passes the records
+ *       to the table, and readies the waiters it is handed, as Go's
+ *       findrunnable readies the list netpoll returns.
+ * A second backend (io_uring) implements the weft__poller_* calls of
+ * poller_backend.h.
  *
  * Descriptor state lives in a process-wide table indexed by fd. Each entry
  * has a generation, bumped by weft__fd_close, and events carry the generation
@@ -20,47 +28,19 @@
 #ifndef WEFT_POLLER_H
 #define WEFT_POLLER_H
 
-#include <stdatomic.h>
 #include <stdint.h>
+
+#include "poller_backend.h"
 
 struct weft_task;
 
 typedef void (*weft__ready_fn)(struct weft_task *task, uint64_t token, void *ctx);
 
-typedef struct weft__poller {
-    int epfd;
-    int evfd;                 /* wakes a sleeping poller from other threads */
-    _Atomic int sleeping;     /* 1 while in (or about to enter) epoll_wait */
-    _Atomic int wake_pending; /* coalesces eventfd writes */
-} weft__poller;
-
-int weft__poller_init(weft__poller *p);
-void weft__poller_destroy(weft__poller *p);
-/* Waits up to timeout_ms (-1 forever, 0 don't block) and passes every waiter
- * made ready to fn, taking at most max_events events (the rest stay queued in
- * the kernel, in order, for the next poll: a worker takes no more than its
- * run queue can hold, so woken tasks never spill to the global queue and
- * wait behind newer ones). Returns the number of descriptor events, or a
- * negative errno. */
-int weft__poller_poll(weft__poller *p, int timeout_ms, int max_events, weft__ready_fn fn, void *ctx);
-/* For a peer of a stuck worker (the caller serializes polls of p): takes
- * up to max_events descriptor events without blocking and passes their
- * waiters to fn, leaving wake-ups sent to p's owner (weft__poller_wake) for
- * the owner's own next poll. Returns the number of descriptor events. */
-int weft__poller_poll_events(weft__poller *p, int max_events, weft__ready_fn fn, void *ctx);
-/* Any thread: makes a sleeping (or next) poll return. Coalesced: many wakes
- * before the poller runs again cost one eventfd write. */
-void weft__poller_wake(weft__poller *p);
-
-/* Between the table and a backend: the backend registers a descriptor for
- * both directions, edge-triggered, with `data` as its event cookie, and
- * reports each event to the table. */
-int weft__poller_register(weft__poller *p, int fd, uint64_t data);
-/* Removes fd from p's interest set (errors ignored: the descriptor may be
- * closed already, which removed it). */
-void weft__poller_unregister(weft__poller *p, int fd);
-void weft__fd_ready(weft__poller *p, uint64_t data, int rd, int wr, int hup, weft__ready_fn fn,
-                    void *ctx);
+/* Marks the readiness of n records polled from p (n <= 0: nothing) and hands
+ * every waiter made ready to fn, in record order, read before write within
+ * a record. Records of a stale generation or of a descriptor now registered
+ * with another poller are dropped. */
+void weft__fd_fired(weft__poller *p, const weft__fired *fired, int n, weft__ready_fn fn, void *ctx);
 
 /* ------------------------------------------------ descriptor waits */
 
@@ -116,7 +96,8 @@ int weft__fd_forget(int fd, weft__ready_fn fn, void *ctx);
 /* 1 if fd was made by weft (weft__fd_fresh*, hence non-blocking) and not
  * closed or forgotten since. Lock-free hint. */
 int weft__fd_owned(int fd);
-/* Drops every registration made through p (its epoll is going away). */
+/* Drops every registration made through p: called before
+ * weft__poller_destroy(p), whose kernel objects are going away. */
 void weft__fd_forget_poller(weft__poller *p);
 /* Frees the descriptor table (at process exit; for leak checkers). */
 void weft__fd_table_free(void);

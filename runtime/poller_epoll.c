@@ -1,5 +1,7 @@
 /*
- * epoll backend of the poller (see poller.h).
+ * epoll backend of the poller (see poller_backend.h). It knows the kernel
+ * only: each event becomes a fired record, and the descriptor table
+ * (poller_fd.c) is the caller's business.
  *
  * One epoll instance and one eventfd per worker. Descriptors are registered
  * once, edge-triggered for both directions, on their first wait; readiness is
@@ -12,7 +14,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "poller.h"
+#include "poller_backend.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -22,7 +24,6 @@
 
 
 #define EVFD_DATA UINT64_MAX
-#define MAX_EVENTS 256
 
 int weft__poller_init(weft__poller *p)
 {
@@ -49,7 +50,6 @@ int weft__poller_init(weft__poller *p)
 
 void weft__poller_destroy(weft__poller *p)
 {
-    weft__fd_forget_poller(p);
     close(p->evfd);
     close(p->epfd);
     p->epfd = p->evfd = -1;
@@ -84,24 +84,24 @@ void weft__poller_wake(weft__poller *p)
  * leaves it readable, so a peer's poll (skip_wakes) never swallows a wake
  * meant for the owner. */
 static int poll_epoll(weft__poller *p, int timeout_ms, int max_events, int skip_wakes,
-                      weft__ready_fn fn, void *ctx);
+                      weft__fired *fired);
 
-int weft__poller_poll(weft__poller *p, int timeout_ms, int max_events, weft__ready_fn fn, void *ctx)
+int weft__poller_poll(weft__poller *p, int timeout_ms, int max_events, weft__fired *fired)
 {
-    return poll_epoll(p, timeout_ms, max_events, 0, fn, ctx);
+    return poll_epoll(p, timeout_ms, max_events, 0, fired);
 }
 
-int weft__poller_poll_events(weft__poller *p, int max_events, weft__ready_fn fn, void *ctx)
+int weft__poller_poll_events(weft__poller *p, int max_events, weft__fired *fired)
 {
-    return poll_epoll(p, 0, max_events, 1, fn, ctx);
+    return poll_epoll(p, 0, max_events, 1, fired);
 }
 
 static int poll_epoll(weft__poller *p, int timeout_ms, int max_events, int skip_wakes,
-                      weft__ready_fn fn, void *ctx)
+                      weft__fired *fired)
 {
-    struct epoll_event evs[MAX_EVENTS];
-    if (max_events > MAX_EVENTS)
-        max_events = MAX_EVENTS;
+    struct epoll_event evs[WEFT__POLL_MAX];
+    if (max_events > WEFT__POLL_MAX)
+        max_events = WEFT__POLL_MAX;
     if (max_events < 1)
         max_events = 1;
     int n = epoll_wait(p->epfd, evs, max_events, timeout_ms);
@@ -122,11 +122,17 @@ static int poll_epoll(weft__poller *p, int timeout_ms, int max_events, int skip_
             atomic_store_explicit(&p->wake_pending, 0, memory_order_release);
             continue;
         }
-        int err = (e & (EPOLLERR | EPOLLHUP)) != 0;
-        int rd = err || (e & (EPOLLIN | EPOLLRDHUP | EPOLLPRI));
-        int wr = err || (e & EPOLLOUT);
-        int hup = (e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) != 0;
-        weft__fd_ready(p, data, rd, wr, hup, fn, ctx);
+        uint32_t bits = 0;
+        if (e & (EPOLLERR | EPOLLHUP)) /* an error or hang-up wakes both directions */
+            bits = WEFT__FIRED_RD | WEFT__FIRED_WR | WEFT__FIRED_HUP;
+        if (e & (EPOLLIN | EPOLLRDHUP | EPOLLPRI))
+            bits |= WEFT__FIRED_RD;
+        if (e & EPOLLOUT)
+            bits |= WEFT__FIRED_WR;
+        if (e & EPOLLRDHUP)
+            bits |= WEFT__FIRED_HUP;
+        fired[count].data = data;
+        fired[count].events = bits;
         count++;
     }
     return count;

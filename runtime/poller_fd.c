@@ -169,10 +169,10 @@ int weft__fd_unwait(int fd, int dir, uint32_t gen)
     return rc;
 }
 
-/* Called by the backend for each event: marks readiness and hands over the
- * waiters. Stale generations and foreign pollers are ignored. */
-void weft__fd_ready(weft__poller *p, uint64_t data, int rd, int wr, int hup, weft__ready_fn fn,
-                    void *ctx)
+/* One fired record of poller p: marks readiness and hands over the waiters.
+ * Stale generations and foreign pollers are ignored. */
+static inline void fired_one(weft__poller *p, uint64_t data, uint32_t events, weft__ready_fn fn,
+                             void *ctx)
 {
     int fd = (int)(uint32_t)data;
     uint32_t gen = (uint32_t)(data >> 32);
@@ -181,12 +181,13 @@ void weft__fd_ready(weft__poller *p, uint64_t data, int rd, int wr, int hup, wef
         return;
     struct weft_task *t[2] = {NULL, NULL};
     uint64_t tok[2] = {0, 0};
+    int hup = (events & WEFT__FIRED_HUP) != 0;
     lock(s);
     if (s->gen != gen || s->poller != p) {
         unlock(s);
         return;
     }
-    int fire[2] = {rd, wr};
+    int fire[2] = {(events & WEFT__FIRED_RD) != 0, (events & WEFT__FIRED_WR) != 0};
     for (int d = 0; d < 2; d++) {
         if (!fire[d])
             continue;
@@ -203,6 +204,12 @@ void weft__fd_ready(weft__poller *p, uint64_t data, int rd, int wr, int hup, wef
     for (int d = 0; d < 2; d++)
         if (t[d])
             fn(t[d], tok[d], ctx);
+}
+
+void weft__fd_fired(weft__poller *p, const weft__fired *fired, int n, weft__ready_fn fn, void *ctx)
+{
+    for (int i = 0; i < n; i++)
+        fired_one(p, fired[i].data, fired[i].events, fn, ctx);
 }
 
 int weft__fd_close(int fd, weft__ready_fn fn, void *ctx)
@@ -309,7 +316,7 @@ void weft__fd_drained(int fd, int dir, uint32_t seq)
     fdstate *s = lookup(fd, 0);
     if (!s || !s->stream)
         return;
-    /* weft__fd_ready counts an event before it sets ready. So: if the count
+    /* weft__fd_fired counts an event before it sets ready. So: if the count
      * still equals seq after we clear ready and set drained, no event has
      * come since the read, and any later one sets ready again after our
      * clear. If it moved, the event may be for data the read did not see:

@@ -36,8 +36,10 @@ void weft__poll_timers(weft__worker *w)
  * arms timers on its wheel. */
 void weft__poll_events(weft__worker *w, int timeout_ms)
 {
+    weft__fired fired[WEFT__POLL_MAX];
     weft__poll_lock(w);
-    weft__poller_poll(&w->poller, timeout_ms, (int)lq_room(w), weft__wake_cb, NULL);
+    int n = weft__poller_poll(&w->poller, timeout_ms, (int)lq_room(w), fired);
+    weft__fd_fired(&w->poller, fired, n, weft__wake_cb, NULL);
     poll_timers_locked(w);
     weft__poll_unlock(w);
 }
@@ -68,7 +70,9 @@ void weft__rescue_stuck_peers(weft__worker *w)
             continue;
         unsigned n = 0, room = lq_room(w);
         if (room) {
-            int ev = weft__poller_poll_events(&x->poller, (int)room, weft__wake_cb, NULL);
+            weft__fired fired[WEFT__POLL_MAX];
+            int ev = weft__poller_poll_events(&x->poller, (int)room, fired);
+            weft__fd_fired(&x->poller, fired, ev, weft__wake_cb, NULL);
             if (ev > 0)
                 stat_inc(&w->stats.events_rescued, (uint64_t)ev);
             room = lq_room(w);

@@ -44,6 +44,7 @@ static void free_workers(weft_runtime *rt, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         weft__worker *w = rt->workers[i];
         weft__wheel_destroy(&w->wheel);
+        weft__fd_forget_poller(&w->poller); /* the table forgets, then the backend closes */
         weft__poller_destroy(&w->poller);
         weft__stack_cache_forget(&w->stacks); /* the pool is destroyed next */
         pthread_mutex_destroy(&w->inbox_lock);
