@@ -204,6 +204,7 @@ TEST_EXAMPLES += $(if $(HAVE_LIBPQ),$(BUILD)/examples/pg_query) $(if $(HAVE_LIBC
 test: deps
 	@$(MAKE) --no-print-directory run-tests
 run-tests: $(BUILD)/tests/weft_tests $(LTO_TESTS) $(BUILD)/tests/switch_check $(TEST_EXAMPLES)
+	@sh tests/arch/check_layers.sh $(BUILD)/obj
 	@for t in $(LTO_TESTS); do echo "== $$t"; $(TEST_ENV) $$t $(CRITERION_FLAGS) || exit 1; done
 	@if [ "$(BUILD)" = build ] && [ "$(ARCH)" != aarch64 ]; then $(MAKE) --no-print-directory check-aarch64; fi
 	@echo "== $(BUILD)/tests/weft_tests"

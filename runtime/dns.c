@@ -5,10 +5,8 @@
  * without the pool; EAI_* codes are mapped to negative errno values, and a
  * caller cancelled while the lookup ran gets -ECANCELED (the answer is freed).
  *
- * weft_tcp_connect_host resolves a name and tries each address as resolved
- * (weft__tcp_connect_addr in net.c, so an IPv6 scope id survives) under the
- * one deadline of the call. weft_tcp_connect (net.c) parses numeric
- * addresses itself and sends any host that looks like a name here.
+ * It knows nothing of sockets: weft_tcp_connect_host (net.c) resolves with
+ * weft_resolve and connects to each address.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -130,44 +128,4 @@ void weft_freeaddrinfo(struct addrinfo *ai)
 {
     if (ai)
         freeaddrinfo(ai);
-}
-
-int weft_tcp_connect_host(const char *host, uint16_t port, int64_t timeout_ms)
-{
-    unsigned char probe[sizeof(struct in6_addr)];
-    if (!host || !*host || inet_pton(AF_INET, host, probe) == 1 ||
-        inet_pton(AF_INET6, host, probe) == 1)
-        return weft_tcp_connect(host, port, timeout_ms);
-    /* One deadline for every attempt. */
-    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
-    struct addrinfo *ai = NULL;
-    int rc = weft_resolve(host, NULL, AF_UNSPEC, SOCK_STREAM, &ai);
-    if (rc < 0)
-        return rc;
-    rc = -ENOENT;
-    for (struct addrinfo *a = ai; a; a = a->ai_next) {
-        /* The port goes into the resolved address itself: it was resolved
-         * without a service, and the rest of it (an IPv6 scope id) must
-         * reach connect() as it is. */
-        if (a->ai_family == AF_INET && a->ai_addrlen >= sizeof(struct sockaddr_in))
-            ((struct sockaddr_in *)(void *)a->ai_addr)->sin_port = htons(port);
-        else if (a->ai_family == AF_INET6 && a->ai_addrlen >= sizeof(struct sockaddr_in6))
-            ((struct sockaddr_in6 *)(void *)a->ai_addr)->sin6_port = htons(port);
-        else
-            continue;
-        if (weft__deadline_passed(deadline)) {
-            rc = -ETIMEDOUT;
-            break;
-        }
-        int fd = weft__tcp_connect_addr(a->ai_addr, a->ai_addrlen, deadline);
-        if (fd >= 0) {
-            rc = fd;
-            break;
-        }
-        rc = fd;
-        if (rc == -ETIMEDOUT || rc == -ECANCELED)
-            break; /* the whole budget is spent, or the caller gave up */
-    }
-    freeaddrinfo(ai);
-    return rc;
 }

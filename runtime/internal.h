@@ -320,10 +320,6 @@ int weft__fd_is_blocking(int fd);
 
 /* Timed waits, wait queues, joins, shields and timers: wait.h. */
 
-/* ---- net.c: connects a new non-blocking TCP socket to addr (its port set)
- * by the deadline; the descriptor or -errno. */
-struct sockaddr;
-int weft__tcp_connect_addr(const struct sockaddr *addr, unsigned addrlen, weft__deadline deadline);
 
 /* ---- blocking.c: runs fn(arg) on the blocking pool of the calling task's
  * runtime and waits for it (inline on a plain thread); 0 or -ECANCELED if

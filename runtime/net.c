@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <net/if.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -344,8 +345,8 @@ static int tcp_connect_to(const sockaddr_any *a, socklen_t alen, weft__deadline 
     return rc < 0 ? discard(fd, rc) : fd;
 }
 
-/* For dns.c: the resolved address as it is (an IPv6 scope id included). */
-int weft__tcp_connect_addr(const struct sockaddr *addr, unsigned addrlen, weft__deadline deadline)
+/* A resolved address as it is (an IPv6 scope id included). */
+static int tcp_connect_addr(const struct sockaddr *addr, unsigned addrlen, weft__deadline deadline)
 {
     if (addrlen > sizeof(sockaddr_any) ||
         (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
@@ -354,6 +355,48 @@ int weft__tcp_connect_addr(const struct sockaddr *addr, unsigned addrlen, weft__
     memset(&a, 0, sizeof a);
     memcpy(&a, addr, addrlen);
     return tcp_connect_to(&a, (socklen_t)addrlen, deadline);
+}
+
+/* Resolves a name (weft_resolve, dns.c) and tries each address as resolved,
+ * so an IPv6 scope id survives, under the one deadline of the call. */
+int weft_tcp_connect_host(const char *host, uint16_t port, int64_t timeout_ms)
+{
+    unsigned char probe[sizeof(struct in6_addr)];
+    if (!host || !*host || inet_pton(AF_INET, host, probe) == 1 ||
+        inet_pton(AF_INET6, host, probe) == 1)
+        return weft_tcp_connect(host, port, timeout_ms);
+    /* One deadline for every attempt. */
+    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
+    struct addrinfo *ai = NULL;
+    int rc = weft_resolve(host, NULL, AF_UNSPEC, SOCK_STREAM, &ai);
+    if (rc < 0)
+        return rc;
+    rc = -ENOENT;
+    for (struct addrinfo *a = ai; a; a = a->ai_next) {
+        /* The port goes into the resolved address itself: it was resolved
+         * without a service, and the rest of it (an IPv6 scope id) must
+         * reach connect() as it is. */
+        if (a->ai_family == AF_INET && a->ai_addrlen >= sizeof(struct sockaddr_in))
+            ((struct sockaddr_in *)(void *)a->ai_addr)->sin_port = htons(port);
+        else if (a->ai_family == AF_INET6 && a->ai_addrlen >= sizeof(struct sockaddr_in6))
+            ((struct sockaddr_in6 *)(void *)a->ai_addr)->sin6_port = htons(port);
+        else
+            continue;
+        if (weft__deadline_passed(deadline)) {
+            rc = -ETIMEDOUT;
+            break;
+        }
+        int fd = tcp_connect_addr(a->ai_addr, a->ai_addrlen, deadline);
+        if (fd >= 0) {
+            rc = fd;
+            break;
+        }
+        rc = fd;
+        if (rc == -ETIMEDOUT || rc == -ECANCELED)
+            break; /* the whole budget is spent, or the caller gave up */
+    }
+    freeaddrinfo(ai);
+    return rc;
 }
 
 int weft_tcp_connect(const char *host, uint16_t port, int64_t timeout_ms)
