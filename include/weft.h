@@ -780,6 +780,124 @@ WEFT_API int weft_unix_listen(const char *path, int backlog);
 WEFT_API int weft_unix_accept(int lfd, int64_t timeout_ms);
 WEFT_API int weft_unix_connect(const char *path, int64_t timeout_ms);
 
+
+/* ---------------------------------------------------------------- streams
+ * A buffered stream: a read buffer and a write buffer over a transport, a
+ * descriptor weft can wait on (TCP, Unix sockets, pipes, subprocess pipes)
+ * or a table of calls (TLS offers one). As asyncio's StreamReader/Writer and
+ * Go's bufio. One task uses a stream at a time (it may move between tasks and
+ * threads between calls); it is not safe for two tasks at once.
+ *
+ * Every call that may wait takes timeout_ms (-1 = none; any other negative
+ * value = already passed: the call does what it can without waiting) and
+ * counts it from the call: one deadline for the whole call, however many
+ * transport reads or writes it takes. Those calls suspend (only the calling
+ * task) and may return -ETIMEDOUT, -ECANCELED or the transport's -errno.
+ *
+ * Reading never loses bytes: a call that times out, fails, or meets end of
+ * stream leaves every byte it received in the read buffer, where the next
+ * call finds it (weft_stream_buffered shows it). A frame longer than
+ * max_line is refused with -EMSGSIZE, its bytes kept, instead of growing the
+ * buffer without bound. End of stream is 0 only when nothing is left;
+ * a stream that ends in the middle of a frame says -ENODATA.
+ *
+ * Writes are buffered: weft_stream_write copies into the write buffer and
+ * goes to the transport when it is full (a write larger than the buffer goes
+ * out at once, in one writev with what was buffered). weft_stream_flush
+ * sends what is buffered. After a failed write the stream's writing side is
+ * dead: every later write and flush returns the same error. */
+
+typedef struct weft_stream weft_stream;
+
+typedef struct weft_stream_ops {
+    /* Reads up to n bytes into buf: > 0, 0 at end of stream, or -errno.
+     * Waits at most timeout_ms (-1 none). */
+    ssize_t (*read)(void *ctx, void *buf, size_t n, int64_t timeout_ms);
+    /* Writes all n bytes or fails: n, or -errno. */
+    ssize_t (*write)(void *ctx, const void *buf, size_t n, int64_t timeout_ms);
+    /* Optional (NULL: the stream writes the pieces in turn): all bytes of iov or -errno. */
+    ssize_t (*writev)(void *ctx, const struct iovec *iov, int iovcnt, int64_t timeout_ms);
+    /* Releases ctx (closes what it owns). 0 or -errno. */
+    int (*close)(void *ctx);
+} weft_stream_ops;
+
+typedef struct weft_stream_opts {
+    size_t read_buffer;  /* 0: default (16 KiB) */
+    size_t write_buffer; /* 0: default (16 KiB) */
+    size_t max_line;     /* 0: default (64 KiB); longest line/frame read_until accepts,
+                          * delimiter included (the read buffer grows to it if needed) */
+} weft_stream_opts;
+
+/* A stream over fd; the stream owns fd (closed by weft_stream_close, with
+ * weft_close). opts may be NULL. 0 and *out, or -EBADF (fd < 0), -EINVAL,
+ * -ENOMEM. Does not suspend. */
+WEFT_API int weft_stream_open(int fd, const weft_stream_opts *opts, weft_stream **out);
+/* A stream over a transport: ops (copied; read and write required) on ctx,
+ * which the stream owns (ops->close releases it). 0 or -EINVAL, -ENOMEM.
+ * Does not suspend. */
+WEFT_API int weft_stream_open_ops(const weft_stream_ops *ops, void *ctx, const weft_stream_opts *opts,
+                                  weft_stream **out);
+/* Flushes what is buffered (for at most 5 s; flush first with your own
+ * timeout to choose), then closes the transport and frees s, in every case.
+ * Returns 0, the flush's error, or the transport's close error. Suspends
+ * (while flushing). */
+WEFT_API int weft_stream_close(weft_stream *s);
+/* The descriptor of a stream opened with weft_stream_open (for
+ * weft_shutdown, socket options...), -1 for other transports. Reading or
+ * writing it directly bypasses the buffers. Does not suspend. */
+WEFT_API int weft_stream_fd(const weft_stream *s);
+
+/* Reads up to and including the first occurrence of delim (dlen bytes, 1 to
+ * max_line). Zero-copy: *data points at the frame inside the read buffer,
+ * valid until the next call on s. Returns:
+ *   n > 0      a whole frame of n bytes, ending with delim;
+ *   0          end of stream, nothing left;
+ *   -ENODATA   end of stream in the middle of a frame: *data points at the
+ *              partial bytes, weft_stream_buffered(s, NULL) counts them; they
+ *              stay buffered (weft_stream_consume or a read takes them);
+ *   -EMSGSIZE  no delim within max_line bytes: *data points at the buffered
+ *              bytes, all kept (consume or read them to go on);
+ *   -ETIMEDOUT, -errno: the bytes received so far stay buffered.
+ * -EINVAL for a NULL argument or a bad dlen. Suspends. */
+WEFT_API ssize_t weft_stream_read_until(weft_stream *s, const void *delim, size_t dlen,
+                                        const char **data, int64_t timeout_ms);
+/* weft_stream_read_until with delim "\n" (the frame includes the '\n'; a
+ * caller wanting "\r\n" lines strips the '\r' or reads until "\r\n"). */
+WEFT_API ssize_t weft_stream_read_line(weft_stream *s, const char **line, int64_t timeout_ms);
+/* Reads exactly n bytes into buf. Returns n; 0 at end of stream before any
+ * byte; -ENODATA when the stream ended after some but fewer than n (they stay
+ * buffered: weft_stream_buffered); -ETIMEDOUT, -errno (the bytes received stay
+ * buffered). Reads larger than the buffer go straight into buf. Suspends. */
+WEFT_API ssize_t weft_stream_read_exact(weft_stream *s, void *buf, size_t n, int64_t timeout_ms);
+/* Reads what is there: the buffered bytes if any (no wait), else one read of
+ * the transport (straight into buf when n is at least the buffer's size).
+ * Returns 1..n, 0 at end of stream, or -errno. Suspends. */
+WEFT_API ssize_t weft_stream_read_some(weft_stream *s, void *buf, size_t n, int64_t timeout_ms);
+/* Waits until at least n bytes are buffered, or end of stream, without
+ * consuming them: *data points at the buffered bytes (valid until the next
+ * call on s). Returns how many are buffered: >= n, or fewer (perhaps 0) when
+ * the stream ended first. -EMSGSIZE when n is above both the read buffer
+ * size and max_line; -ETIMEDOUT, -errno. n = 0 never waits. Suspends. */
+WEFT_API ssize_t weft_stream_peek(weft_stream *s, size_t n, const char **data, int64_t timeout_ms);
+/* The bytes buffered now (count returned, *data their start if data is not
+ * NULL); no I/O. Does not suspend. */
+WEFT_API size_t weft_stream_buffered(const weft_stream *s, const char **data);
+/* Drops the first n buffered bytes (after peek or buffered). 0, or -EINVAL
+ * when fewer than n are buffered. Does not suspend. */
+WEFT_API int weft_stream_consume(weft_stream *s, size_t n);
+
+/* Buffers n bytes for writing (goes to the transport when the buffer fills,
+ * or at once for more than the buffer holds). Returns n or -errno (-EINVAL,
+ * the write error that killed the stream). Suspends only when it must write. */
+WEFT_API ssize_t weft_stream_write(weft_stream *s, const void *buf, size_t n, int64_t timeout_ms);
+/* As weft_stream_write for the pieces of iov in order (iovcnt < IOV_MAX):
+ * buffered if they fit, else one transport writev of the buffer and them.
+ * Returns their total or -errno. */
+WEFT_API ssize_t weft_stream_writev(weft_stream *s, const struct iovec *iov, int iovcnt,
+                                    int64_t timeout_ms);
+/* Sends what is buffered. 0 or -errno. Suspends. */
+WEFT_API int weft_stream_flush(weft_stream *s, int64_t timeout_ms);
+
 #ifdef __cplusplus
 }
 #endif
