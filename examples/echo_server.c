@@ -1,5 +1,6 @@
 /*
- * TCP echo server: one task per connection.
+ * TCP echo server: one task per connection, reading and writing through a
+ * buffered stream (weft_stream_*).
  *
  *   build/examples/echo_server PORT [WORKERS]
  *
@@ -48,19 +49,27 @@ static int drain_connections(void)
 
 static void *serve(void *arg)
 {
-    serve_conn c = {.fd = (int)(intptr_t)arg};
+    int fd = (int)(intptr_t)arg;
+    weft_stream *s;
+    if (weft_stream_open(fd, NULL, &s) < 0) {
+        weft_close(fd);
+        return NULL;
+    }
+    serve_conn c = {.fd = fd};
     serve_conn_register(&c, 1);
-    int fd = c.fd;
-    char buf[16384];
     for (;;) {
-        ssize_t n = weft_read(fd, buf, sizeof buf, -1);
+        /* Echo what came, from the read buffer itself: wait for at least one
+         * byte, copy what is buffered to the write buffer, send it. */
+        const char *p;
+        ssize_t n = weft_stream_peek(s, 1, &p, -1);
         if (n <= 0)
             break; /* end of stream, or the peer reset: either way we are done */
-        if (weft_write(fd, buf, (size_t)n, -1) < 0)
+        if (weft_stream_write(s, p, (size_t)n, -1) < 0 || weft_stream_flush(s, -1) < 0)
             break;
+        weft_stream_consume(s, (size_t)n);
     }
     serve_conn_unregister(&c);
-    weft_close(fd);
+    weft_stream_close(s);
     return NULL;
 }
 

@@ -23,8 +23,9 @@
  * shuts its side down, drains what the client still sends for a moment (so the
  * client reads the answer instead of a reset) and closes.
  *
- * Per connection: a fixed 16 KiB input and 16 KiB output buffer on the task's
- * stack, the parser state; no allocation per request. The "Hello" and error
+ * Per connection: a buffered stream (weft_stream_*) whose 16 KiB read buffer
+ * the parser reads in place, a 16 KiB output buffer on the task's stack, the
+ * parser state; no allocation per request. The "Hello" and error
  * responses are formatted once at start.
  *
  * Graceful shutdown: a task waits for SIGINT/SIGTERM (watched from the start,
@@ -268,22 +269,29 @@ static int respond(conn *c, const char *buf, const http_request *r)
  * side and read (discarding) what the client still sends for a moment; closing
  * with unread data would reset the connection and could destroy the answer
  * before the client read it. */
-static void linger_close(int fd, char *scratch, size_t cap)
+static void linger_close(weft_stream *s, char *scratch, size_t cap)
 {
-    weft_shutdown(fd, SHUT_WR);
+    weft_shutdown(weft_stream_fd(s), SHUT_WR);
     for (int i = 0; i < LINGER_READS; i++)
-        if (weft_read(fd, scratch, cap, LINGER_MS) <= 0)
+        if (weft_stream_read_some(s, scratch, cap, LINGER_MS) <= 0)
             break;
-    weft_close(fd);
+    weft_stream_close(s);
 }
 
 static void *serve(void *arg)
 {
-    conn c = {.link.fd = (int)(intptr_t)arg, .out_len = 0};
+    int fd = (int)(intptr_t)arg;
+    /* The input goes through a stream: its read buffer holds the requests
+     * received; the parser works on them in place (peek) and each answered
+     * request is consumed. */
+    weft_stream_opts so = {.read_buffer = IN_CAP, .write_buffer = 64, .max_line = IN_CAP};
+    weft_stream *s;
+    if (weft_stream_open(fd, &so, &s) < 0) {
+        weft_close(fd);
+        return NULL;
+    }
+    conn c = {.link.fd = fd, .out_len = 0};
     serve_conn_register(&c.link, 0);
-    char in[IN_CAP];
-    size_t len = 0;   /* bytes in `in` */
-    size_t start = 0; /* first byte of the request being parsed */
     uint64_t skip = 0; /* body bytes of the last request still to discard */
     int done = 0;     /* 1: close after flushing; 2: the peer went away */
     http_request req;
@@ -292,17 +300,23 @@ static void *serve(void *arg)
     while (!done) {
         /* Between requests: a shutdown may end us here (or, once we wait,
          * by shutting our read side). */
+        size_t len = weft_stream_buffered(s, NULL);
         atomic_store_explicit(&c.idle, len == 0, memory_order_relaxed);
         if (len == 0 && atomic_load_explicit(&g_stopping, memory_order_relaxed)) {
             done = 2;
             break;
         }
-        ssize_t n = weft_read(c.link.fd, in + len, IN_CAP - len, IDLE_TIMEOUT_MS);
-        if (n <= 0) {
+        /* One more read: wait until more than what is buffered is there. The
+         * unparsed tail is under 8 KiB (longer heads are rejected), so there
+         * is always room. */
+        const char *in;
+        ssize_t n = weft_stream_peek(s, len + 1, &in, IDLE_TIMEOUT_MS);
+        if (n <= (ssize_t)len) {
             done = 2; /* end of stream, reset or idle timeout */
             break;
         }
-        len += (size_t)n;
+        len = (size_t)n;
+        size_t start = 0;
         while (start < len) {
             if (skip) {
                 size_t k = len - start;
@@ -341,23 +355,15 @@ static void *serve(void *arg)
             }
             http_request_init(&req, 0);
         }
+        weft_stream_consume(s, start);
         if (flush_out(&c) < 0)
             done = 2;
-        /* Keep the unparsed tail at the front. It is under 8 KiB (longer
-         * heads are rejected), so there is always room for the next read. */
-        if (start == len) {
-            start = len = 0;
-        } else if (start > 0) {
-            memmove(in, in + start, len - start);
-            len -= start;
-            start = 0;
-        }
     }
     serve_conn_unregister(&c.link);
     if (done == 1)
-        linger_close(c.link.fd, in, sizeof in);
+        linger_close(s, c.out, sizeof c.out);
     else
-        weft_close(c.link.fd);
+        weft_stream_close(s);
     return NULL;
 }
 
