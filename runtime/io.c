@@ -80,6 +80,7 @@ int weft__wait_fd(int fd, int events, weft__deadline deadline, int level)
     weft__task *self = weft__cur_task();
     if (!self)
         return wait_thread(fd, events, deadline);
+    deadline = weft__deadline_effective_for(self, deadline); /* the task's scope */
     if (level) {
         int r = weft__fd_ready_now(fd, events);
         if (r != 0) {
