@@ -464,8 +464,10 @@ WEFT_API void weft_group_free(weft_group *g);
  *    every scope it pushed, innermost first, on every path out of the block
  *    (return, goto, break): pop it before the memory goes away. The
  *    WEFT_WITH_DEADLINE macro below does that for a C block.
- *  - A shielded wait (a task's cancellation held off by weft itself, e.g. a
- *    condition wait re-taking its mutex) is not cut short by a scope either.
+ *  - Shielded code (weft_shield_begin, and weft's own shields, e.g. a
+ *    condition wait re-taking its mutex) is not cut short by a scope, as it
+ *    is not by cancellation. A task both cancelled and past its deadline
+ *    gets -ECANCELED.
  *  - A job already running on the blocking pool cannot be abandoned: a
  *    deadline that passes meanwhile lets it finish (the call then reports
  *    its outcome); a job that has not started is withdrawn (-ETIMEDOUT).

@@ -119,7 +119,8 @@ void weft__timer_disarm(weft__task *self, weft__timer_ref ref);
  * timer included: the caller re-checks its condition and the clock),
  * -ECANCELED, -ENOMEM (no timer entry; then it did not park), or
  * -ETIMEDOUT without parking when self's scope deadline comes before
- * deadline and has passed (a wait is never longer than the scope). Whatever
+ * deadline and has passed (a wait is never longer than the scope;
+ * -ECANCELED then if self is cancelled too). Whatever
  * it returns, the timer is disarmed: no wake from it outlives the call
  * except as a stale token. */
 static inline int weft__park_until(weft__task *self, uint64_t token, weft__deadline deadline)
@@ -130,7 +131,7 @@ static inline int weft__park_until(weft__task *self, uint64_t token, weft__deadl
          * has passed the wait is over (callers looping on their own
          * deadline would otherwise park again and again). */
         if (weft__clock_ns() >= eff)
-            return -ETIMEDOUT;
+            return weft__cancel_pending(self) ? -ECANCELED : -ETIMEDOUT; /* cancellation first */
         deadline = eff;
     }
     weft__timer_ref ref = {NULL, 0};
