@@ -208,7 +208,9 @@ WEFT_API unsigned weft_runtime_stats(const weft_runtime *rt, weft_worker_stats *
 WEFT_API weft_time weft_now(void);
 
 /* Suspends the calling task for at least ms milliseconds (1 ms resolution).
- * Outside a task the thread sleeps. Returns 0. */
+ * Outside a task the thread sleeps. Returns 0; -ECANCELED when cancelled;
+ * -ETIMEDOUT at the deadline of an enclosing deadline scope that ends first
+ * (weft_deadline_push). */
 WEFT_API int weft_sleep_ms(uint64_t ms);
 
 /* Suspends until weft_now() >= deadline. Returns 0. */
@@ -270,7 +272,8 @@ WEFT_API int weft_fd_forget(int fd);
  *  - Waiting calls suspend only the calling task, never its worker thread;
  *    called from a plain thread (not a task) they block that thread. Every
  *    object may be used from any worker and from plain threads at once.
- *  - Waiting calls take timeout_ms (-1 = none, 0 = do not wait) and return
+ *  - Waiting calls take timeout_ms (-1 = none, 0 or another negative = do
+ *    not wait: see the conventions at the top) and return
  *    0 or a negative errno: -ETIMEDOUT when the time passed (never early),
  *    -ECANCELED when the calling task was cancelled while it had to wait
  *    (it withdraws its place in the queue first; a call that can complete
