@@ -74,7 +74,10 @@ static inline int64_t wpg_ms_left(weft_time deadline)
 
 static inline weft_time wpg_deadline(int64_t timeout_ms)
 {
-    return timeout_ms < 0 ? 0 : weft_now() + (weft_time)timeout_ms * 1000000;
+    /* weft's rule: -1 is none, any other negative has passed already. */
+    if (timeout_ms == -1)
+        return 0;
+    return weft_now() + (timeout_ms < 0 ? 0 : (weft_time)timeout_ms * 1000000);
 }
 
 /* Waits on conn's socket for events: the ready subset, or -ETIMEDOUT,

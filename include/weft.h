@@ -11,7 +11,16 @@
  *    keep the address of a thread-local variable, or errno, across such a call.
  *  - "Task only" calls fail with -EPERM (or NULL and errno = EPERM) when called
  *    from a thread that is not running a weft task.
- *  - Timeouts are in milliseconds; -1 means no timeout.
+ *  - Timeouts are in milliseconds (timeout_ms). -1 means no timeout; 0 means
+ *    "now": the call does not suspend. Any other negative value means the time
+ *    has already passed, exactly as 0: the call completes if it can at once,
+ *    else returns -ETIMEDOUT without suspending (so a timeout computed from a
+ *    deadline that has gone by never turns into "wait forever"). Values above
+ *    2^40 ms (about 35 years) count as no timeout.
+ *  - Deadline scopes (weft_deadline_push, below) bound every suspending call
+ *    of the task inside them, those without a timeout_ms included: once the
+ *    innermost scope's deadline has passed, a call that would suspend returns
+ *    -ETIMEDOUT instead; a call that can complete at once still does.
  */
 #ifndef WEFT_H
 #define WEFT_H
@@ -199,7 +208,9 @@ WEFT_API unsigned weft_runtime_stats(const weft_runtime *rt, weft_worker_stats *
 WEFT_API weft_time weft_now(void);
 
 /* Suspends the calling task for at least ms milliseconds (1 ms resolution).
- * Outside a task the thread sleeps. Returns 0. */
+ * Outside a task the thread sleeps. Returns 0; -ECANCELED when cancelled;
+ * -ETIMEDOUT at the deadline of an enclosing deadline scope that ends first
+ * (weft_deadline_push). */
 WEFT_API int weft_sleep_ms(uint64_t ms);
 
 /* Suspends until weft_now() >= deadline. Returns 0. */
@@ -261,7 +272,8 @@ WEFT_API int weft_fd_forget(int fd);
  *  - Waiting calls suspend only the calling task, never its worker thread;
  *    called from a plain thread (not a task) they block that thread. Every
  *    object may be used from any worker and from plain threads at once.
- *  - Waiting calls take timeout_ms (-1 = none, 0 = do not wait) and return
+ *  - Waiting calls take timeout_ms (-1 = none, 0 or another negative = do
+ *    not wait: see the conventions at the top) and return
  *    0 or a negative errno: -ETIMEDOUT when the time passed (never early),
  *    -ECANCELED when the calling task was cancelled while it had to wait
  *    (it withdraws its place in the queue first; a call that can complete
@@ -433,6 +445,75 @@ WEFT_API int weft_group_wait(weft_group *g, int64_t timeout_ms);
 WEFT_API int weft_group_next(weft_group *g, void **result, int64_t timeout_ms);
 WEFT_API int weft_group_cancel(weft_group *g);
 WEFT_API void weft_group_free(weft_group *g);
+
+/* Deadline scopes: a deadline for a whole block of a task's code (asyncio's
+ * timeout(), Trio's cancel scopes). Between weft_deadline_push(&s, ms) and
+ * weft_deadline_pop(&s), every call of this task that suspends (reads,
+ * writes, connects, accepts, channel operations, select, locks, conditions,
+ * events, semaphores, joins, groups, sleeps, signal and process waits, the
+ * blocking pool, files and name lookups, and calls with no timeout_ms
+ * parameter alike) waits at most until the scope's deadline and returns
+ * -ETIMEDOUT once it has passed. A call with its own timeout_ms waits until
+ * the earlier of the two. A call that can complete without suspending
+ * completes even after the deadline; only a call that would have to wait
+ * fails. weft_sleep_ms / weft_sleep_until return -ETIMEDOUT at the scope's
+ * deadline when it comes before the end of the sleep.
+ *  - Nesting: a scope's deadline is the earlier of its own (timeout_ms from
+ *    the push, with the timeout rules above: -1 adds none, other negatives
+ *    and 0 have passed already) and its enclosing scope's; pop restores the
+ *    enclosing one. Scopes belong to the task, and move with it between
+ *    worker threads.
+ *  - The caller owns the weft_deadline (usually on its stack) and must pop
+ *    every scope it pushed, innermost first, on every path out of the block
+ *    (return, goto, break): pop it before the memory goes away. The
+ *    WEFT_WITH_DEADLINE macro below does that for a C block.
+ *  - Shielded code (weft_shield_begin, and weft's own shields, e.g. a
+ *    condition wait re-taking its mutex) is not cut short by a scope, as it
+ *    is not by cancellation. A task both cancelled and past its deadline
+ *    gets -ECANCELED.
+ *  - A job already running on the blocking pool cannot be abandoned: a
+ *    deadline that passes meanwhile lets it finish (the call then reports
+ *    its outcome); a job that has not started is withdrawn (-ETIMEDOUT).
+ *  - weft_join and weft_join_timeout cut short by a scope return -ETIMEDOUT
+ *    and the handle stays with the caller (t goes on), as join_timeout does.
+ * push: 0; -EINVAL (s NULL); -EPERM outside a task (no scope is opened).
+ * pop: 0; -EINVAL if s is not the calling task's innermost open scope (pop
+ * without push, pop out of order, a scope of another task, a second pop):
+ * then nothing changes; -EPERM outside a task. Neither suspends.
+ * A task that finishes with scopes still open leaves no trace (scopes end
+ * with their task). */
+typedef struct weft_deadline {
+    int64_t at_ns;               /* effective deadline (weft_now() clock), INT64_MAX: none */
+    struct weft_deadline *outer; /* enclosing scope */
+    const void *owner;           /* the task that pushed it */
+} weft_deadline;
+WEFT_API int weft_deadline_push(weft_deadline *s, int64_t timeout_ms);
+WEFT_API int weft_deadline_pop(weft_deadline *s);
+/* Milliseconds left before the calling task's innermost scope deadline
+ * (rounded up; 0 once passed), or -1 when there is none (or outside a task):
+ * a value ready to pass as a timeout_ms. */
+WEFT_API int64_t weft_deadline_left_ms(void);
+
+#if defined(__GNUC__)
+/* WEFT_WITH_DEADLINE(timeout_ms) { ... }: runs the block once inside a
+ * deadline scope that is popped however the block is left (its end, break,
+ * continue, return, goto: a cleanup attribute). Outside a task the block
+ * runs without a deadline. */
+static inline void weft__deadline_cleanup(weft_deadline *s) { (void)weft_deadline_pop(s); }
+static inline weft_deadline *weft__deadline_enter(weft_deadline *s, int64_t timeout_ms)
+{
+    (void)weft_deadline_push(s, timeout_ms);
+    return s;
+}
+#define WEFT__DL_CAT2(a, b) a##b
+#define WEFT__DL_CAT(a, b) WEFT__DL_CAT2(a, b)
+#define WEFT_WITH_DEADLINE(timeout_ms)                                                             \
+    for (weft_deadline WEFT__DL_CAT(weft__dl_s, __LINE__)                                         \
+             __attribute__((cleanup(weft__deadline_cleanup))),                                     \
+         *WEFT__DL_CAT(weft__dl_p, __LINE__) =                                                     \
+             weft__deadline_enter(&WEFT__DL_CAT(weft__dl_s, __LINE__), (timeout_ms));              \
+         WEFT__DL_CAT(weft__dl_p, __LINE__); WEFT__DL_CAT(weft__dl_p, __LINE__) = NULL)
+#endif
 
 /* Gathering tasks.
  * join_timeout: weft_join with a timeout. On -ETIMEDOUT (or -ECANCELED

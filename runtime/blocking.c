@@ -477,7 +477,8 @@ static void *call_trampoline(void *arg)
  * of the calling task's runtime and waits for it, or runs it inline outside
  * a task. Returns 0 once fn has run (its outcome is in *arg, also when the
  * caller was cancelled meanwhile), -ECANCELED when the caller was cancelled
- * before fn started (then it never runs), or -errno when it could not be
+ * before fn started (then it never runs), -ETIMEDOUT likewise when the
+ * caller's deadline scope ended first, or -errno when it could not be
  * submitted. fn may use memory on the caller's stack: this never returns
  * while fn may still run. */
 int weft__blocking_call(weft_fn fn, void *arg)
@@ -498,18 +499,22 @@ int weft__blocking_call(weft_fn fn, void *arg)
     weft__waiter wt;
     weft__waiter_init(&wt);
     uintptr_t seen;
+    int why = -ECANCELED;
     if (weft__join_install(t, &wt, &seen)) { /* else it has finished already */
-        if (weft__waiter_wait(&wt) < 0) {
-            /* Cancelled: a queued job is taken out at once (its completion
-             * fires our waiter); one handed to a thread is skipped when the
-             * thread picks it; a running one finishes. Wait for whichever. */
+        int rc = weft__waiter_wait_until(&wt, WEFT__NO_DEADLINE); /* the caller's scope */
+        if (rc < 0) {
+            /* Cancelled, or the deadline scope ended (or no timer entry):
+             * a queued job is taken out at once (its completion fires our
+             * waiter); one handed to a thread is skipped when the thread
+             * picks it; a running one finishes. Wait for whichever. */
+            why = rc;
             weft_cancel(t);
             weft__blocking_remove(t);
             weft__waiter_wait_nocancel(&wt);
         }
     }
     weft_join(t, NULL); /* finished: releases the handle */
-    return c.ran ? 0 : -ECANCELED;
+    return c.ran ? 0 : why;
 }
 
 /* ------------------------------------------------------------ public API */

@@ -292,7 +292,7 @@ int weft_join_timeout(weft_task *t, void **result, int64_t timeout_ms)
 {
     if (!t)
         return -EINVAL;
-    if (timeout_ms < 0)
+    if (timeout_ms == -1)
         return weft_join(t, result);
     int rc = task_wait_done(t, weft__deadline_from_ms(timeout_ms));
     if (rc < 0)

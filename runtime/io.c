@@ -80,6 +80,7 @@ int weft__wait_fd(int fd, int events, weft__deadline deadline, int level)
     weft__task *self = weft__cur_task();
     if (!self)
         return wait_thread(fd, events, deadline);
+    deadline = weft__deadline_effective_for(self, deadline); /* the task's scope */
     if (level) {
         int r = weft__fd_ready_now(fd, events);
         if (r != 0) {
@@ -146,7 +147,10 @@ int weft__wait_fd(int fd, int events, weft__deadline deadline, int level)
              * arrives at the owning worker's next epoll_wait; a zero
              * timeout cannot wait for that, so ask the kernel directly. */
             int r = weft__fd_ready_now(fd, events);
-            return r != 0 ? r : -ETIMEDOUT;
+            if (r != 0)
+                return r;
+            /* Cancelled and out of time: cancellation is what it reports. */
+            return weft__cancel_pending(self) ? -ECANCELED : -ETIMEDOUT;
         }
         int pr = weft__park_until(self, token, deadline);
         if (pr < 0) { /* cancelled, or no timer entry (ENOMEM) */

@@ -547,19 +547,10 @@ typedef struct sink {
     size_t len, cap; /* cap - len - 1 is free: one byte stays for the NUL */
 } sink;
 
-static int64_t deadline_of(int64_t timeout_ms)
-{
-    if (timeout_ms < 0)
-        return -1;
-    if (timeout_ms > INT64_MAX / 4000000)
-        return INT64_MAX / 2;
-    return weft__clock_ns() + timeout_ms * 1000000;
-}
-
 /* Milliseconds left before deadline, rounded up (-1: no deadline, 0: passed). */
-static int64_t ms_left(int64_t deadline)
+static int64_t ms_left(weft__deadline deadline)
 {
-    if (deadline < 0)
+    if (deadline == WEFT__NO_DEADLINE)
         return -1;
     int64_t left = deadline - weft__clock_ns();
     return left <= 0 ? 0 : (left + 999999) / 1000000;
@@ -653,7 +644,7 @@ int weft_process_communicate(weft_process *p, const void *input, size_t input_le
         return -EINVAL;
     if (input_len > 0 && p->fds[0] < 0)
         return -EINVAL;
-    int64_t deadline = deadline_of(timeout_ms);
+    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     const int piped_out = p->fds[1] >= 0, piped_err = p->fds[2] >= 0;
     sink s[3] = {{0}};
     size_t off = 0;

@@ -167,6 +167,7 @@ weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *
     t->budget = WEFT_BUDGET;
     atomic_store_explicit(&t->cancel, 0, memory_order_relaxed);
     t->shield = 0;
+    t->scope = NULL; /* overlays free_next: the block is off its free list now */
     t->result = NULL;
     atomic_store_explicit(&t->join, JOIN_OPEN, memory_order_relaxed);
     atomic_store_explicit(&t->refs, 2, memory_order_relaxed);

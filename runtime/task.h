@@ -59,7 +59,14 @@ struct weft_task {
     void *result;
     _Atomic uintptr_t join;
     struct weft_runtime *_Atomic rt; /* NULL once the runtime is freed (handle orphaned) */
-    struct weft_task *free_next;
+    union {
+        /* On a free list, or orphaned (task.c): the list link / chunk. */
+        struct weft_task *free_next;
+        /* While the task lives: its innermost open deadline scope
+         * (weft_deadline_push, wait.c), NULL for none. Per task, so it
+         * moves with the task; only the task itself reads or writes it. */
+        struct weft_deadline *scope;
+    };
     uint64_t id;
     char *name;                    /* NULL unless spawned with a name (heap copy) */
     _Atomic int refs;              /* 1 for the running task + 1 for the handle */

@@ -23,6 +23,9 @@ int weft_sleep_until(weft_time deadline)
     }
     if (weft__cancel_pending(self))
         return -ECANCELED;
+    /* In a deadline scope that ends first, the sleep ends at the scope's
+     * deadline with -ETIMEDOUT (weft__park_until). A sleep whose end has
+     * passed does not suspend, so it completes. */
     while (weft__clock_ns() < deadline) {
         int pr = weft__park_until(self, weft__wait_prepare(self), deadline);
         if (pr < 0)

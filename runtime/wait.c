@@ -1,6 +1,7 @@
 /*
  * The wait layer's out-of-line parts: the timed waiter wait and the timer
- * arm and disarm it and the services' parks use. The rest (queues, joins,
+ * arm and disarm it and the services' parks use, the public deadline
+ * scopes, and weft_join. The rest (queues, joins,
  * shields, deadlines) is inline in wait.h, where its invariants are.
  */
 #ifndef _GNU_SOURCE
@@ -105,8 +106,14 @@ int weft_join(weft_task *t, void **result)
         weft__waiter_init(&wt);
         if (weft__join_install(t, &wt, &j)) {
             /* Cancelled: withdrawn, unless the task is finishing right now
-             * and has taken our waiter (then its finish is honoured). */
-            if (weft__join_wait(t, &wt, WEFT__NO_DEADLINE) < 0) {
+             * and has taken our waiter (then its finish is honoured). Cut
+             * short by the caller's deadline scope (or no timer entry):
+             * withdrawn too, but the handle stays with the caller, as
+             * weft_join_timeout's. */
+            int rc = weft__join_wait(t, &wt, WEFT__NO_DEADLINE);
+            if (rc == -ETIMEDOUT || rc == -ENOMEM)
+                return rc;
+            if (rc < 0) {
                 weft_detach(t);
                 return -ECANCELED;
             }
@@ -124,4 +131,54 @@ int weft_join(weft_task *t, void **result)
     else
         weft__task_release(weft__cur_worker(), t);
     return rc;
+}
+
+/* ------------------------------------------------------------ deadline scopes */
+
+int weft_deadline_push(weft_deadline *s, int64_t timeout_ms)
+{
+    if (!s)
+        return -EINVAL;
+    s->owner = NULL;
+    s->outer = NULL;
+    s->at_ns = WEFT__NO_DEADLINE;
+    weft__task *self = weft__cur_task();
+    if (!self)
+        return -EPERM;
+    /* The converter applies the timeout rules and clamps to the enclosing
+     * scope (shields aside: a scope pushed inside a shield still nests). */
+    weft__deadline d = WEFT__NO_DEADLINE;
+    if (timeout_ms != -1 && timeout_ms <= WEFT__MAX_TIMEOUT_MS)
+        d = weft__clock_ns() + (timeout_ms < 0 ? 0 : timeout_ms * 1000000);
+    if (self->scope && self->scope->at_ns < d)
+        d = self->scope->at_ns;
+    s->at_ns = d;
+    s->outer = self->scope;
+    s->owner = self;
+    self->scope = s;
+    return 0;
+}
+
+int weft_deadline_pop(weft_deadline *s)
+{
+    weft__task *self = weft__cur_task();
+    if (!self)
+        return -EPERM;
+    /* Only the innermost open scope of this task may end: anything else
+     * (no scope open, out of order, another task's, popped already) is
+     * refused and changes nothing. */
+    if (!s || self->scope != s || s->owner != self)
+        return -EINVAL;
+    self->scope = s->outer;
+    s->owner = NULL;
+    return 0;
+}
+
+int64_t weft_deadline_left_ms(void)
+{
+    weft__task *self = weft__cur_task();
+    if (!self || !self->scope || self->scope->at_ns == WEFT__NO_DEADLINE)
+        return -1;
+    int64_t left = self->scope->at_ns - weft__clock_ns();
+    return left <= 0 ? 0 : (left + 999999) / 1000000;
 }

@@ -7,7 +7,9 @@
  *
  *   deadlines    weft__deadline (internal.h): absolute ns on weft__clock_ns,
  *                WEFT__NO_DEADLINE for none. weft__deadline_from_ms is the
- *                only conversion from a caller's milliseconds. Public entry
+ *                only conversion from a caller's milliseconds (it applies
+ *                the negative-timeout rule); every wait clamps to the
+ *                task's deadline scope (weft__deadline_effective). Public entry
  *                points call it once, when the call starts, and pass the
  *                deadline down, so retries, partial progress and spurious
  *                wake-ups never stretch a call past what its caller asked.
@@ -37,16 +39,48 @@
  * anything much longer would overflow in ns. */
 #define WEFT__MAX_TIMEOUT_MS ((int64_t)1 << 40)
 
-/* timeout_ms from a public call -> its deadline. Negative (-1 is the
- * documented value) means none; so does anything beyond
- * WEFT__MAX_TIMEOUT_MS (saturation: every deadline the clock could reach is
- * representable, the rest is "never"). 0 is "now": a wait with it only
- * looks. */
+/* The calling task t's innermost deadline scope (weft_deadline_push):
+ * WEFT__NO_DEADLINE when it has none, outside a task (t NULL), and while
+ * its cancellation is shielded (a wait weft must complete is not cut short
+ * by a scope either). */
+static inline weft__deadline weft__deadline_scope(const weft__task *t)
+{
+    if (!t || !t->scope || t->shield)
+        return WEFT__NO_DEADLINE;
+    return t->scope->at_ns;
+}
+
+/* d clamped to t's scope: what a wait of t with deadline d really waits
+ * until. Every wait below applies it (weft__may_wait, weft__park_until,
+ * weft__waiter_wait_until, and so the queues and joins; weft__wait_fd), so
+ * no suspension escapes a scope, calls with no timeout of their own
+ * included. */
+static inline weft__deadline weft__deadline_effective_for(const weft__task *t, weft__deadline d)
+{
+    weft__deadline s = weft__deadline_scope(t);
+    return s < d ? s : d;
+}
+
+static inline weft__deadline weft__deadline_effective(weft__deadline d)
+{
+    return weft__deadline_effective_for(weft__cur_task(), d);
+}
+
+/* timeout_ms from a public call -> its deadline, the one converter. The
+ * rules (weft.h's conventions): -1 is none; so is anything beyond
+ * WEFT__MAX_TIMEOUT_MS (saturation: every deadline the clock could reach
+ * is representable, the rest is "never"); 0 is "now": a wait with it only
+ * looks; any other negative has passed already, as 0. The result is
+ * clamped to the calling task's scope deadline, so a call's own loops
+ * (retries, back-off, partial progress) stop at it too. */
 static inline weft__deadline weft__deadline_from_ms(int64_t timeout_ms)
 {
-    if (timeout_ms < 0 || timeout_ms > WEFT__MAX_TIMEOUT_MS)
-        return WEFT__NO_DEADLINE;
-    return weft__clock_ns() + timeout_ms * 1000000;
+    weft__deadline d;
+    if (timeout_ms == -1 || timeout_ms > WEFT__MAX_TIMEOUT_MS)
+        d = WEFT__NO_DEADLINE;
+    else
+        d = weft__clock_ns() + (timeout_ms < 0 ? 0 : timeout_ms * 1000000);
+    return weft__deadline_effective(d);
 }
 
 /* The clock has reached d (never for WEFT__NO_DEADLINE, which reads no
@@ -65,7 +99,7 @@ static inline int weft__may_wait(weft__deadline deadline)
     weft__task *self = weft__cur_task();
     if (self && weft__cancel_pending(self))
         return -ECANCELED;
-    if (weft__deadline_passed(deadline))
+    if (weft__deadline_passed(weft__deadline_effective_for(self, deadline)))
         return -ETIMEDOUT;
     return 0;
 }
@@ -83,11 +117,23 @@ void weft__timer_disarm(weft__task *self, weft__timer_ref ref);
 /* One park of self in the wait identified by token, with a timer for the
  * deadline (none for WEFT__NO_DEADLINE). 0 when woken (by anything, the
  * timer included: the caller re-checks its condition and the clock),
- * -ECANCELED, or -ENOMEM (no timer entry; then it did not park). Whatever
+ * -ECANCELED, -ENOMEM (no timer entry; then it did not park), or
+ * -ETIMEDOUT without parking when self's scope deadline comes before
+ * deadline and has passed (a wait is never longer than the scope;
+ * -ECANCELED then if self is cancelled too). Whatever
  * it returns, the timer is disarmed: no wake from it outlives the call
  * except as a stale token. */
 static inline int weft__park_until(weft__task *self, uint64_t token, weft__deadline deadline)
 {
+    weft__deadline eff = weft__deadline_effective_for(self, deadline);
+    if (eff != deadline) {
+        /* The scope ends first: its deadline is this wait's, and once it
+         * has passed the wait is over (callers looping on their own
+         * deadline would otherwise park again and again). */
+        if (weft__clock_ns() >= eff)
+            return weft__cancel_pending(self) ? -ECANCELED : -ETIMEDOUT; /* cancellation first */
+        deadline = eff;
+    }
     weft__timer_ref ref = {NULL, 0};
     if (deadline != WEFT__NO_DEADLINE && weft__timer_arm(self, token, deadline, &ref) < 0)
         return -ENOMEM;
@@ -100,14 +146,17 @@ static inline int weft__park_until(weft__task *self, uint64_t token, weft__deadl
 
 int weft__waiter_wait_timed(weft__waiter *wt, weft__deadline deadline);
 
-/* weft__waiter_wait with a deadline, for tasks and plain threads alike:
- * 0 once fired; -ETIMEDOUT (the clock has reached the deadline),
+/* weft__waiter_wait with a deadline (clamped to the task's scope; the
+ * untimed weft__waiter_wait is for waits that must complete), for tasks
+ * and plain threads alike: 0 once fired; -ETIMEDOUT (the clock has reached
+ * the deadline),
  * -ECANCELED, -ENOMEM (no timer entry) otherwise. After an error the
  * waiter may still fire: the caller withdraws it from wherever it is
  * registered, and honours a firing it finds already taken (see the queues
  * and joins below). */
 static inline int weft__waiter_wait_until(weft__waiter *wt, weft__deadline deadline)
 {
+    deadline = weft__deadline_effective_for(wt->task, deadline);
     if (deadline == WEFT__NO_DEADLINE)
         return weft__waiter_wait(wt);
     return weft__waiter_wait_timed(wt, deadline);
