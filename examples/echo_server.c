@@ -4,7 +4,8 @@
  *   build/examples/echo_server PORT [WORKERS]
  *
  * Listens on 127.0.0.1:PORT (0 picks a free port, printed at start) and runs
- * until SIGINT or SIGTERM. WORKERS defaults to one per CPU.
+ * until SIGINT or SIGTERM. WORKERS defaults to one per CPU. With WEFT_TLS_CERT
+ * and WEFT_TLS_KEY set (PEM files) it speaks TLS (examples/serve_tls.h).
  *
  * Graceful shutdown: a task waits for the signal (watched from the start),
  * closes the listener and shuts down the read side of every connection:
@@ -23,6 +24,7 @@
 #include <weft.h>
 
 #include "serve.h"
+#include "serve_tls.h"
 
 #define GRACE_MS 2000
 
@@ -53,14 +55,14 @@ static void *serve(void *arg)
     int fd = c.fd;
     char buf[16384];
     for (;;) {
-        ssize_t n = weft_read(fd, buf, sizeof buf, -1);
+        ssize_t n = serve_io_read(fd, buf, sizeof buf, -1);
         if (n <= 0)
             break; /* end of stream, or the peer reset: either way we are done */
-        if (weft_write(fd, buf, (size_t)n, -1) < 0)
+        if (serve_io_write(fd, buf, (size_t)n, -1) < 0)
             break;
     }
     serve_conn_unregister(&c);
-    weft_close(fd);
+    serve_io_close(fd);
     return NULL;
 }
 
@@ -74,5 +76,7 @@ int main(int argc, char **argv)
     weft_config cfg;
     if (serve_parse_args("echo_server", argv, argc, &port, &cfg))
         return 2;
-    return serve_run("echo_server", &cfg, port, 0, serve, drain_connections);
+    if (serve_tls_setup("echo_server"))
+        return 2;
+    return serve_run("echo_server", &cfg, port, 0, serve_tls_wrap(serve), drain_connections);
 }

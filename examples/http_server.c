@@ -5,6 +5,8 @@
  *
  * Listens on 127.0.0.1:PORT (0 picks a free port, printed at start) and runs
  * until SIGINT or SIGTERM. WORKERS defaults to one per CPU (0 = default too).
+ * With WEFT_TLS_CERT and WEFT_TLS_KEY set (PEM files) it serves HTTPS
+ * instead (examples/serve_tls.h).
  *
  *   GET /           200 "Hello, World!"
  *   GET /file/NAME  the regular file NAME of DIR (404 without DIR, for a
@@ -51,6 +53,7 @@
 #include <weft.h>
 
 #include "serve.h"
+#include "serve_tls.h"
 
 #include "http_parser.h"
 
@@ -144,7 +147,7 @@ static int flush_out(conn *c)
 {
     if (c->out_len == 0)
         return 0;
-    ssize_t n = weft_write(c->link.fd, c->out, c->out_len, WRITE_TIMEOUT_MS);
+    ssize_t n = serve_io_write(c->link.fd, c->out, c->out_len, WRITE_TIMEOUT_MS);
     c->out_len = 0;
     return n < 0 ? -1 : 0;
 }
@@ -270,11 +273,11 @@ static int respond(conn *c, const char *buf, const http_request *r)
  * before the client read it. */
 static void linger_close(int fd, char *scratch, size_t cap)
 {
-    weft_shutdown(fd, SHUT_WR);
+    serve_io_shutdown_wr(fd);
     for (int i = 0; i < LINGER_READS; i++)
-        if (weft_read(fd, scratch, cap, LINGER_MS) <= 0)
+        if (serve_io_read(fd, scratch, cap, LINGER_MS) <= 0)
             break;
-    weft_close(fd);
+    serve_io_close(fd);
 }
 
 static void *serve(void *arg)
@@ -297,7 +300,7 @@ static void *serve(void *arg)
             done = 2;
             break;
         }
-        ssize_t n = weft_read(c.link.fd, in + len, IN_CAP - len, IDLE_TIMEOUT_MS);
+        ssize_t n = serve_io_read(c.link.fd, in + len, IN_CAP - len, IDLE_TIMEOUT_MS);
         if (n <= 0) {
             done = 2; /* end of stream, reset or idle timeout */
             break;
@@ -357,7 +360,7 @@ static void *serve(void *arg)
     if (done == 1)
         linger_close(c.link.fd, in, sizeof in);
     else
-        weft_close(c.link.fd);
+        serve_io_close(c.link.fd);
     return NULL;
 }
 
@@ -380,6 +383,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (serve_tls_setup("http_server"))
+        return 2;
     responses_init();
-    return serve_run("http_server", &cfg, port, 4096, serve, drain_connections);
+    return serve_run("http_server", &cfg, port, 4096, serve_tls_wrap(serve), drain_connections);
 }
