@@ -567,3 +567,34 @@ WEFT_API int weft_tls_fd(const weft_tls_conn *c) { return c ? c->fd : -EINVAL; }
 WEFT_API const char *weft_tls_error(const weft_tls_conn *c) { return c ? c->err : ""; }
 
 WEFT_API void *weft_tls_ssl(weft_tls_conn *c) { return c ? c->ssl : NULL; }
+
+/* ------------------------------------------------------------- streams
+ * The buffered stream over TLS, on weft_stream_open_ops (weft.h, from the
+ * streams work; compiled where weft.h defines WEFT_HAVE_STREAMS). */
+#ifdef WEFT_HAVE_STREAMS
+static ssize_t st_read(void *ctx, void *buf, size_t n, int64_t timeout_ms)
+{
+    return weft_tls_read(ctx, buf, n, timeout_ms);
+}
+
+static ssize_t st_write(void *ctx, const void *buf, size_t n, int64_t timeout_ms)
+{
+    return weft_tls_write(ctx, buf, n, timeout_ms);
+}
+
+static int st_close(void *ctx)
+{
+    weft_tls_shutdown(ctx, 1000);
+    return weft_tls_close(ctx);
+}
+
+static const weft_stream_ops st_ops = {
+    .read = st_read, .write = st_write, .writev = NULL, .close = st_close};
+
+WEFT_API int weft_tls_stream_open(weft_tls_conn *c, const weft_stream_opts *o, weft_stream **out)
+{
+    if (!c || !out)
+        return -EINVAL;
+    return weft_stream_open_ops(&st_ops, c, o, out);
+}
+#endif
