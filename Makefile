@@ -62,9 +62,12 @@ LTO_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/lto_*.c))
 # (HAVE_LIBPQ and HAVE_LIBCURL must be set before SKIPPED_SRC is expanded.)
 HAVE_LIBPQ   := $(if $(wildcard /usr/include/postgresql/libpq-fe.h),1)
 HAVE_LIBCURL := $(if $(wildcard /usr/include/*/curl/curl.h),1)
+HAVE_LIBSSL  := $(if $(wildcard /usr/include/openssl/ssl.h),1)
 NEEDS_LIBPQ   := examples/pg_query.c
 NEEDS_LIBCURL := examples/http_get.c bench/http_get.c
-SKIPPED_SRC := $(if $(HAVE_LIBPQ),,$(NEEDS_LIBPQ)) $(if $(HAVE_LIBCURL),,$(NEEDS_LIBCURL))
+NEEDS_LIBSSL  := bench/tls_echo.c
+SKIPPED_SRC := $(if $(HAVE_LIBPQ),,$(NEEDS_LIBPQ)) $(if $(HAVE_LIBCURL),,$(NEEDS_LIBCURL)) \
+               $(if $(HAVE_LIBSSL),,$(NEEDS_LIBSSL))
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out $(SKIPPED_SRC),$(wildcard examples/*.c)))
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(filter-out $(SKIPPED_SRC),$(wildcard bench/*.c)))
 
@@ -74,7 +77,8 @@ BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(filter-out $(SKIPPED_SRC),$(
 
 all: build-deps lib examples
 
-lib: $(BUILD)/libweft.a $(BUILD)/libweft.so $(BUILD)/weft.pc
+lib: $(BUILD)/libweft.a $(BUILD)/libweft.so $(BUILD)/weft.pc \
+     $(if $(HAVE_LIBSSL),$(BUILD)/libweft_tls.a $(BUILD)/libweft_tls.so $(BUILD)/weft_tls.pc)
 
 # ---------------------------------------------------------------- dependencies
 # Header (or program) we need -> Debian package that provides it. Building
@@ -88,7 +92,10 @@ TEST_PKGS  := /usr/include/criterion/criterion.h:libcriterion-dev \
               /usr/include/valgrind/valgrind.h:valgrind \
               /usr/include/postgresql/libpq-fe.h:libpq-dev \
               /usr/lib/postgresql/*/bin/initdb:postgresql \
-              /usr/include/*/curl/curl.h:libcurl4-openssl-dev
+              /usr/include/*/curl/curl.h:libcurl4-openssl-dev \
+              /usr/include/openssl/ssl.h:libssl-dev \
+              /usr/bin/openssl:openssl \
+              /usr/bin/curl:curl
 missing_pkgs = $(strip $(foreach d,$(1),$(if $(wildcard $(word 1,$(subst :, ,$(d)))),,$(word 2,$(subst :, ,$(d))))))
 MISSING_BUILD := $(call missing_pkgs,$(BUILD_PKGS))
 MISSING_TEST  := $(call missing_pkgs,$(BUILD_PKGS) $(TEST_PKGS))
@@ -99,6 +106,13 @@ PQ_CFLAGS    := $(if $(HAVE_LIBPQ),-DWEFT_HAVE_LIBPQ -I/usr/include/postgresql)
 PQ_LIBS      := $(if $(HAVE_LIBPQ),-lpq)
 CURL_CFLAGS  := $(if $(HAVE_LIBCURL),-DWEFT_HAVE_LIBCURL)
 CURL_LIBS    := $(if $(HAVE_LIBCURL),-lcurl)
+# TLS (include/weft_tls.h, runtime/tls/): its own library, libweft_tls, so
+# libweft never links OpenSSL. Programs using it put TLS_LIBS before
+# libweft.a (APP_LIBS).
+TLS_CFLAGS   := $(if $(HAVE_LIBSSL),-DWEFT_HAVE_LIBSSL)
+TLS_LIBS     := $(if $(HAVE_LIBSSL),$(BUILD)/libweft_tls.a)
+TLS_SYSLIBS  := $(if $(HAVE_LIBSSL),-lssl -lcrypto)
+APP_LIBS     :=
 
 # Checks only: the build needs these, and plain make never installs.
 build-deps:
@@ -146,6 +160,29 @@ $(BUILD)/libweft.a: $(LIB_OBJ)
 $(BUILD)/libweft.so: $(LIB_OBJ)
 	$(CC) -shared $(SANFLAGS) -Wl,-soname,$(WEFT_SONAME) -o $@ $^ $(ALLOC_LIB) -pthread
 
+# libweft_tls: runtime/tls/*.c, objects apart from libweft's (obj_tls/, not
+# part of tests/arch/check_layers.sh's runtime layers).
+TLS_SRC := $(wildcard runtime/tls/*.c)
+TLS_OBJ := $(patsubst runtime/tls/%.c,$(BUILD)/obj_tls/%.o,$(TLS_SRC))
+$(BUILD)/obj_tls/%.o: runtime/tls/%.c | build-deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_LIB) $(DEPFLAGS) -c $< -o $@
+
+$(BUILD)/libweft_tls.a: $(TLS_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libweft_tls.so: $(TLS_OBJ) $(BUILD)/libweft.so
+	$(CC) -shared $(SANFLAGS) -Wl,-soname,libweft_tls.so.$(word 1,$(WEFT_VERSION_PARTS)) -o $@ $(TLS_OBJ) \
+	  -L$(BUILD) -l:libweft.so -lssl -lcrypto -pthread
+
+$(BUILD)/weft_tls.pc: Makefile include/weft.h
+	@mkdir -p $(BUILD)
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
+	  'Name: weft_tls' 'Description: TLS over weft sockets (OpenSSL)' \
+	  'Version: $(WEFT_VERSION)' 'Requires: weft, libssl' 'Cflags: -I$${includedir}' \
+	  'Libs: -L$${libdir} -lweft_tls' > $@
+
 $(BUILD)/weft.pc: Makefile include/weft.h
 	@mkdir -p $(BUILD)
 	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
@@ -156,16 +193,22 @@ $(BUILD)/weft.pc: Makefile include/weft.h
 # ---------------------------------------------------------------- programs
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libweft.a | build-deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_APP) $(DEPFLAGS) $< -o $@ $(BUILD)/libweft.a $(LDLIBS_APP)
+	$(CC) $(CFLAGS_APP) $(DEPFLAGS) $< -o $@ $(APP_LIBS) $(BUILD)/libweft.a $(LDLIBS_APP)
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libweft.a | build-deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_APP) $(DEPFLAGS) $< -o $@ $(BUILD)/libweft.a $(LDLIBS_APP)
+	$(CC) $(CFLAGS_APP) $(DEPFLAGS) $< -o $@ $(APP_LIBS) $(BUILD)/libweft.a $(LDLIBS_APP)
 
 $(BUILD)/examples/pg_query: CFLAGS_APP += $(PQ_CFLAGS)
 $(BUILD)/examples/pg_query: LDLIBS_APP += $(PQ_LIBS)
 $(BUILD)/examples/http_get $(BUILD)/bench/http_get: CFLAGS_APP += $(CURL_CFLAGS)
 $(BUILD)/examples/http_get $(BUILD)/bench/http_get: LDLIBS_APP += $(CURL_LIBS)
+# The example servers serve TLS when given a certificate (where libssl is).
+TLS_PROGS := $(BUILD)/examples/echo_server $(BUILD)/examples/http_server $(BUILD)/bench/tls_echo
+$(TLS_PROGS): CFLAGS_APP += $(TLS_CFLAGS)
+$(TLS_PROGS): APP_LIBS += $(TLS_LIBS)
+$(TLS_PROGS): LDLIBS_APP += $(TLS_SYSLIBS)
+$(TLS_PROGS): $(TLS_LIBS)
 
 examples: $(EXAMPLES)
 benches: $(BENCHES)
@@ -174,11 +217,11 @@ benches: $(BENCHES)
 # is missing, so the one binary always links.
 $(BUILD)/tests/%.o: tests/%.c $(CRITERION_DEPS) | build-deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CRITERION_INC) $(CFLAGS_APP) $(PQ_CFLAGS) $(CURL_CFLAGS) $(DEPFLAGS) -c $< -o $@
+	$(CC) $(CRITERION_INC) $(CFLAGS_APP) $(PQ_CFLAGS) $(CURL_CFLAGS) $(TLS_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
-$(BUILD)/tests/weft_tests: $(TEST_OBJ) $(BUILD)/libweft.a $(CRITERION_OBJ)
-	$(CC) $(SANFLAGS) -o $@ $(TEST_OBJ) $(BUILD)/libweft.a $(CRITERION_LIB) $(PQ_LIBS) $(CURL_LIBS) \
-	  $(LDLIBS_APP)
+$(BUILD)/tests/weft_tests: $(TEST_OBJ) $(TLS_LIBS) $(BUILD)/libweft.a $(CRITERION_OBJ)
+	$(CC) $(SANFLAGS) -o $@ $(TEST_OBJ) $(TLS_LIBS) $(BUILD)/libweft.a $(CRITERION_LIB) $(PQ_LIBS) $(CURL_LIBS) \
+	  $(TLS_SYSLIBS) $(LDLIBS_APP)
 
 # The migration test compiles the runtime into itself under LTO, so the
 # compiler sees across the switch and could hoist thread-locals if the
@@ -328,6 +371,13 @@ install: lib
 	install -m 755 $(BUILD)/libweft.so $(DESTDIR)$(PREFIX)/lib/$(WEFT_SONAME)
 	ln -sf $(WEFT_SONAME) $(DESTDIR)$(PREFIX)/lib/libweft.so
 	sed 's|^prefix=.*|prefix=$(PREFIX)|' $(BUILD)/weft.pc > $(DESTDIR)$(PREFIX)/lib/pkgconfig/weft.pc
+ifneq ($(HAVE_LIBSSL),)
+	install -m 644 include/weft_tls.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libweft_tls.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libweft_tls.so $(DESTDIR)$(PREFIX)/lib/libweft_tls.so.$(word 1,$(WEFT_VERSION_PARTS))
+	ln -sf libweft_tls.so.$(word 1,$(WEFT_VERSION_PARTS)) $(DESTDIR)$(PREFIX)/lib/libweft_tls.so
+	sed 's|^prefix=.*|prefix=$(PREFIX)|' $(BUILD)/weft_tls.pc > $(DESTDIR)$(PREFIX)/lib/pkgconfig/weft_tls.pc
+endif
 
 clean:
 	rm -rf build

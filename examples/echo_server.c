@@ -5,7 +5,8 @@
  *   build/examples/echo_server PORT [WORKERS]
  *
  * Listens on 127.0.0.1:PORT (0 picks a free port, printed at start) and runs
- * until SIGINT or SIGTERM. WORKERS defaults to one per CPU.
+ * until SIGINT or SIGTERM. WORKERS defaults to one per CPU. With WEFT_TLS_CERT
+ * and WEFT_TLS_KEY set (PEM files) it speaks TLS (examples/serve_tls.h).
  *
  * Graceful shutdown: a task waits for the signal (watched from the start),
  * closes the listener and shuts down the read side of every connection:
@@ -24,6 +25,7 @@
 #include <weft.h>
 
 #include "serve.h"
+#include "serve_tls.h"
 
 #define GRACE_MS 2000
 
@@ -51,8 +53,8 @@ static void *serve(void *arg)
 {
     int fd = (int)(intptr_t)arg;
     weft_stream *s;
-    if (weft_stream_open(fd, NULL, &s) < 0) {
-        weft_close(fd);
+    if (serve_io_stream_open(fd, NULL, &s) < 0) {
+        serve_io_close(fd);
         return NULL;
     }
     serve_conn c = {.fd = fd};
@@ -83,5 +85,7 @@ int main(int argc, char **argv)
     weft_config cfg;
     if (serve_parse_args("echo_server", argv, argc, &port, &cfg))
         return 2;
-    return serve_run("echo_server", &cfg, port, 0, serve, drain_connections);
+    if (serve_tls_setup("echo_server"))
+        return 2;
+    return serve_run("echo_server", &cfg, port, 0, serve_tls_wrap(serve), drain_connections);
 }

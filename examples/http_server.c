@@ -5,6 +5,8 @@
  *
  * Listens on 127.0.0.1:PORT (0 picks a free port, printed at start) and runs
  * until SIGINT or SIGTERM. WORKERS defaults to one per CPU (0 = default too).
+ * With WEFT_TLS_CERT and WEFT_TLS_KEY set (PEM files) it serves HTTPS
+ * instead (examples/serve_tls.h).
  *
  *   GET /           200 "Hello, World!"
  *   GET /file/NAME  the regular file NAME of DIR (404 without DIR, for a
@@ -52,6 +54,7 @@
 #include <weft.h>
 
 #include "serve.h"
+#include "serve_tls.h"
 
 #include "http_parser.h"
 
@@ -112,6 +115,7 @@ typedef struct conn {
     size_t out_len;
     atomic_int idle;  /* waiting for a new request (nothing half read) */
     int shut;         /* shutdown: read side shut down (under g_conns_lock) */
+    weft_stream *tls; /* the stream when it runs over TLS: output goes through it */
     char out[OUT_CAP];
 } conn;
 
@@ -145,7 +149,14 @@ static int flush_out(conn *c)
 {
     if (c->out_len == 0)
         return 0;
-    ssize_t n = weft_write(c->link.fd, c->out, c->out_len, WRITE_TIMEOUT_MS);
+    ssize_t n;
+    if (c->tls) {
+        n = weft_stream_write(c->tls, c->out, c->out_len, WRITE_TIMEOUT_MS);
+        if (n >= 0)
+            n = weft_stream_flush(c->tls, WRITE_TIMEOUT_MS);
+    } else {
+        n = weft_write(c->link.fd, c->out, c->out_len, WRITE_TIMEOUT_MS);
+    }
     c->out_len = 0;
     return n < 0 ? -1 : 0;
 }
@@ -286,11 +297,12 @@ static void *serve(void *arg)
      * request is consumed. */
     weft_stream_opts so = {.read_buffer = IN_CAP, .write_buffer = 64, .max_line = IN_CAP};
     weft_stream *s;
-    if (weft_stream_open(fd, &so, &s) < 0) {
-        weft_close(fd);
+    int tls = serve_tls_of(fd) != NULL;
+    if (serve_io_stream_open(fd, &so, &s) < 0) {
+        serve_io_close(fd);
         return NULL;
     }
-    conn c = {.link.fd = fd, .out_len = 0};
+    conn c = {.link.fd = fd, .out_len = 0, .tls = tls ? s : NULL};
     serve_conn_register(&c.link, 0);
     uint64_t skip = 0; /* body bytes of the last request still to discard */
     int done = 0;     /* 1: close after flushing; 2: the peer went away */
@@ -386,6 +398,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (serve_tls_setup("http_server"))
+        return 2;
     responses_init();
-    return serve_run("http_server", &cfg, port, 4096, serve, drain_connections);
+    return serve_run("http_server", &cfg, port, 4096, serve_tls_wrap(serve), drain_connections);
 }

@@ -888,6 +888,8 @@ WEFT_API int weft_unix_connect(const char *path, int64_t timeout_ms);
  * sends what is buffered. After a failed write the stream's writing side is
  * dead: every later write and flush returns the same error. */
 
+/* Defined for code (weft_tls.h) that builds on streams. */
+#define WEFT_HAVE_STREAMS 1
 typedef struct weft_stream weft_stream;
 
 typedef struct weft_stream_ops {
