@@ -220,6 +220,14 @@ WEFT_API int weft_sleep_until(weft_time deadline);
 
 #define WEFT_READ 1
 #define WEFT_WRITE 2
+/* With WEFT_READ/WEFT_WRITE in weft_wait_fd: the caller has just seen
+ * EAGAIN for those directions (on a descriptor open since before its last
+ * wait), so weft skips asking poll() first and the check for a reused
+ * descriptor number, and waits for the next readiness edge: what weft's own
+ * socket calls do. Saves one or two system calls per wait on a hot path (a
+ * TLS BIO, a protocol loop); wrong without the EAGAIN (it may then sleep on
+ * a descriptor that is ready). */
+#define WEFT_EDGE 4
 
 /* Waits until fd is readable (WEFT_READ), writable (WEFT_WRITE) or in
  * error, or until timeout_ms passes (-1 = none). Level-triggered, as poll(2),
@@ -231,7 +239,7 @@ WEFT_API int weft_sleep_until(weft_time deadline);
  * Returns the ready subset of events (an error or hang-up reports all
  * requested events as ready, so the next read/write sees the error), or
  * -ETIMEDOUT, -EBADF (fd not open, or closed with weft_close while
- * waiting), -EINVAL (bad events), -EEXIST (another task already waits for
+ * waiting), -EINVAL (bad events; WEFT_EDGE alone), -EEXIST (another task already waits for
  * the same direction on fd), -ECANCELED (the task was cancelled). A regular
  * file is always ready. A descriptor that a library closed with plain
  * close() and whose number the kernel then gave to a new file is noticed

@@ -183,11 +183,12 @@ int weft__wait_fd(int fd, int events, weft__deadline deadline, int level)
 
 int weft_wait_fd(int fd, int events, int64_t timeout_ms)
 {
-    if (events == 0 || (events & ~(WEFT_READ | WEFT_WRITE)))
+    int dirs = events & (WEFT_READ | WEFT_WRITE);
+    if (dirs == 0 || (events & ~(WEFT_READ | WEFT_WRITE | WEFT_EDGE)))
         return -EINVAL;
     if (fd < 0)
         return -EBADF;
-    return weft__wait_fd(fd, events, weft__deadline_from_ms(timeout_ms), 1);
+    return weft__wait_fd(fd, dirs, weft__deadline_from_ms(timeout_ms), !(events & WEFT_EDGE));
 }
 
 int weft_fd_forget(int fd)

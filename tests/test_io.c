@@ -408,3 +408,35 @@ Test(io, a_blocking_descriptor_never_holds_the_worker, .timeout = 60)
     cr_assert_eq(weft_runtime_block_on(rt, blocking_root, NULL, NULL), 0);
     weft_runtime_free(rt);
 }
+
+/* WEFT_EDGE: the caller has just seen EAGAIN; the wait sleeps until the next
+ * edge. Alone it is not a direction. */
+static void *edge_root(void *arg)
+{
+    (void)arg;
+    int p[2];
+    nonblocking_pipe(p);
+    cr_assert_eq(weft_wait_fd(p[0], WEFT_EDGE, 0), -EINVAL);
+    cr_assert_eq(weft_wait_fd(p[0], WEFT_READ | WEFT_EDGE | 8, 0), -EINVAL);
+    char c;
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(read(p[0], &c, 1), -1);
+        cr_assert_eq(errno, EAGAIN);
+        struct late_write lw = {p[1]};
+        weft_task *w = weft_spawn(write_later, &lw);
+        cr_assert_eq(weft_wait_fd(p[0], WEFT_READ | WEFT_EDGE, 5000), WEFT_READ);
+        cr_assert_eq(read(p[0], &c, 1), 1);
+        cr_assert_eq(weft_join(w, NULL), 0);
+    }
+    cr_assert_eq(weft_wait_fd(p[0], WEFT_READ | WEFT_EDGE, 20), -ETIMEDOUT);
+    weft_close(p[0]);
+    weft_close(p[1]);
+    return NULL;
+}
+
+Test(io, edge_waits_after_eagain, .timeout = 60)
+{
+    weft_runtime *rt = test_runtime(2);
+    cr_assert_eq(weft_runtime_block_on(rt, edge_root, NULL, NULL), 0);
+    weft_runtime_free(rt);
+}
