@@ -61,6 +61,17 @@ WEFT_API int *weft_errno_location(void);
 #define WEFT_VERSION_MAJOR 0
 #define WEFT_VERSION_MINOR 1
 #define WEFT_VERSION_PATCH 0
+/* The same as one number, MAJOR * 10000 + MINOR * 100 + PATCH, for #if. */
+#define WEFT_VERSION_NUMBER (WEFT_VERSION_MAJOR * 10000 + WEFT_VERSION_MINOR * 100 + WEFT_VERSION_PATCH)
+
+/* The version of the weft library the program runs with, which may be newer
+ * than the header it was compiled with (README, "Versions and ABI": the
+ * soname libweft.so.MAJOR changes when the ABI does, so a program runs only
+ * with a library of its own major version). weft_version returns it as
+ * "MAJOR.MINOR.PATCH" (a static string), weft_version_number as
+ * WEFT_VERSION_NUMBER does. Any thread; never fails. */
+WEFT_API const char *weft_version(void);
+WEFT_API unsigned weft_version_number(void);
 
 typedef void *(*weft_fn)(void *arg);
 typedef struct weft_runtime weft_runtime;
