@@ -178,7 +178,10 @@ $(BUILD)/libweft_tls.a: $(TLS_OBJ)
 
 $(BUILD)/libweft_tls.so: $(TLS_OBJ) $(BUILD)/libweft.so
 	$(CC) -shared $(SANFLAGS) -Wl,-soname,$(TLS_SONAME) -o $@ $(TLS_OBJ) \
-	  -L$(BUILD) -l:libweft.so -lssl -lcrypto -pthread
+	  -L$(BUILD) -l:libweft.so -lssl -lcrypto -pthread -Wl,-rpath,'$$ORIGIN'
+# (RUNPATH $ORIGIN: libweft_tls finds the libweft.so.MAJOR installed beside
+# it, also when a program's own rpath, which is not passed on to the
+# libraries it loads, is what found libweft_tls.)
 
 # The pkg-config files. jemalloc is in Libs, not Libs.private: weft makes it
 # the process's allocator (README, "Memory: jemalloc"), and only a program

@@ -5,13 +5,6 @@
  */
 #include "weft.h"
 
-#define WEFT__STR2(x) #x
-#define WEFT__STR(x) WEFT__STR2(x)
-
-WEFT_API const char *weft_version(void)
-{
-    return WEFT__STR(WEFT_VERSION_MAJOR) "." WEFT__STR(WEFT_VERSION_MINOR) "." WEFT__STR(
-        WEFT_VERSION_PATCH);
-}
+WEFT_API const char *weft_version(void) { return WEFT_VERSION_STRING; }
 
 WEFT_API unsigned weft_version_number(void) { return WEFT_VERSION_NUMBER; }

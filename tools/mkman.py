@@ -234,7 +234,8 @@ def main(argv):
         header = os.path.basename(path)
         intro, groups = parse(path)
         if header == 'weft.h':
-            intro_main = intro
+            k = next((n for n, l in enumerate(intro) if l.startswith('Conventions')), 0)
+            intro_main = intro[k + 1:] if k else intro
         for g in groups:
             names = [h['funcs'][0] for h in groups if h['section'] is g['section']]
             name, text = page(g, header, ver, names)
