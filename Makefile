@@ -48,7 +48,11 @@ ifneq ($(words $(WEFT_VERSION_PARTS)),3)
 $(error include/weft.h: WEFT_VERSION_MAJOR, _MINOR and _PATCH not all found)
 endif
 WEFT_VERSION := $(word 1,$(WEFT_VERSION_PARTS)).$(word 2,$(WEFT_VERSION_PARTS)).$(word 3,$(WEFT_VERSION_PARTS))
-WEFT_SONAME  := libweft.so.$(word 1,$(WEFT_VERSION_PARTS))
+WEFT_MAJOR   := $(word 1,$(WEFT_VERSION_PARTS))
+WEFT_SONAME  := libweft.so.$(WEFT_MAJOR)
+TLS_SONAME   := libweft_tls.so.$(WEFT_MAJOR)
+# Installed: libweft.so.MAJOR.MINOR.PATCH (the file), libweft.so.MAJOR (the
+# soname, what programs record), libweft.so (the link-time name).
 
 LIB_SRC := $(wildcard runtime/*.c)
 LIB_ASM := $(wildcard runtime/switch_$(ARCH).S)
@@ -72,7 +76,7 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out $(SKIPPED_S
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(filter-out $(SKIPPED_SRC),$(wildcard bench/*.c)))
 
 .PHONY: all lib deps build-deps demo-deps run-tests run-demo test test-asan test-tsan valgrind demo examples benches bench bench-quick \
-        install clean help check-aarch64 soak
+        install uninstall check-install clean help check-aarch64 soak
 .DEFAULT_GOAL := all
 
 all: build-deps lib examples
@@ -173,22 +177,29 @@ $(BUILD)/libweft_tls.a: $(TLS_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/libweft_tls.so: $(TLS_OBJ) $(BUILD)/libweft.so
-	$(CC) -shared $(SANFLAGS) -Wl,-soname,libweft_tls.so.$(word 1,$(WEFT_VERSION_PARTS)) -o $@ $(TLS_OBJ) \
-	  -L$(BUILD) -l:libweft.so -lssl -lcrypto -pthread
+	$(CC) -shared $(SANFLAGS) -Wl,-soname,$(TLS_SONAME) -o $@ $(TLS_OBJ) \
+	  -L$(BUILD) -l:libweft.so -lssl -lcrypto -pthread -Wl,-rpath,'$$ORIGIN'
+# (RUNPATH $ORIGIN: libweft_tls finds the libweft.so.MAJOR installed beside
+# it, also when a program's own rpath, which is not passed on to the
+# libraries it loads, is what found libweft_tls.)
 
+# The pkg-config files. jemalloc is in Libs, not Libs.private: weft makes it
+# the process's allocator (README, "Memory: jemalloc"), and only a program
+# that links it itself (before libc) gets that for certain. Libs.private has
+# what a static link adds: libjemalloc.a needs -lm.
 $(BUILD)/weft_tls.pc: Makefile include/weft.h
 	@mkdir -p $(BUILD)
 	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
 	  'Name: weft_tls' 'Description: TLS over weft sockets (OpenSSL)' \
-	  'Version: $(WEFT_VERSION)' 'Requires: weft, libssl' 'Cflags: -I$${includedir}' \
-	  'Libs: -L$${libdir} -lweft_tls' > $@
+	  'Version: $(WEFT_VERSION)' 'Requires: weft' 'Requires.private: libssl libcrypto' \
+	  'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lweft_tls' > $@
 
 $(BUILD)/weft.pc: Makefile include/weft.h
 	@mkdir -p $(BUILD)
 	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
 	  'Name: weft' 'Description: multithreaded work-stealing runtime of stackful tasks' \
 	  'Version: $(WEFT_VERSION)' 'Cflags: -I$${includedir} -pthread' \
-	  'Libs: -L$${libdir} -lweft -ljemalloc -pthread' > $@
+	  'Libs: -L$${libdir} -lweft -ljemalloc -pthread' 'Libs.private: -lm' > $@
 
 # ---------------------------------------------------------------- programs
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libweft.a | build-deps
@@ -248,6 +259,8 @@ test: deps
 	@$(MAKE) --no-print-directory run-tests
 run-tests: $(BUILD)/tests/weft_tests $(LTO_TESTS) $(BUILD)/tests/switch_check $(TEST_EXAMPLES)
 	@sh tests/arch/check_layers.sh $(BUILD)/obj
+	@$(MAKE) --no-print-directory check-man
+	@if [ "$(BUILD)" = build ]; then $(MAKE) --no-print-directory check-install; fi
 	@for t in $(LTO_TESTS); do echo "== $$t"; $(TEST_ENV) $$t $(CRITERION_FLAGS) || exit 1; done
 	@if [ "$(BUILD)" = build ] && [ "$(ARCH)" != aarch64 ]; then $(MAKE) --no-print-directory check-aarch64; fi
 	@echo "== $(BUILD)/tests/weft_tests"
@@ -364,20 +377,66 @@ check-aarch64:
 	else echo "check-aarch64: built; qemu-user not installed, not run"; fi
 
 # ---------------------------------------------------------------- install
-install: lib
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 include/weft.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(BUILD)/libweft.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(BUILD)/libweft.so $(DESTDIR)$(PREFIX)/lib/$(WEFT_SONAME)
-	ln -sf $(WEFT_SONAME) $(DESTDIR)$(PREFIX)/lib/libweft.so
-	sed 's|^prefix=.*|prefix=$(PREFIX)|' $(BUILD)/weft.pc > $(DESTDIR)$(PREFIX)/lib/pkgconfig/weft.pc
+# make install [PREFIX=/usr/local] [DESTDIR=staging]; make uninstall with the
+# same PREFIX/DESTDIR removes exactly the files install put there (and the
+# directories it made, when they are left empty). INSTALLED lists them.
+LIBDIR  := $(PREFIX)/lib
+INCDIR  := $(PREFIX)/include
+PCDIR   := $(LIBDIR)/pkgconfig
+MANDIR  := $(PREFIX)/share/man
+MAN_PAGES = $(wildcard $(BUILD)/man/man3/*.3) $(wildcard $(BUILD)/man/man7/*.7)
+INSTALLED_WEFT := $(INCDIR)/weft.h $(LIBDIR)/libweft.a $(LIBDIR)/libweft.so.$(WEFT_VERSION) \
+                  $(LIBDIR)/$(WEFT_SONAME) $(LIBDIR)/libweft.so $(PCDIR)/weft.pc
+INSTALLED_TLS  := $(INCDIR)/weft_tls.h $(LIBDIR)/libweft_tls.a $(LIBDIR)/libweft_tls.so.$(WEFT_VERSION) \
+                  $(LIBDIR)/$(TLS_SONAME) $(LIBDIR)/libweft_tls.so $(PCDIR)/weft_tls.pc
+
+install: lib man
+	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(PCDIR) $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
+	install -m 644 include/weft.h $(DESTDIR)$(INCDIR)/
+	install -m 644 $(BUILD)/libweft.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/libweft.so $(DESTDIR)$(LIBDIR)/libweft.so.$(WEFT_VERSION)
+	ln -sf libweft.so.$(WEFT_VERSION) $(DESTDIR)$(LIBDIR)/$(WEFT_SONAME)
+	ln -sf $(WEFT_SONAME) $(DESTDIR)$(LIBDIR)/libweft.so
+	sed 's|^prefix=.*|prefix=$(PREFIX)|' $(BUILD)/weft.pc > $(DESTDIR)$(PCDIR)/weft.pc
 ifneq ($(HAVE_LIBSSL),)
-	install -m 644 include/weft_tls.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(BUILD)/libweft_tls.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(BUILD)/libweft_tls.so $(DESTDIR)$(PREFIX)/lib/libweft_tls.so.$(word 1,$(WEFT_VERSION_PARTS))
-	ln -sf libweft_tls.so.$(word 1,$(WEFT_VERSION_PARTS)) $(DESTDIR)$(PREFIX)/lib/libweft_tls.so
-	sed 's|^prefix=.*|prefix=$(PREFIX)|' $(BUILD)/weft_tls.pc > $(DESTDIR)$(PREFIX)/lib/pkgconfig/weft_tls.pc
+	install -m 644 include/weft_tls.h $(DESTDIR)$(INCDIR)/
+	install -m 644 $(BUILD)/libweft_tls.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/libweft_tls.so $(DESTDIR)$(LIBDIR)/libweft_tls.so.$(WEFT_VERSION)
+	ln -sf libweft_tls.so.$(WEFT_VERSION) $(DESTDIR)$(LIBDIR)/$(TLS_SONAME)
+	ln -sf $(TLS_SONAME) $(DESTDIR)$(LIBDIR)/libweft_tls.so
+	sed 's|^prefix=.*|prefix=$(PREFIX)|' $(BUILD)/weft_tls.pc > $(DESTDIR)$(PCDIR)/weft_tls.pc
 endif
+	cd $(BUILD)/man && for f in man3/*.3 man7/*.7; do install -m 644 $$f $(DESTDIR)$(MANDIR)/$$f; done
+	@echo "weft: installed in $(DESTDIR)$(PREFIX); see README (Installing) for PKG_CONFIG_PATH and ldconfig"
+
+# Removes what install put there: the files above, the man pages the
+# generator makes (it lists them, so a page removed from the build is still
+# removed from an older install), then the directories if empty.
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED_WEFT) $(INSTALLED_TLS))
+	@python3 tools/mkman.py --list include/weft.h include/weft_tls.h | \
+	  while read f; do rm -f "$(DESTDIR)$(MANDIR)/$$f"; done
+	-@for d in $(PCDIR) $(MANDIR)/man3 $(MANDIR)/man7 $(MANDIR) $(PREFIX)/share $(LIBDIR) $(INCDIR); do \
+	  rmdir "$(DESTDIR)$$d" 2>/dev/null; done; true
+
+# ---------------------------------------------------------------- man pages
+# Section-3 pages for every WEFT_API function and weft(7), generated from the
+# header comments by tools/mkman.py (so they cannot drift from the header).
+.PHONY: man check-man
+man: $(BUILD)/man/.stamp
+$(BUILD)/man/.stamp: tools/mkman.py include/weft.h include/weft_tls.h docs/weft.7.in
+	@rm -rf $(BUILD)/man
+	python3 tools/mkman.py --out $(BUILD)/man include/weft.h include/weft_tls.h
+	@touch $@
+
+# Fails when a WEFT_API function of include/*.h has no page.
+check-man: man
+	@sh tests/arch/check_man.sh $(BUILD)/man include/*.h
+
+# Installs into a staging directory and builds programs against it, dynamic
+# and static, with pkg-config; then uninstalls and checks nothing is left.
+check-install: lib man
+	@sh tests/arch/install_check.sh $(BUILD)
 
 clean:
 	rm -rf build
@@ -388,7 +447,9 @@ help:
 	@echo "make test     build and run every test (Criterion)"
 	@echo "make test-asan / test-tsan / valgrind   the same suite instrumented"
 	@echo "make bench / bench-quick   benchmarks (results in bench/results/)"
-	@echo "make install PREFIX=DIR    headers, libraries, pkg-config file"
+	@echo "make install PREFIX=DIR [DESTDIR=STAGE]   headers, libraries, pkg-config files, man pages"
+	@echo "make uninstall PREFIX=DIR  removes what install put there"
+	@echo "make man      man pages in build/man (tools/mkman.py)"
 	@echo "make check-aarch64         cross-build and run the aarch64 switch check under qemu"
 	@echo "make charts   PNG charts of bench/results/all.csv (gnuplot)"
 	@echo "make soak     long soaks (a million sleeping tasks)"

@@ -83,13 +83,12 @@ static void *serve_until_signal(const char *name, int lfd, weft_fn serve, int (*
                 break;
             continue;
         }
-        weft_task *t = weft_spawn(serve, (void *)(intptr_t)fd);
-        if (!t) {
-            fprintf(stderr, "%s: spawn: %s\n", name, strerror(errno));
+        int src = weft_go(serve, (void *)(intptr_t)fd);
+        if (src < 0) {
+            fprintf(stderr, "%s: spawn: %s\n", name, strerror(-src));
             weft_close(fd);
             continue;
         }
-        weft_detach(t);
     }
     if (atomic_load(&g_stopping)) {
         weft_join(stopper, NULL);
@@ -159,9 +158,10 @@ static int serve_run(const char *name, const weft_config *cfg, uint16_t port, in
                      weft_fn serve, int (*drain)(void))
 {
     serve_spec sp = {name, port, backlog, serve, drain};
-    weft_runtime *rt = weft_runtime_new(cfg);
-    if (!rt) {
-        fprintf(stderr, "%s: weft_runtime_new: %s\n", name, strerror(errno));
+    weft_runtime *rt;
+    int crc = weft_runtime_create(cfg, &rt);
+    if (crc < 0) {
+        fprintf(stderr, "%s: weft_runtime_create: %s\n", name, strerror(-crc));
         return 1;
     }
     void *res = NULL;

@@ -128,11 +128,14 @@ static void *run(void *arg)
     }
     printf("ls (pid %d) | sort (pid %d)\n", (int)weft_process_pid(j.ls), (int)weft_process_pid(j.sort));
 
-    weft_task *tick = weft_spawn(ticker, &j);
-    weft_task *tp = weft_spawn(pump, &j);
-    weft_task *tc = weft_spawn(collect, &j);
-    if (!tick || !tp || !tc) {
-        fprintf(stderr, "subprocess: spawn task: %s\n", strerror(errno));
+    weft_task *tick, *tp, *tc;
+    int src = weft_task_spawn(NULL, ticker, &j, NULL, &tick);
+    if (src == 0)
+        src = weft_task_spawn(NULL, pump, &j, NULL, &tp);
+    if (src == 0)
+        src = weft_task_spawn(NULL, collect, &j, NULL, &tc);
+    if (src < 0) {
+        fprintf(stderr, "subprocess: spawn task: %s\n", strerror(-src));
         exit(1);
     }
     weft_join(tp, NULL);

@@ -9,8 +9,20 @@
  *  - "Suspends" means the call may park the calling task (never its worker
  *    thread) and resume it later, possibly on a different worker thread. Do not
  *    keep the address of a thread-local variable, or errno, across such a call.
- *  - "Task only" calls fail with -EPERM (or NULL and errno = EPERM) when called
- *    from a thread that is not running a weft task.
+ *  - Constructors have the form int weft_x_create(..., weft_x **out): 0 with
+ *    *out set, or a negative errno with *out NULL. The older constructors
+ *    that return the object (weft_runtime_new, weft_spawn, weft_mutex_new,
+ *    ...) are shorthand for them: the object, or NULL on failure, and the
+ *    _create form reports why. errno is never part of weft's contract (the
+ *    shorthand calls may leave any value in it).
+ *  - "Task only" calls fail with -EPERM (NULL for the shorthand ones) when
+ *    called from a thread that is not running a weft task.
+ *  - Memory: weft makes jemalloc the process's allocator. Linking weft links
+ *    jemalloc, whose malloc/free/realloc/posix_memalign replace the C
+ *    library's for the whole program and every library it loads, not only
+ *    for weft (README, "Memory: jemalloc"). Do not combine it with another
+ *    malloc replacement. Builds under ASan, TSan and valgrind use the tool's
+ *    allocator instead.
  *  - Timeouts are in milliseconds (timeout_ms). -1 means no timeout; 0 means
  *    "now": the call does not suspend. Any other negative value means the time
  *    has already passed, exactly as 0: the call completes if it can at once,
@@ -48,7 +60,10 @@ extern "C" {
  * old thread's value. weft_errno_location() returns the current thread's
  * errno address through a call the compiler cannot fold, and errno is
  * redefined to use it in every file that includes weft.h (define
- * WEFT_NO_ERRNO_OVERRIDE before including it to keep the libc definition). */
+ * WEFT_NO_ERRNO_OVERRIDE before including it to keep the libc definition).
+ * weft's own calls never need it (they return their errors); it is for task
+ * code that reads errno after a libc call, which may run on another thread
+ * than the code before the last suspension. */
 WEFT_API int *weft_errno_location(void);
 #if !defined(WEFT_NO_ERRNO_OVERRIDE)
 #undef errno
@@ -61,6 +76,22 @@ WEFT_API int *weft_errno_location(void);
 #define WEFT_VERSION_MAJOR 0
 #define WEFT_VERSION_MINOR 1
 #define WEFT_VERSION_PATCH 0
+/* The same as one number, MAJOR * 10000 + MINOR * 100 + PATCH, for #if. */
+#define WEFT_VERSION_NUMBER (WEFT_VERSION_MAJOR * 10000 + WEFT_VERSION_MINOR * 100 + WEFT_VERSION_PATCH)
+#define WEFT__VSTR2(x) #x
+#define WEFT__VSTR(x) WEFT__VSTR2(x)
+/* ... and as a string, "MAJOR.MINOR.PATCH". */
+#define WEFT_VERSION_STRING                                                                        \
+    WEFT__VSTR(WEFT_VERSION_MAJOR) "." WEFT__VSTR(WEFT_VERSION_MINOR) "." WEFT__VSTR(WEFT_VERSION_PATCH)
+
+/* The version of the weft library the program runs with, which may be newer
+ * than the header it was compiled with (README, "Versions and ABI": the
+ * soname libweft.so.MAJOR changes when the ABI does, so a program runs only
+ * with a library of its own major version). weft_version returns it as
+ * "MAJOR.MINOR.PATCH" (a static string), weft_version_number as
+ * WEFT_VERSION_NUMBER does. Any thread; never fails. */
+WEFT_API const char *weft_version(void);
+WEFT_API unsigned weft_version_number(void);
 
 typedef void *(*weft_fn)(void *arg);
 typedef struct weft_runtime weft_runtime;
@@ -85,8 +116,10 @@ typedef struct weft_config {
 WEFT_API void weft_config_init(weft_config *cfg);
 
 /* Starts a runtime and its worker threads. cfg may be NULL for defaults.
- * Returns NULL and sets errno on failure (EINVAL for a bad config, ENOMEM,
- * EAGAIN when threads cannot be created). */
+ * create: 0 with *out set, or -EINVAL (out NULL, a bad config), -ENOMEM,
+ * -EAGAIN (threads cannot be created), *out NULL then. new: shorthand, the
+ * runtime or NULL on failure. Do not suspend. */
+WEFT_API int weft_runtime_create(const weft_config *cfg, weft_runtime **out);
 WEFT_API weft_runtime *weft_runtime_new(const weft_config *cfg);
 
 /* Runs fn(arg) as a task on rt and blocks the calling OS thread until it
@@ -101,7 +134,7 @@ WEFT_API int weft_runtime_block_on(weft_runtime *rt, weft_fn fn, void *arg, void
  * -ECANCELED. Must not be called from a task of rt. */
 WEFT_API void weft_runtime_free(weft_runtime *rt);
 
-/* weft_runtime_new(NULL) + weft_runtime_block_on + weft_runtime_free.
+/* weft_runtime_create(NULL, ...) + weft_runtime_block_on + weft_runtime_free.
  * Returns what block_on returns, or a negative errno if the runtime could not
  * start. */
 WEFT_API int weft_main(weft_fn fn, void *arg, void **result);
@@ -116,18 +149,36 @@ typedef struct weft_spawn_opts {
     size_t stack_size; /* 0 = the runtime's default */
 } weft_spawn_opts;
 
-/* Spawns fn(arg) as a new task on the calling task's worker (task only).
- * The task may later be stolen by another worker. Returns a join handle that
- * must be passed to weft_join or weft_detach exactly once, or NULL with errno
- * EPERM (not in a task), ENOMEM. Does not suspend. */
+/* Spawns fn(arg) as a new task: every spawn in one call.
+ * rt: the runtime to run it on; NULL = the calling task's runtime (then the
+ * call is task only). From a task of rt the new task starts on the caller's
+ * worker (and may later be stolen by another); from any other thread it
+ * goes to rt's queues. opts may be NULL (defaults).
+ * out: where the join handle goes, which must then be passed to weft_join
+ * or weft_detach exactly once; out NULL spawns the task detached (it runs
+ * to completion on its own, nothing to release).
+ * Returns 0 (*out set), or -EPERM (rt NULL outside a task), -EINVAL (fn
+ * NULL; a stack size above 1 GiB), -ENOMEM, -ESHUTDOWN (rt is being
+ * freed), with *out NULL. Does not suspend. */
+WEFT_API int weft_task_spawn(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts,
+                             weft_task **out);
+
+/* Detached spawns in one call (fire and forget): weft_go from a task, onto
+ * its runtime; weft_go_on onto rt from any thread (a task or a plain
+ * thread). Same as weft_task_spawn(NULL or rt, fn, arg, NULL, NULL), and the
+ * same returns. Do not suspend. */
+WEFT_API int weft_go(weft_fn fn, void *arg);
+WEFT_API int weft_go_on(weft_runtime *rt, weft_fn fn, void *arg);
+
+/* Shorthand spawns that return the join handle, or NULL on failure
+ * (weft_task_spawn reports why):
+ * weft_spawn(fn, arg)            = weft_task_spawn(NULL, fn, arg, NULL, &t), task only;
+ * weft_spawn_ex(fn, arg, opts)   = weft_task_spawn(NULL, fn, arg, opts, &t);
+ * weft_spawn_on(rt, fn, arg)     = weft_task_spawn(rt, fn, arg, NULL, &t), any thread;
+ * weft_spawn_on_ex(rt, fn, arg, opts) = weft_task_spawn(rt, fn, arg, opts, &t).
+ * Do not suspend. */
 WEFT_API weft_task *weft_spawn(weft_fn fn, void *arg);
-
-/* As weft_spawn, with options (opts may be NULL). Also EINVAL for a stack size
- * above 1 GiB. */
 WEFT_API weft_task *weft_spawn_ex(weft_fn fn, void *arg, const weft_spawn_opts *opts);
-
-/* Spawns onto rt from any thread, inside or outside the runtime. NULL with
- * errno EINVAL (rt or fn NULL), ENOMEM, ESHUTDOWN (rt is being freed). */
 WEFT_API weft_task *weft_spawn_on(weft_runtime *rt, weft_fn fn, void *arg);
 WEFT_API weft_task *weft_spawn_on_ex(weft_runtime *rt, weft_fn fn, void *arg,
                                      const weft_spawn_opts *opts);
@@ -213,7 +264,9 @@ WEFT_API weft_time weft_now(void);
  * (weft_deadline_push). */
 WEFT_API int weft_sleep_ms(uint64_t ms);
 
-/* Suspends until weft_now() >= deadline. Returns 0. */
+/* Suspends until weft_now() >= deadline (outside a task the thread sleeps).
+ * Returns as weft_sleep_ms: 0; -ECANCELED when cancelled; -ETIMEDOUT at the
+ * deadline of an enclosing deadline scope that ends first. */
 WEFT_API int weft_sleep_until(weft_time deadline);
 
 /* -------------------------------------------------------------------- I/O */
@@ -274,8 +327,9 @@ WEFT_API int weft_fd_forget(int fd);
  * channels, select, task groups and gathering tasks.
  *
  * Common rules for everything in this section:
- *  - Objects are opaque heap objects made with _new (NULL and errno ENOMEM or
- *    EINVAL on failure) and released with _free, which must not race with
+ *  - Objects are opaque heap objects made with _create (0 and *out, or
+ *    -ENOMEM / -EINVAL with *out NULL; -EINVAL also for out NULL) or its
+ *    shorthand _new (the object, or NULL on failure) and released with _free, which must not race with
  *    any other use (no task may still wait on the object).
  *  - Waiting calls suspend only the calling task, never its worker thread;
  *    called from a plain thread (not a task) they block that thread. Every
@@ -307,6 +361,7 @@ typedef struct weft_group weft_group;
  * -EINVAL; suspends. trylock: 0 or -EAGAIN; never suspends. unlock: 0, or
  * -EPERM when the mutex is not locked; any task or thread may unlock it;
  * never suspends. */
+WEFT_API int weft_mutex_create(weft_mutex **out);
 WEFT_API weft_mutex *weft_mutex_new(void);
 WEFT_API void weft_mutex_free(weft_mutex *m);
 WEFT_API int weft_mutex_lock(weft_mutex *m, int64_t timeout_ms);
@@ -320,6 +375,7 @@ WEFT_API int weft_mutex_unlock(weft_mutex *m);
  * re-check the predicate), -ETIMEDOUT, -ECANCELED, -EINVAL, -EPERM (m not
  * locked). Suspends. signal wakes the longest waiter, broadcast all; neither
  * suspends; both return 0 or -EINVAL. */
+WEFT_API int weft_cond_create(weft_cond **out);
 WEFT_API weft_cond *weft_cond_new(void);
 WEFT_API void weft_cond_free(weft_cond *c);
 WEFT_API int weft_cond_wait(weft_cond *c, weft_mutex *m, int64_t timeout_ms);
@@ -331,6 +387,7 @@ WEFT_API int weft_cond_broadcast(weft_cond *c);
  * units (n > 0), handing them to waiters in FIFO order: 0, -EINVAL (n <= 0),
  * -EOVERFLOW (the count would pass INT64_MAX). Never suspends. A waiting
  * acquirer is never overtaken by a later one. */
+WEFT_API int weft_sem_create(int64_t initial, weft_sem **out);
 WEFT_API weft_sem *weft_sem_new(int64_t initial);
 WEFT_API void weft_sem_free(weft_sem *s);
 WEFT_API int weft_sem_acquire(weft_sem *s, int64_t timeout_ms);
@@ -341,6 +398,7 @@ WEFT_API int64_t weft_sem_value(weft_sem *s);
 /* Manual-reset event. set wakes every waiter and lets later waits through
  * until clear. wait: 0, -ETIMEDOUT, -ECANCELED; suspends. set, clear,
  * is_set never suspend. All usable from plain threads. */
+WEFT_API int weft_event_create(weft_event **out);
 WEFT_API weft_event *weft_event_new(void);
 WEFT_API void weft_event_free(weft_event *e);
 WEFT_API int weft_event_set(weft_event *e);
@@ -351,6 +409,7 @@ WEFT_API int weft_event_is_set(weft_event *e);
 /* Wait group: a counter; wait returns when it is zero. add(n) adds n (may be
  * negative): 0, or -EINVAL if the counter would go below zero (unchanged
  * then). done = add(-1). wait: 0, -ETIMEDOUT, -ECANCELED; suspends. */
+WEFT_API int weft_wg_create(weft_wg **out);
 WEFT_API weft_wg *weft_wg_new(void);
 WEFT_API void weft_wg_free(weft_wg *wg);
 WEFT_API int weft_wg_add(weft_wg *wg, int64_t n);
@@ -374,8 +433,8 @@ WEFT_API int weft_once(weft_once_flag *once, void (*fn)(void *arg), void *arg);
  * element is handed straight to a waiting receiver (and a waiting sender's
  * element straight into a freed buffer slot), with one wake-up. Elements
  * from one sender arrive in the order sent.
- * new: NULL and errno EINVAL (elem_size 0, or capacity * elem_size
- * overflows) or ENOMEM.
+ * create: 0 and *out, or -EINVAL (elem_size 0, capacity * elem_size
+ * overflows, out NULL), -ENOMEM; new: the same, the channel or NULL.
  * send copies elem_size bytes from elem, suspending while the channel is
  * full: 0, -EPIPE (closed, also when closed while waiting: the element was
  * not delivered), -ETIMEDOUT, -ECANCELED, -EINVAL.
@@ -386,6 +445,7 @@ WEFT_API int weft_once(weft_once_flag *once, void (*fn)(void *arg), void *arg);
  * receivers drain what is buffered, then get -EPIPE. 0, or -EPIPE when
  * already closed. Never suspends.
  * len: elements buffered now. */
+WEFT_API int weft_chan_create(size_t capacity, size_t elem_size, weft_chan **out);
 WEFT_API weft_chan *weft_chan_new(size_t capacity, size_t elem_size);
 WEFT_API void weft_chan_free(weft_chan *ch);
 WEFT_API int weft_chan_send(weft_chan *ch, const void *elem);
@@ -416,11 +476,14 @@ typedef struct weft_select_case {
 } weft_select_case;
 WEFT_API int weft_select(weft_select_case *cases, int n, int64_t timeout_ms);
 
-/* Oneshot: carries one element from one sender to a receiver. send: 0, or
+/* Oneshot: carries one element from one sender to a receiver. create: 0
+ * and *out, -EINVAL (elem_size 0, out NULL), -ENOMEM; new: shorthand, the
+ * oneshot or NULL. send: 0, or
  * -EPIPE if something was already sent or the oneshot was closed; never
  * suspends. recv: 0 (the element), -EPIPE (closed without a value, or the
  * value was already taken), -ETIMEDOUT, -ECANCELED; suspends. close: the
  * sender gives up; a waiting receiver gets -EPIPE. */
+WEFT_API int weft_oneshot_create(size_t elem_size, weft_oneshot **out);
 WEFT_API weft_oneshot *weft_oneshot_new(size_t elem_size);
 WEFT_API void weft_oneshot_free(weft_oneshot *o);
 WEFT_API int weft_oneshot_send(weft_oneshot *o, const void *elem);
@@ -429,8 +492,9 @@ WEFT_API int weft_oneshot_close(weft_oneshot *o);
 
 /* Task groups (structured concurrency): children spawned into a group never
  * outlive it. A child fails by returning WEFT_GROUP_FAILED.
- * new(flags): WEFT_GROUP_FAIL_FAST cancels every other child as soon as one
- * fails. NULL and errno ENOMEM/EINVAL.
+ * create(flags, &g): WEFT_GROUP_FAIL_FAST cancels every other child as soon
+ * as one fails. 0 and *out, or -ENOMEM, -EINVAL (unknown flags, out NULL);
+ * new(flags): shorthand, the group or NULL.
  * spawn: starts fn(arg) as a child (task only, like weft_spawn) and returns
  * its id (0, 1, 2... in spawn order), or -EPERM, -ENOMEM, -ECANCELED (the
  * group was cancelled: nothing started). Does not suspend.
@@ -447,6 +511,7 @@ WEFT_API int weft_oneshot_close(weft_oneshot *o);
  * cancellable), then frees the group. Suspends. */
 #define WEFT_GROUP_FAIL_FAST 1
 #define WEFT_GROUP_FAILED ((void *)(intptr_t)-1)
+WEFT_API int weft_group_create(int flags, weft_group **out);
 WEFT_API weft_group *weft_group_new(int flags);
 WEFT_API int weft_group_spawn(weft_group *g, weft_fn fn, void *arg);
 WEFT_API int weft_group_wait(weft_group *g, int64_t timeout_ms);
@@ -566,10 +631,13 @@ struct addrinfo;
  * that has not started removes it (it never runs); cancelling a running one
  * lets it finish and drops its result. Either way weft_join reports
  * -ECANCELED. weft_spawn_blocking is task only and uses the calling task's
- * runtime; weft_spawn_blocking_on works from any thread. NULL and errno
- * EPERM (weft_spawn_blocking outside a task), EINVAL (rt or fn NULL),
- * ENOMEM, EAGAIN (no pool thread could be started), ESHUTDOWN (rt is being
- * freed). Do not suspend. */
+ * runtime; weft_spawn_blocking_on works from any thread; both return the
+ * handle, or NULL on failure. weft_task_spawn_blocking(rt, fn, arg, &t)
+ * is the form that says why (rt NULL = the calling task's runtime; out NULL
+ * = detached): 0 and *out, or -EPERM (rt NULL outside a task), -EINVAL (fn
+ * NULL), -ENOMEM, -EAGAIN (no pool thread could be started), -ESHUTDOWN
+ * (rt is being freed). Do not suspend. */
+WEFT_API int weft_task_spawn_blocking(weft_runtime *rt, weft_fn fn, void *arg, weft_task **out);
 WEFT_API weft_task *weft_spawn_blocking(weft_fn fn, void *arg);
 WEFT_API weft_task *weft_spawn_blocking_on(weft_runtime *rt, weft_fn fn, void *arg);
 
@@ -590,7 +658,9 @@ WEFT_API unsigned weft_blocking_threads(weft_runtime *rt);
  * job takes many times its CPU time. Same handles, errors, keep-alive and
  * shutdown behaviour as weft_spawn_blocking / weft_spawn_blocking_on;
  * weft_compute_configure and weft_compute_threads as their blocking
- * counterparts. Do not suspend. */
+ * counterparts; weft_task_spawn_compute as weft_task_spawn_blocking. Do
+ * not suspend. */
+WEFT_API int weft_task_spawn_compute(weft_runtime *rt, weft_fn fn, void *arg, weft_task **out);
 WEFT_API weft_task *weft_spawn_compute(weft_fn fn, void *arg);
 WEFT_API weft_task *weft_spawn_compute_on(weft_runtime *rt, weft_fn fn, void *arg);
 WEFT_API int weft_compute_configure(weft_runtime *rt, unsigned max_threads, unsigned keepalive_ms);

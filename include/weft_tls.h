@@ -64,8 +64,10 @@ typedef struct weft_tls_conn weft_tls_conn;
  * certificate against the system's default CA store and checks the host
  * name given to weft_tls_connect / weft_tls_conn_new (verification is ON by
  * default; weft_tls_ctx_set_verify(ctx, 0) turns it off). A server context
- * does not ask for client certificates. Returns NULL with errno EINVAL
- * (bad mode) or ENOMEM. Does not suspend. */
+ * does not ask for client certificates. create: 0 and *out, or -EINVAL
+ * (bad mode, out NULL), -ENOMEM, *out NULL then; new: shorthand, the
+ * context or NULL on failure (weft.h's error rule). Does not suspend. */
+WEFT_API int weft_tls_ctx_create(int mode, weft_tls_ctx **out);
 WEFT_API weft_tls_ctx *weft_tls_ctx_new(int mode);
 
 /* Loads a certificate chain (PEM, leaf first) and its private key (PEM;

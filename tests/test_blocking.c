@@ -279,13 +279,13 @@ static void *blk_plain_thread(void *arg)
 Test(blocking_pool, spawn_blocking_on_from_plain_threads)
 {
     weft_runtime *rt = test_runtime(2);
-    errno = 0;
+    weft_task *bt = (weft_task *)1;
     cr_assert_null(weft_spawn_blocking(blk_add_job, NULL));
-    cr_assert_eq(errno, EPERM);
+    cr_assert_eq(weft_task_spawn_blocking(NULL, blk_add_job, NULL, &bt), -EPERM);
+    cr_assert_null(bt);
     cr_assert_null(weft_spawn_blocking_on(rt, NULL, NULL));
-    cr_assert_eq(errno, EINVAL);
+    cr_assert_eq(weft_task_spawn_blocking(rt, NULL, NULL, &bt), -EINVAL);
     cr_assert_null(weft_spawn_blocking_on(NULL, blk_add_job, NULL));
-    cr_assert_eq(errno, EINVAL);
     cr_assert_eq(weft_blocking_configure(NULL, 1, 1), -EINVAL);
 
     weft_task *h = weft_spawn_blocking_on(rt, blk_add_job, (void *)(intptr_t)41);
@@ -466,15 +466,14 @@ Test(compute_pool, separate_from_the_blocking_pool, .timeout = 60)
 
 Test(compute_pool, misuse)
 {
-    errno = 0;
+    weft_task *ct = (weft_task *)1;
     cr_assert_null(weft_spawn_compute(blk_add_job, NULL));
-    cr_assert_eq(errno, EPERM);
-    errno = 0;
+    cr_assert_eq(weft_task_spawn_compute(NULL, blk_add_job, NULL, &ct), -EPERM);
+    cr_assert_null(ct);
     cr_assert_null(weft_spawn_compute_on(NULL, blk_add_job, NULL));
-    cr_assert_eq(errno, EINVAL);
     weft_runtime *rt = test_runtime(1);
     cr_assert_null(weft_spawn_compute_on(rt, NULL, NULL));
-    cr_assert_eq(errno, EINVAL);
+    cr_assert_eq(weft_task_spawn_compute(rt, NULL, NULL, &ct), -EINVAL);
     cr_assert_eq(weft_compute_configure(rt, 65537, 0), -EINVAL);
     cr_assert_eq(weft_compute_threads(rt), 0u);
     weft_task *t = weft_spawn_compute_on(rt, blk_add_job, (void *)(intptr_t)4);

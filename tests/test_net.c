@@ -60,8 +60,9 @@ static weft_runtime *net_runtime(unsigned workers)
     weft_config_init(&cfg);
     cfg.workers = workers;
     cfg.stack_size = 128 * 1024;
-    weft_runtime *rt = weft_runtime_new(&cfg);
-    cr_assert_not_null(rt, "weft_runtime_new(%u): %s", workers, strerror(errno));
+    weft_runtime *rt;
+    int rc = weft_runtime_create(&cfg, &rt);
+    cr_assert_eq(rc, 0, "weft_runtime_create(%u): %s", workers, strerror(-rc));
     return rt;
 }
 

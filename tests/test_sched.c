@@ -73,20 +73,75 @@ Test(sched, workers_from_config_and_environment)
 
 Test(sched, misuse_outside_a_task_fails_cleanly)
 {
-    errno = 0;
+    weft_task *t = (weft_task *)1;
     cr_assert_null(weft_spawn(add_one, NULL));
-    cr_assert_eq(errno, EPERM);
+    cr_assert_eq(weft_task_spawn(NULL, add_one, NULL, NULL, &t), -EPERM);
+    cr_assert_null(t);
+    cr_assert_eq(weft_go(add_one, NULL), -EPERM);
+    cr_assert_eq(weft_go_on(NULL, add_one, NULL), -EINVAL);
     weft_yield(); /* no-op */
     cr_assert_eq(weft_join(NULL, NULL), -EINVAL);
     cr_assert_eq(weft_pin(), -EPERM);
     cr_assert_eq(weft_worker_index(), -EPERM);
     cr_assert_eq(weft_in_task(), 0);
     cr_assert_null(weft_spawn_on(NULL, add_one, NULL));
-    cr_assert_eq(errno, EINVAL);
     cr_assert_eq(weft_runtime_block_on(NULL, add_one, NULL, NULL), -EINVAL);
     weft_config cfg = {.workers = 5000};
     cr_assert_null(weft_runtime_new(&cfg));
-    cr_assert_eq(errno, EINVAL);
+    weft_runtime *rt = (weft_runtime *)1;
+    cr_assert_eq(weft_runtime_create(&cfg, &rt), -EINVAL);
+    cr_assert_null(rt);
+    cr_assert_eq(weft_runtime_create(NULL, NULL), -EINVAL);
+    weft_mutex *m = (weft_mutex *)1;
+    cr_assert_eq(weft_mutex_create(NULL), -EINVAL);
+    cr_assert_eq(weft_mutex_create(&m), 0);
+    weft_mutex_free(m);
+    weft_group *g = (weft_group *)1;
+    cr_assert_eq(weft_group_create(0, &g), 0);
+    weft_group_free(g);
+}
+
+/* Detached spawns in one call: weft_go from a task, weft_go_on from a plain
+ * thread and from a task; weft_task_spawn with out NULL. */
+static atomic_int go_count;
+static weft_wg *go_wg;
+static void *go_child(void *arg)
+{
+    atomic_fetch_add(&go_count, (int)(intptr_t)arg);
+    weft_wg_done(go_wg);
+    return NULL;
+}
+static void *go_root(void *arg)
+{
+    weft_runtime *rt = arg;
+    for (int i = 0; i < 10; i++)
+        if (weft_go(go_child, (void *)(intptr_t)1) != 0)
+            return (void *)1;
+    if (weft_go_on(rt, go_child, (void *)(intptr_t)100) != 0)
+        return (void *)2;
+    if (weft_task_spawn(NULL, go_child, (void *)(intptr_t)1000, NULL, NULL) != 0)
+        return (void *)3;
+    return NULL;
+}
+Test(sched, detached_spawn_in_one_call)
+{
+    weft_runtime *rt = test_runtime(2);
+    cr_assert_eq(weft_wg_create(&go_wg), 0);
+    cr_assert_eq(weft_wg_add(go_wg, 13), 0);
+    cr_assert_eq(weft_go_on(rt, go_child, (void *)(intptr_t)10000), 0); /* plain thread */
+    void *r = (void *)-1;
+    cr_assert_eq(weft_runtime_block_on(rt, go_root, rt, &r), 0);
+    cr_assert_null(r);
+    cr_assert_eq(weft_wg_wait(go_wg, 5000), 0);
+    cr_assert_eq(atomic_load(&go_count), 10 + 100 + 1000 + 10000);
+    weft_wg_free(go_wg);
+    weft_runtime_free(rt);
+}
+
+Test(sched, version_matches_the_header)
+{
+    cr_assert_str_eq(weft_version(), WEFT_VERSION_STRING);
+    cr_assert_eq(weft_version_number(), (unsigned)WEFT_VERSION_NUMBER);
 }
 
 static void *block_on_inside(void *arg)

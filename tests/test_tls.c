@@ -66,8 +66,8 @@ static int64_t tl_ms_since(weft_time t0) { return (int64_t)((weft_now() - t0) / 
 
 static weft_tls_ctx *tl_server_ctx(void)
 {
-    weft_tls_ctx *s = weft_tls_ctx_new(WEFT_TLS_SERVER);
-    if (s && weft_tls_ctx_load_cert(s, tl_cert, tl_key) < 0) {
+    weft_tls_ctx *s;
+    if (weft_tls_ctx_create(WEFT_TLS_SERVER, &s) == 0 && weft_tls_ctx_load_cert(s, tl_cert, tl_key) < 0) {
         weft_tls_ctx_free(s);
         return NULL;
     }
@@ -404,6 +404,16 @@ Test(tls, curl_cacert_against_https_example, .timeout = 90)
     tl_make_cert();
     test_run(2, tl_curl, server);
     tl_cleanup();
+}
+
+Test(tls, ctx_create_reports_why)
+{
+    weft_tls_ctx *c = (weft_tls_ctx *)1;
+    cr_assert_eq(weft_tls_ctx_create(7, &c), -EINVAL);
+    cr_assert_null(c);
+    cr_assert_eq(weft_tls_ctx_create(WEFT_TLS_CLIENT, NULL), -EINVAL);
+    cr_assert_eq(weft_tls_ctx_create(WEFT_TLS_CLIENT, &c), 0);
+    weft_tls_ctx_free(c);
 }
 
 #endif

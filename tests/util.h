@@ -16,8 +16,9 @@ static inline weft_runtime *test_runtime(unsigned workers)
     weft_config cfg;
     weft_config_init(&cfg);
     cfg.workers = workers;
-    weft_runtime *rt = weft_runtime_new(&cfg);
-    cr_assert_not_null(rt, "weft_runtime_new(%u) failed", workers);
+    weft_runtime *rt;
+    int rc = weft_runtime_create(&cfg, &rt);
+    cr_assert_eq(rc, 0, "weft_runtime_create(%u): %d", workers, rc);
     return rt;
 }
 

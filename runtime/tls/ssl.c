@@ -605,3 +605,15 @@ WEFT_API int weft_tls_stream_open(weft_tls_conn *c, const weft_stream_opts *o, w
     return weft_stream_open_ops(&st_ops, c, o, out);
 }
 #endif
+
+/* weft.h's error rule for the context: the reason as a return value. */
+WEFT_API int weft_tls_ctx_create(int mode, weft_tls_ctx **out)
+{
+    if (!out)
+        return -EINVAL;
+    errno = 0;
+    *out = weft_tls_ctx_new(mode);
+    if (*out)
+        return 0;
+    return errno > 0 ? -errno : -ENOMEM;
+}
