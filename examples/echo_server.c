@@ -5,13 +5,16 @@
  *   build/examples/echo_server PORT [WORKERS]
  *
  * Listens on 127.0.0.1:PORT (0 picks a free port, printed at start) and runs
- * until SIGINT or SIGTERM. WORKERS defaults to one per CPU. With WEFT_TLS_CERT
+ * until SIGINT or SIGTERM. WORKERS defaults to one per CPU. A connection that
+ * sends nothing (or takes nothing of the echo) for WEFT_IDLE_TIMEOUT_MS
+ * (default 300000, 5 minutes) is closed. With WEFT_TLS_CERT
  * and WEFT_TLS_KEY set (PEM files) it speaks TLS (examples/serve_tls.h).
  *
- * Graceful shutdown: a task waits for the signal (watched from the start),
- * closes the listener and shuts down the read side of every connection:
- * each echoes what it had already received, reads end of stream and
- * closes. Connections still open after GRACE_MS are cut off; the server
+ * Graceful shutdown: a task waits for the signal (watched from the start)
+ * and ends the accept loop; the connections waiting in the listener's queue
+ * are accepted (serve.h), the listener closed, and the read side of every
+ * connection shut down: each echoes what it had already received, reads end
+ * of stream and closes. Connections still open after GRACE_MS are cut off; the server
  * prints a line and exits 0.
  */
 #include <errno.h>
@@ -28,6 +31,9 @@
 #include "serve_tls.h"
 
 #define GRACE_MS 2000
+#define IDLE_TIMEOUT_MS 300000 /* nothing received (or nothing sent out): WEFT_IDLE_TIMEOUT_MS */
+
+static int64_t g_idle_ms = IDLE_TIMEOUT_MS;
 
 /* Shuts every connection's read side, then waits up to GRACE_MS for them to
  * finish. Returns how many are left. */
@@ -63,10 +69,11 @@ static void *serve(void *arg)
         /* Echo what came, from the read buffer itself: wait for at least one
          * byte, copy what is buffered to the write buffer, send it. */
         const char *p;
-        ssize_t n = weft_stream_peek(s, 1, &p, -1);
+        ssize_t n = weft_stream_peek(s, 1, &p, g_idle_ms);
         if (n <= 0)
-            break; /* end of stream, or the peer reset: either way we are done */
-        if (weft_stream_write(s, p, (size_t)n, -1) < 0 || weft_stream_flush(s, -1) < 0)
+            break; /* end of stream, the peer reset, or idle too long: we are done */
+        if (weft_stream_write(s, p, (size_t)n, g_idle_ms) < 0 ||
+            weft_stream_flush(s, g_idle_ms) < 0)
             break;
         weft_stream_consume(s, (size_t)n);
     }
@@ -87,5 +94,6 @@ int main(int argc, char **argv)
         return 2;
     if (serve_tls_setup("echo_server"))
         return 2;
+    g_idle_ms = serve_env_ms("echo_server", "WEFT_IDLE_TIMEOUT_MS", IDLE_TIMEOUT_MS);
     return serve_run("echo_server", &cfg, port, 0, serve_tls_wrap(serve), drain_connections);
 }

@@ -30,12 +30,20 @@
  * parser state; no allocation per request. The "Hello" and error
  * responses are formatted once at start.
  *
+ * Timeouts: between requests (and within a body) a connection may be idle
+ * for WEFT_IDLE_TIMEOUT_MS (default 60 s); a request head, once its first
+ * byte is in, must be whole within WEFT_HEAD_TIMEOUT_MS (default 20 s),
+ * however slowly its bytes trickle (slowloris), else the client gets 408 and
+ * the connection closes.
+ *
  * Graceful shutdown: a task waits for SIGINT/SIGTERM (watched from the start,
- * so one that comes early is not fatal). It closes the listener, which ends
- * the accept loop; then every connection that is idle between requests has
- * its read side shut down (its read sees end of stream and it closes), and a
- * connection busy with a request finishes it and closes instead of reading
- * the next one. Connections still busy after GRACE_MS are cut off. The
+ * so one that comes early is not fatal). It ends the accept loop; the
+ * connections waiting in the listener's queue are accepted (serve.h) and the
+ * listener closed. A connection with nothing buffered takes what its client
+ * has already sent (a read that does not wait) and answers it; then every
+ * connection that is idle between requests has its read side shut down (its
+ * read sees end of stream and it closes), and a connection busy with a
+ * request finishes it and closes instead of reading the next one. Connections still busy after GRACE_MS are cut off. The
  * server prints a line and exits 0. The cost per request is one relaxed
  * store and one relaxed load; a connection registers in a list once.
  */
@@ -60,13 +68,16 @@
 
 #define IN_CAP 16384
 #define OUT_CAP 16384
-#define IDLE_TIMEOUT_MS 60000 /* between requests, and for a slow sender */
+#define IDLE_TIMEOUT_MS 60000 /* between requests and within a body: WEFT_IDLE_TIMEOUT_MS */
+#define HEAD_TIMEOUT_MS 20000 /* a whole request head, from its first byte: WEFT_HEAD_TIMEOUT_MS */
 #define WRITE_TIMEOUT_MS 60000
 #define LINGER_MS 500 /* draining after an error or "Connection: close" */
 #define LINGER_READS 16
 #define GRACE_MS 2000 /* shutdown: how long busy connections may take */
 
 static int g_dirfd = -1; /* DIR, or -1 */
+static int64_t g_idle_ms = IDLE_TIMEOUT_MS;
+static int64_t g_head_ms = HEAD_TIMEOUT_MS;
 
 /* ----------------------------------------------------- pre-formatted answers */
 
@@ -305,26 +316,45 @@ static void *serve(void *arg)
     conn c = {.link.fd = fd, .out_len = 0, .tls = tls ? s : NULL};
     serve_conn_register(&c.link, 0);
     uint64_t skip = 0; /* body bytes of the last request still to discard */
+    weft_time head_end = 0; /* when the head being received must be whole; 0: none begun */
     int done = 0;     /* 1: close after flushing; 2: the peer went away */
     http_request req;
     http_request_init(&req, 0);
 
     while (!done) {
         /* Between requests: a shutdown may end us here (or, once we wait,
-         * by shutting our read side). */
+         * by shutting our read side). What the client has already sent is
+         * still read and answered: while stopping, the wait takes only what
+         * is there. */
         size_t len = weft_stream_buffered(s, NULL);
+        int stopping = atomic_load_explicit(&g_stopping, memory_order_relaxed);
         atomic_store_explicit(&c.idle, len == 0, memory_order_relaxed);
-        if (len == 0 && atomic_load_explicit(&g_stopping, memory_order_relaxed)) {
-            done = 2;
-            break;
+        /* Slowloris: the idle timeout bounds each wait, and a head that has
+         * begun must also be whole by head_end, however its bytes trickle. */
+        int64_t wait_ms = len == 0 && stopping ? 0 : g_idle_ms;
+        int head_wait = 0;
+        if (head_end && wait_ms) {
+            weft_time now = weft_now();
+            int64_t left_ms = head_end > now ? (head_end - now + 999999) / 1000000 : 0;
+            if (left_ms <= wait_ms) {
+                wait_ms = left_ms;
+                head_wait = 1;
+            }
         }
         /* One more read: wait until more than what is buffered is there. The
          * unparsed tail is under 8 KiB (longer heads are rejected), so there
          * is always room. */
         const char *in;
-        ssize_t n = weft_stream_peek(s, len + 1, &in, IDLE_TIMEOUT_MS);
+        ssize_t n = head_wait && wait_ms == 0 ? -ETIMEDOUT
+                                               : weft_stream_peek(s, len + 1, &in, wait_ms);
+        if (n == -ETIMEDOUT && head_wait) {
+            static const char t408[] = "HTTP/1.1 408 Request Timeout\r\nServer: weft\r\n"
+                                       "Content-Length: 0\r\nConnection: close\r\n\r\n";
+            done = out_put(&c, t408, sizeof t408 - 1) < 0 || flush_out(&c) < 0 ? 2 : 1;
+            break;
+        }
         if (n <= (ssize_t)len) {
-            done = 2; /* end of stream, reset or idle timeout */
+            done = 2; /* end of stream, reset, idle timeout, or stopping */
             break;
         }
         len = (size_t)n;
@@ -361,6 +391,7 @@ static void *serve(void *arg)
             }
             start += (size_t)rc;
             skip = req.content_length;
+            head_end = 0;
             if (!req.keep_alive) {
                 done = 1;
                 break;
@@ -368,6 +399,10 @@ static void *serve(void *arg)
             http_request_init(&req, 0);
         }
         weft_stream_consume(s, start);
+        /* Bytes of a next head are in: its deadline starts now (the read
+         * that brought them has just returned). */
+        if (!done && !skip && start < len && !head_end)
+            head_end = weft_now() + (weft_time)g_head_ms * 1000000;
         if (flush_out(&c) < 0)
             done = 2;
     }
@@ -401,5 +436,7 @@ int main(int argc, char **argv)
     if (serve_tls_setup("http_server"))
         return 2;
     responses_init();
+    g_idle_ms = serve_env_ms("http_server", "WEFT_IDLE_TIMEOUT_MS", IDLE_TIMEOUT_MS);
+    g_head_ms = serve_env_ms("http_server", "WEFT_HEAD_TIMEOUT_MS", HEAD_TIMEOUT_MS);
     return serve_run("http_server", &cfg, port, 4096, serve_tls_wrap(serve), drain_connections);
 }

@@ -1,9 +1,11 @@
 /*
  * What the example servers share: the accept loop (one task per
  * connection) and graceful shutdown on SIGINT/SIGTERM. A task waits for the
- * signal, sets g_stopping and closes the listener; the accept loop then ends,
- * and the server's own drain function finishes or cuts off the connections
- * that are left (each server knows what "idle" means for it).
+ * signal, sets g_stopping and cancels the accept loop; the connections
+ * already waiting in the listener's queue are then accepted and served (so
+ * nothing a client has already sent is lost to a reset), the listener is
+ * closed, and the server's own drain function finishes or cuts off the
+ * connections that are left (each server knows what "idle" means for it).
  */
 #ifndef WEFT_EXAMPLE_SERVE_H
 #define WEFT_EXAMPLE_SERVE_H
@@ -33,9 +35,46 @@ static int g_nconns;
 static atomic_int g_stopping;
 static const char *g_server_name = "server";
 
+/* A millisecond setting from the environment variable var: def when it is
+ * unset, empty or not a positive number (a bad value is said on stderr). */
+static int64_t serve_env_ms(const char *name, const char *var, int64_t def)
+{
+    const char *v = getenv(var);
+    if (!v || !*v)
+        return def;
+    char *end;
+    long long ms = strtoll(v, &end, 10);
+    if (*end || ms <= 0) {
+        fprintf(stderr, "%s: ignoring %s='%s' (not a positive number of ms)\n", name, var,
+                v);
+        return def;
+    }
+    return (int64_t)ms;
+}
+
+typedef struct serve_loop {
+    const char *name;
+    int lfd;
+    weft_fn serve;
+    weft_task *acceptor; /* the accept loop, which the stopper cancels */
+} serve_loop;
+
+/* Runs serve(fd) as a detached task for a new connection; 0, or -1 when no
+ * task could be made (the connection is closed). */
+static int serve_hand_off(serve_loop *l, int fd)
+{
+    int rc = weft_go(l->serve, (void *)(intptr_t)fd);
+    if (rc < 0) {
+        fprintf(stderr, "%s: spawn: %s\n", l->name, strerror(-rc));
+        weft_close(fd);
+        return -1;
+    }
+    return 0;
+}
+
 static void *stop_on_signal(void *arg)
 {
-    int lfd = (int)(intptr_t)arg;
+    serve_loop *l = arg;
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -46,55 +85,98 @@ static void *stop_on_signal(void *arg)
     atomic_store(&g_stopping, 1);
     printf("%s: %s, shutting down\n", g_server_name, sig == SIGINT ? "SIGINT" : "SIGTERM");
     fflush(stdout);
-    weft_close(lfd);
+    /* Ends the accept loop's wait; the listener stays open (closing it would
+     * reset the connections waiting in its queue). */
+    weft_cancel(l->acceptor);
     return NULL;
 }
 
+/* The accept loop, until it is cancelled (the stop) or the listener fails.
+ * Returns NULL when cancelled, non-NULL on failure. */
+static void *serve_accept_loop(void *arg)
+{
+    serve_loop *l = arg;
+    for (;;) {
+        /* A connection accepted as the stop comes is still served: accept
+         * reports the success it had at the moment of cancellation. */
+        int fd = weft_tcp_accept(l->lfd, NULL);
+        if (fd == -ECANCELED)
+            return NULL;
+        if (fd < 0) {
+            /* Descriptor exhaustion is absorbed inside accept; what reaches
+             * here is transient (a network error on one connection) unless
+             * the listener itself is gone. */
+            fprintf(stderr, "%s: accept: %s\n", l->name, strerror(-fd));
+            if (fd == -EBADF || fd == -EINVAL || fd == -ENOTSOCK)
+                return (void *)1;
+            continue;
+        }
+        serve_hand_off(l, fd);
+    }
+}
+
+/* At the stop: accepts, without waiting, every connection that is waiting
+ * in the listener's queue and hands each to the server (a connection
+ * accepted during shutdown reads and answers what its client has already
+ * sent, then closes). Returns how many were taken. */
+static int serve_drain_accept_queue(serve_loop *l)
+{
+    int taken = 0;
+    for (;;) {
+        int fd = weft_tcp_accept_timeout(l->lfd, NULL, 0);
+        if (fd == -ETIMEDOUT)
+            return taken; /* EAGAIN: the queue is empty */
+        if (fd < 0) {
+            /* Out of descriptors, or the listener failed: what is left in
+             * the queue is reset when the listener closes. */
+            fprintf(stderr, "%s: accept at the stop: %s\n", l->name, strerror(-fd));
+            return taken;
+        }
+        if (serve_hand_off(l, fd) == 0)
+            taken++;
+    }
+}
+
 /* Accepts on lfd and runs serve(fd) as a task per connection until a stop
- * signal; then drain() settles the connections left and returns how many it
- * had to cut off. Returns NULL after a graceful stop, non-NULL on failure. */
+ * signal. Then the queue of connections not yet accepted is drained (each
+ * is served), the listener closed (from here on the kernel refuses new
+ * connections), and drain() settles the connections left and returns how
+ * many it had to cut off. The window between the queue's last empty check
+ * and the close is a few system calls: a connection whose handshake
+ * completes just then is reset. Returns NULL after a graceful stop,
+ * non-NULL on failure. */
 static void *serve_until_signal(const char *name, int lfd, weft_fn serve, int (*drain)(void))
 {
     g_server_name = name;
+    serve_loop l = {name, lfd, serve, NULL};
     sigset_t stop_set;
     sigemptyset(&stop_set);
     sigaddset(&stop_set, SIGINT);
     sigaddset(&stop_set, SIGTERM);
     int rc = weft_signal_watch(&stop_set);
-    weft_task *stopper = rc < 0 ? NULL : weft_spawn(stop_on_signal, (void *)(intptr_t)lfd);
-    if (!stopper)
-        fprintf(stderr, "%s: no graceful shutdown: %s\n", name, strerror(rc < 0 ? -rc : errno));
     printf("%s: listening on 127.0.0.1:%d\n", name, weft_socket_port(lfd));
     fflush(stdout);
-    for (;;) {
-        int fd = weft_tcp_accept(lfd, NULL);
-        if (atomic_load(&g_stopping)) {
-            /* The listener is closed (its number may even be reused). */
-            if (fd >= 0)
-                weft_close(fd);
-            break;
-        }
-        if (fd < 0) {
-            /* Descriptor exhaustion is absorbed inside accept; what reaches
-             * here is transient (a network error on one connection) unless
-             * the listener itself is gone. */
-            fprintf(stderr, "%s: accept: %s\n", name, strerror(-fd));
-            if (fd == -EBADF || fd == -EINVAL || fd == -ENOTSOCK)
-                break;
-            continue;
-        }
-        int src = weft_go(serve, (void *)(intptr_t)fd);
-        if (src < 0) {
-            fprintf(stderr, "%s: spawn: %s\n", name, strerror(-src));
-            weft_close(fd);
-            continue;
-        }
+    int src = weft_task_spawn(NULL, serve_accept_loop, &l, NULL, &l.acceptor);
+    if (src < 0) {
+        fprintf(stderr, "%s: spawn: %s\n", name, strerror(-src));
+        weft_close(lfd);
+        return (void *)1;
     }
+    weft_task *stopper = NULL;
+    if (rc >= 0)
+        rc = weft_task_spawn(NULL, stop_on_signal, &l, NULL, &stopper);
+    if (rc < 0)
+        fprintf(stderr, "%s: no graceful shutdown: %s\n", name, strerror(-rc));
+    void *failed = NULL;
+    weft_join(l.acceptor, &failed);
     if (atomic_load(&g_stopping)) {
         weft_join(stopper, NULL);
+        int taken = serve_drain_accept_queue(&l);
+        weft_close(lfd);
         int left = drain();
-        printf("%s: stopped (%d connection%s cut off after the grace period)\n", name, left,
-               left == 1 ? "" : "s");
+        printf("%s: stopped (%d connection%s taken from the accept queue at the stop, "
+               "%d connection%s cut off after the grace period)\n",
+               name, taken, taken == 1 ? "" : "s", left, left == 1 ? "" : "s");
         fflush(stdout);
         return NULL;
     }
@@ -103,7 +185,7 @@ static void *serve_until_signal(const char *name, int lfd, weft_fn serve, int (*
         weft_join(stopper, NULL);
     }
     weft_close(lfd);
-    return (void *)1;
+    return failed ? failed : (void *)1;
 }
 
 /* PORT and an optional WORKERS (0 = one per CPU) from argv[1] and argv[2]

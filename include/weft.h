@@ -131,7 +131,9 @@ WEFT_API int weft_runtime_block_on(weft_runtime *rt, weft_fn fn, void *arg, void
 /* Stops the workers and frees everything the runtime owns. Tasks still
  * queued or suspended are discarded without running further: their stacks are
  * released and weft_join on their handles (from outside the runtime) reports
- * -ECANCELED. Must not be called from a task of rt. */
+ * -ECANCELED. Must not be called from a task of rt: that would wait for its
+ * own worker forever, so it writes "weft_runtime_free called from a task of
+ * that runtime" to stderr and aborts. NULL is a no-op. */
 WEFT_API void weft_runtime_free(weft_runtime *rt);
 
 /* weft_runtime_create(NULL, ...) + weft_runtime_block_on + weft_runtime_free.
@@ -139,7 +141,8 @@ WEFT_API void weft_runtime_free(weft_runtime *rt);
  * start. */
 WEFT_API int weft_main(weft_fn fn, void *arg, void **result);
 
-/* Number of worker threads of rt. */
+/* Number of worker threads of rt; 0 for NULL (a runtime always has at
+ * least one, so 0 means no runtime). */
 WEFT_API unsigned weft_runtime_workers(const weft_runtime *rt);
 
 /* ------------------------------------------------------------------ tasks */
@@ -455,6 +458,8 @@ WEFT_API int weft_chan_recv(weft_chan *ch, void *elem_out);
 WEFT_API int weft_chan_recv_timeout(weft_chan *ch, void *elem_out, int64_t timeout_ms);
 WEFT_API int weft_chan_try_recv(weft_chan *ch, void *elem_out);
 WEFT_API int weft_chan_close(weft_chan *ch);
+/* Elements buffered now (a snapshot); 0 for NULL, which the unsigned type
+ * cannot tell apart from an empty channel: check ch first where it matters. */
 WEFT_API size_t weft_chan_len(weft_chan *ch);
 
 /* Select: performs exactly one ready operation among cases and returns its
@@ -895,7 +900,15 @@ WEFT_API int weft_signal_unwatch(int sig);
  * Host strings are numeric IPv4 or IPv6 addresses ("127.0.0.1", "::1"), and
  * for weft_tcp_connect also host names; NULL or "" means the loopback
  * address for connect and listen.
- * Writing to a peer that has gone away returns -EPIPE (never SIGPIPE). */
+ * Writing to a peer that has gone away never raises SIGPIPE; it returns the
+ * kernel's error as it is, because the two say different things:
+ * -ECONNRESET when the peer reset the connection (it closed with data
+ * unread, or aborted) and this is the first call to hear of it (reads
+ * report it the same way), -EPIPE when the connection was already known
+ * closed for writing: any later write after that reset, a reset that came
+ * after the peer's FIN, or after our own shutdown(SHUT_WR). Treat both as
+ * "the peer is gone". A listen backlog of 0 means the system's default
+ * (SOMAXCONN); a negative one is -EINVAL. */
 
 #define WEFT_REUSEPORT 1 /* weft_tcp_listen_ex flag: SO_REUSEPORT */
 

@@ -178,6 +178,8 @@ static int set_int_opt(int fd, int level, int name, int value)
 
 static int listen_on(const sockaddr_any *a, socklen_t alen, int backlog, int flags)
 {
+    if (backlog < 0)
+        return -EINVAL;
     int fd = new_socket(a->sa.sa_family, SOCK_STREAM);
     if (fd < 0)
         return fd;

@@ -156,6 +156,14 @@ void weft_runtime_free(weft_runtime *rt)
 {
     if (!rt)
         return;
+    if (weft_current_runtime() == rt) {
+        /* It would wait for its own worker to stop: a hang, never a return. */
+        static const char msg[] = "weft: weft_runtime_free called from a task of that runtime "
+                                  "(it would wait for itself forever); aborting\n";
+        ssize_t r = write(2, msg, sizeof msg - 1);
+        (void)r;
+        abort();
+    }
     atomic_store_explicit(&rt->shutdown, 1, memory_order_seq_cst);
     weft__wake_sleepers(rt);
     for (unsigned i = 0; i < rt->nworkers; i++)
