@@ -59,17 +59,46 @@ typedef struct serve_loop {
     weft_task *acceptor; /* the accept loop, which the stopper cancels */
 } serve_loop;
 
+/* Connection tasks handed off and not yet ended. The open-connection list
+ * only holds those that have started and registered: a task handed off at
+ * the stop may not have run yet when the drain pass looks, and the process
+ * must not exit (resetting its connection) before it has answered. */
+static atomic_int g_live;
+static weft_fn g_serve_fn;
+
+static void *serve_counted(void *arg)
+{
+    void *r = g_serve_fn(arg);
+    atomic_fetch_sub(&g_live, 1);
+    return r;
+}
+
 /* Runs serve(fd) as a detached task for a new connection; 0, or -1 when no
  * task could be made (the connection is closed). */
 static int serve_hand_off(serve_loop *l, int fd)
 {
-    int rc = weft_go(l->serve, (void *)(intptr_t)fd);
+    g_serve_fn = l->serve; /* the same for every connection of a server */
+    atomic_fetch_add(&g_live, 1);
+    int rc = weft_go(serve_counted, (void *)(intptr_t)fd);
     if (rc < 0) {
+        atomic_fetch_sub(&g_live, 1);
         fprintf(stderr, "%s: spawn: %s\n", l->name, strerror(-rc));
         weft_close(fd);
         return -1;
     }
     return 0;
+}
+
+/* After drain(): waits (up to SERVE_SETTLE_MS) for the connection tasks
+ * still running, such as those handed off at the stop that had not started
+ * when drain() looked; returns how many are still running then. */
+#define SERVE_SETTLE_MS 10000
+static int serve_settle(void)
+{
+    weft_time end = weft_now() + (weft_time)SERVE_SETTLE_MS * 1000000;
+    while (atomic_load(&g_live) > 0 && weft_now() < end)
+        weft_sleep_ms(2);
+    return atomic_load(&g_live);
 }
 
 static void *stop_on_signal(void *arg)
@@ -174,6 +203,9 @@ static void *serve_until_signal(const char *name, int lfd, weft_fn serve, int (*
         int taken = serve_drain_accept_queue(&l);
         weft_close(lfd);
         int left = drain();
+        int running = serve_settle();
+        if (running > left)
+            left = running;
         printf("%s: stopped (%d connection%s taken from the accept queue at the stop, "
                "%d connection%s cut off after the grace period)\n",
                name, taken, taken == 1 ? "" : "s", left, left == 1 ? "" : "s");
