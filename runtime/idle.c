@@ -20,9 +20,10 @@
  *
  *  Worker going to sleep: under the lock, leave the searching count (if it
  *  was searching), leave the unparked count and push itself on the sleepers
- *  (the RMW on rt->idle is seq_cst). If it was the last searcher, it then
- *  looks once more at every queue and, if any holds work, wakes a sleeper
- *  itself (possibly itself).
+ *  (the RMW on rt->idle is seq_cst). If it was the last searcher, or if
+ *  nobody searches once it has left (always so for a single worker, which
+ *  never searches), it then looks once more at every queue and, if any holds
+ *  work, wakes a sleeper itself (possibly itself).
  *
  *  Why nothing is lost: a producer that saw searching > 0 skipped the wake;
  *  in the seq_cst order its publish precedes that load, which precedes the
@@ -30,7 +31,11 @@
  *  the final look sees the task. A producer that saw searching == 0 and
  *  unparked < workers wakes somebody. A producer that saw unparked ==
  *  workers (all awake) relies on them: each of them passes through the same
- *  sleep sequence before sleeping, and the last searcher among them rechecks.
+ *  sleep sequence before sleeping, and the last searcher among them rechecks;
+ *  with no searcher at all, whoever goes to sleep rechecks. (Before
+ *  2026-12-04 only the last searcher did, and a single worker lost a task
+ *  spawned from another thread in that window; tests/test_sched.c's
+ *  single_worker_never_sleeps_on_a_queued_task.)
  *  A worker that is refused searching (half already search) parks without
  *  searching; one of the searchers is then the last one and rechecks.
  *  The eventfd counter stays set until read, so a wake sent between the
@@ -136,9 +141,17 @@ void weft__idle_enter(weft__worker *w)
                  rt->nworkers);
     w->sleeping = 1;
     w->woken_to_search = 0;
+    /* Nobody searching now: a producer that saw this worker still unparked
+     * skipped the wake-up, counting on an awake worker to find its task,
+     * and no searcher will. That is the last searcher's case, and always a
+     * single worker's, which never searches (nobody to steal from): a task
+     * pushed from another thread between its last look at the queues and
+     * here was otherwise left queued while it slept in epoll_wait(-1). */
+    int nobody_searching =
+        idle_searching(atomic_load_explicit(&rt->idle, memory_order_seq_cst)) == 0;
     pthread_mutex_unlock(&rt->idle_lock);
 
-    if (last_searcher) {
+    if (last_searcher || nobody_searching) {
         weft__fence();
         if (work_anywhere(rt))
             weft__notify_parked(rt);

@@ -888,3 +888,25 @@ Test(sched, a_busy_peer_takes_the_tasks_queued_behind_a_stuck_one, .timeout = 60
     weft_runtime_free(rt);
     cr_assert_eq((intptr_t)ran, 1, "the queued task waited for the stuck one");
 }
+
+/* A single worker never searches, so it used to go to sleep without a last
+ * look at the queues: a task spawned from another thread just before it
+ * slept stayed queued while it waited in epoll_wait(-1) (seen as a rare hang
+ * of block_on under TSan). Each round here spawns from this plain thread as
+ * the worker goes idle after the previous task; a lost wake-up hangs the
+ * join (the test's timeout catches it). */
+static void *return_arg(void *arg) { return arg; }
+
+Test(sched, single_worker_never_sleeps_on_a_queued_task, .timeout = 120)
+{
+    weft_runtime *rt = test_runtime(1);
+    int rounds = test_scale_down() ? 2000 : 20000;
+    for (int i = 0; i < rounds; i++) {
+        weft_task *t = weft_spawn_on(rt, return_arg, (void *)(intptr_t)(i + 1));
+        cr_assert_not_null(t);
+        void *r;
+        cr_assert_eq(weft_join(t, &r), 0);
+        cr_assert_eq((intptr_t)r, i + 1);
+    }
+    weft_runtime_free(rt);
+}
