@@ -36,21 +36,6 @@ static int srv_path(const char *name, char *path, size_t cap)
     return access(path, X_OK) == 0;
 }
 
-/* Reads from fd until buf holds a line; returns its length or -errno. */
-static ssize_t srv_read_line(int fd, char *buf, size_t cap, int64_t timeout_ms)
-{
-    size_t len = 0;
-    while (len < cap - 1) {
-        ssize_t n = weft_read(fd, buf + len, 1, timeout_ms);
-        if (n <= 0)
-            return n < 0 ? n : -EPIPE;
-        if (buf[len++] == '\n')
-            break;
-    }
-    buf[len] = '\0';
-    return (ssize_t)len;
-}
-
 typedef struct srv {
     const char *path;
     const char *extra_env; /* "NAME=value" added to ours, or NULL */
@@ -75,7 +60,7 @@ static int srv_start(srv *s)
         return -1;
     s->out = weft_process_stdout_fd(s->p);
     char line[256];
-    ssize_t k = srv_read_line(s->out, line, sizeof line, 10000 * (srv_slow() ? 20 : 1));
+    ssize_t k = test_read_line(s->out, line, sizeof line, 10000 * (srv_slow() ? 20 : 1));
     const char *colon = k > 0 ? strrchr(line, ':') : NULL;
     s->port = colon ? atoi(colon + 1) : 0;
     if (s->port <= 0) {
@@ -233,7 +218,7 @@ static void *srv_echo_idle_task(void *arg)
     TEST_EXPECT(idle >= 0, "connect: %d", idle);
     TEST_EXPECT(weft_write(idle, "hi\n", 3, 5000) == 3, "write");
     char buf[64];
-    ssize_t n = srv_read_line(idle, buf, sizeof buf, 10000);
+    ssize_t n = test_read_line(idle, buf, sizeof buf, 10000);
     TEST_EXPECT(n == 3 && strcmp(buf, "hi\n") == 0, "echo: %zd", n);
     /* Then silence: the server ends it at its idle limit (300 ms). */
     weft_time t0 = weft_now();
@@ -246,7 +231,7 @@ static void *srv_echo_idle_task(void *arg)
     TEST_EXPECT(busy >= 0, "connect: %d", busy);
     for (int i = 0; i < 5; i++) {
         TEST_EXPECT(weft_write(busy, "ho\n", 3, 5000) == 3, "write %d", i);
-        n = srv_read_line(busy, buf, sizeof buf, 10000);
+        n = test_read_line(busy, buf, sizeof buf, 10000);
         TEST_EXPECT(n == 3, "echo %d: %zd", i, n);
         weft_sleep_ms(100);
     }

@@ -326,21 +326,6 @@ typedef struct sig_server {
 
 static int sig_slow(void) { return test_scale_down(); }
 
-/* Reads from fd until buf holds a line; returns its length or -errno. */
-static ssize_t sig_read_line(int fd, char *buf, size_t cap, int64_t timeout_ms)
-{
-    size_t len = 0;
-    while (len < cap - 1) {
-        ssize_t n = weft_read(fd, buf + len, 1, timeout_ms);
-        if (n <= 0)
-            return n < 0 ? n : -EPIPE;
-        if (buf[len++] == '\n')
-            break;
-    }
-    buf[len] = '\0';
-    return (ssize_t)len;
-}
-
 static void *sig_server_task(void *arg)
 {
     sig_server *sv = arg;
@@ -352,7 +337,7 @@ static void *sig_server_task(void *arg)
     TEST_EXPECT(rc == 0, "spawn %s: %d", sv->path, rc);
     int out = weft_process_stdout_fd(p);
     char line[256];
-    ssize_t n = sig_read_line(out, line, sizeof line, 10000 * slow);
+    ssize_t n = test_read_line(out, line, sizeof line, 10000 * slow);
     int port = 0;
     const char *colon = n > 0 ? strrchr(line, ':') : NULL;
     if (colon)

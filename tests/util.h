@@ -3,6 +3,7 @@
 #define WEFT_TEST_UTIL_H
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -107,5 +108,21 @@ static inline int test_map_count(void)
 #define TEST_INSTRUMENTED 0
 #endif
 static inline int test_scale_down(void) { return TEST_INSTRUMENTED || getenv("WEFT_VALGRIND") != NULL; }
+
+/* Reads from fd until buf holds a line (byte by byte, so nothing after the
+ * line is consumed); returns its length, or -errno (-EPIPE at end of stream). */
+static inline ssize_t test_read_line(int fd, char *buf, size_t cap, int64_t timeout_ms)
+{
+    size_t len = 0;
+    while (len < cap - 1) {
+        ssize_t n = weft_read(fd, buf + len, 1, timeout_ms);
+        if (n <= 0)
+            return n < 0 ? n : -EPIPE;
+        if (buf[len++] == '\n')
+            break;
+    }
+    buf[len] = '\0';
+    return (ssize_t)len;
+}
 
 #endif

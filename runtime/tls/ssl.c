@@ -476,16 +476,27 @@ WEFT_API int weft_tls_accept(weft_tls_ctx *ctx, int fd, int64_t timeout_ms, weft
     return 0;
 }
 
-WEFT_API ssize_t weft_tls_read(weft_tls_conn *c, void *buf, size_t n, int64_t timeout_ms)
+/* What a read and a write do first: check the arguments, take the call's
+ * one deadline, and finish the handshake if it is still due. 1 to go on;
+ * 0 for an empty transfer (nothing to do); or -errno. */
+static int io_begin(weft_tls_conn *c, const void *buf, size_t n, int64_t timeout_ms,
+                    weft_time *deadline)
 {
     if (!c || (!buf && n))
         return -EINVAL;
     c->err[0] = '\0';
     if (n == 0)
         return 0;
-    weft_time deadline = deadline_of(timeout_ms);
-    int rc = handshake(c, deadline);
-    if (rc < 0)
+    *deadline = deadline_of(timeout_ms);
+    int rc = handshake(c, *deadline);
+    return rc < 0 ? rc : 1;
+}
+
+WEFT_API ssize_t weft_tls_read(weft_tls_conn *c, void *buf, size_t n, int64_t timeout_ms)
+{
+    weft_time deadline;
+    int rc = io_begin(c, buf, n, timeout_ms, &deadline);
+    if (rc <= 0)
         return rc;
     for (;;) {
         size_t got = 0;
@@ -504,14 +515,9 @@ WEFT_API ssize_t weft_tls_read(weft_tls_conn *c, void *buf, size_t n, int64_t ti
 
 WEFT_API ssize_t weft_tls_write(weft_tls_conn *c, const void *buf, size_t n, int64_t timeout_ms)
 {
-    if (!c || (!buf && n))
-        return -EINVAL;
-    c->err[0] = '\0';
-    if (n == 0)
-        return 0;
-    weft_time deadline = deadline_of(timeout_ms);
-    int rc = handshake(c, deadline);
-    if (rc < 0)
+    weft_time deadline;
+    int rc = io_begin(c, buf, n, timeout_ms, &deadline);
+    if (rc <= 0)
         return rc;
     for (;;) {
         size_t put = 0;
