@@ -349,8 +349,9 @@ static void *cu_others_run_task(void *arg)
     TEST_EXPECT(rc == 0, "weft_curl_new");
     TEST_EXPECT(e.rc == CURLE_OPERATION_TIMEDOUT, "got %d (%s)", e.rc, e.msg);
     /* 400 ms of 5 ms sleeps: about 80 ticks when the worker is free; a
-     * blocked worker would give none. */
-    TEST_EXPECT(ticks >= 10, "only %d ticks during a %lld ms fetch", ticks, (long long)e.ms);
+     * blocked worker would give at most the one before the fetch began. A
+     * slow machine gives fewer, so only that distinction is asserted. */
+    TEST_EXPECT(ticks >= 2, "only %d ticks during a %lld ms fetch", ticks, (long long)e.ms);
     return NULL;
 }
 
