@@ -145,13 +145,23 @@ Test(cancel, shielded_cleanup_can_suspend)
     weft_runtime_free(rt);
 }
 
-static void *quick(void *arg) { return arg; }
+static atomic_int quick_ran;
 
+static void *quick(void *arg)
+{
+    atomic_store(&quick_ran, 1);
+    return arg;
+}
+
+/* One worker: the spawned task is queued ahead of the yielding root and never
+ * suspends, so it has finished when the root runs again, however slow the
+ * machine (a sleep of a few ms was not always enough under load). */
 static void *finished_root(void *arg)
 {
     (void)arg;
     weft_task *t = weft_spawn(quick, (void *)7);
-    weft_sleep_ms(5);
+    weft_yield();
+    cr_assert(atomic_load(&quick_ran), "the spawned task had not run before the yielding root");
     cr_assert_eq(weft_cancel(t), 0); /* finished already: harmless */
     void *r;
     cr_assert_eq(weft_join(t, &r), 0);
@@ -161,7 +171,7 @@ static void *finished_root(void *arg)
 
 Test(cancel, cancelling_a_finished_task_is_harmless)
 {
-    weft_runtime *rt = test_runtime(2);
+    weft_runtime *rt = test_runtime(1);
     cr_assert_eq(weft_runtime_block_on(rt, finished_root, NULL, NULL), 0);
     weft_runtime_free(rt);
     cr_assert_eq(weft_cancel(NULL), -EINVAL);
