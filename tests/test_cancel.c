@@ -44,7 +44,8 @@ static void *joins(void *arg)
     return (void *)(intptr_t)rc;
 }
 
-/* Cancels t after it had time to park; checks its own view and join's. */
+/* Cancels t (which has begun: test_spawn_running) after it had time to park;
+ * checks its own view and join's. */
 static void cancel_and_check(weft_task *t)
 {
     weft_sleep_ms(20);
@@ -59,11 +60,11 @@ static void *every_point_root(void *arg)
     (void)arg;
     int p[2];
     cr_assert_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
-    cancel_and_check(weft_spawn(sleeps, NULL));
-    cancel_and_check(weft_spawn(waits_fd, (void *)(intptr_t)p[0]));
-    cancel_and_check(weft_spawn(reads, (void *)(intptr_t)p[0]));
+    cancel_and_check(test_spawn_running(sleeps, NULL));
+    cancel_and_check(test_spawn_running(waits_fd, (void *)(intptr_t)p[0]));
+    cancel_and_check(test_spawn_running(reads, (void *)(intptr_t)p[0]));
     weft_task *victim = weft_spawn(sleeps, NULL);
-    cancel_and_check(weft_spawn(joins, victim)); /* the joiner detaches victim */
+    cancel_and_check(test_spawn_running(joins, victim)); /* the joiner detaches victim */
     weft_close(p[0]);
     weft_close(p[1]);
     return NULL;
@@ -129,7 +130,7 @@ static void *shielded_cleanup(void *arg)
 static void *shield_root(void *arg)
 {
     (void)arg;
-    weft_task *t = weft_spawn(shielded_cleanup, NULL);
+    weft_task *t = test_spawn_running(shielded_cleanup, NULL);
     weft_sleep_ms(10);
     weft_cancel(t);
     void *r;

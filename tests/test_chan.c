@@ -433,7 +433,7 @@ static void *chan_cancel_root(void *arg)
     weft_chan_send(full, &v);
     for (int kind = 0; kind < 3; kind++) {
         weft_chan *chs[3] = {full, empty, (weft_chan *)(intptr_t)kind};
-        weft_task *t = weft_spawn(cancel_victim, chs);
+        weft_task *t = test_spawn_running(cancel_victim, chs);
         weft_sleep_ms(20);
         weft_cancel(t);
         void *r;

@@ -52,11 +52,12 @@ Test(group, next_returns_each_child_once, .timeout = 30)
 
 /* ---------------------------------------------------------------- fail fast */
 
-static atomic_int sibling_cancelled;
+static atomic_int sibling_cancelled, sibling_started;
 
 static void *long_sibling(void *arg)
 {
     (void)arg;
+    atomic_fetch_add(&sibling_started, 1);
     int rc = weft_sleep_ms(60000);
     if (rc == -ECANCELED)
         atomic_fetch_add(&sibling_cancelled, 1);
@@ -76,7 +77,9 @@ static void *fail_fast_root(void *arg)
     weft_group *g = weft_group_new(WEFT_GROUP_FAIL_FAST);
     for (int i = 0; i < 5; i++)
         weft_group_spawn(g, long_sibling, NULL);
-    weft_sleep_ms(5); /* let them start (one cancelled before it runs never runs) */
+    /* Let them start: one cancelled before it runs never runs. */
+    while (atomic_load(&sibling_started) < 5)
+        weft_sleep_ms(1);
     weft_group_spawn(g, failing_child, NULL);
     weft_time t0 = weft_now();
     cr_assert_eq(weft_group_wait(g, 10000), -ECHILD);
@@ -166,7 +169,7 @@ static void *wait_root(void *arg)
     cr_assert_geq(weft_now() - t0, 25 * MS);
     cr_assert_eq(weft_group_next(g, NULL, 0), -ETIMEDOUT);
     /* a task waiting on the group can be cancelled */
-    weft_task *w = weft_spawn(group_waiter, g);
+    weft_task *w = test_spawn_running(group_waiter, g);
     weft_sleep_ms(20);
     weft_cancel(w);
     void *r;
@@ -260,7 +263,7 @@ static void *gather_cancel_root(void *arg)
 {
     (void)arg;
     weft_task *ts[2] = {weft_spawn(sleeper, (void *)60000), weft_spawn(sleeper, (void *)60000)};
-    weft_task *v = weft_spawn(any_victim, ts);
+    weft_task *v = test_spawn_running(any_victim, ts);
     weft_sleep_ms(20);
     weft_cancel(v);
     void *r;

@@ -8,6 +8,9 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -651,9 +654,33 @@ Test(sched, free_with_tasks_suspended_and_queued, .timeout = 30)
     cr_assert_geq(cancelled, 100, "the sleepers must report cancellation");
 }
 
+static _Atomic pid_t joiner_tid;
+
 static void *join_from_thread(void *arg)
 {
+    atomic_store(&joiner_tid, (pid_t)syscall(SYS_gettid));
     return (void *)(intptr_t)weft_join(arg, NULL);
+}
+
+/* Until thread tid sleeps in the kernel (state S in /proc): a thread that
+ * announced it is about to join is then blocked in the join, however slow
+ * the machine. A join made after weft_runtime_free would use a freed handle. */
+static void wait_until_blocked(pid_t tid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        cr_assert_not_null(f);
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *close_paren = strrchr(buf, ')');
+        cr_assert_not_null(close_paren);
+        if (close_paren[1] == ' ' && close_paren[2] == 'S')
+            return;
+        usleep(1000);
+    }
 }
 
 Test(sched, a_thread_blocked_in_join_is_released_by_free, .timeout = 30)
@@ -662,7 +689,9 @@ Test(sched, a_thread_blocked_in_join_is_released_by_free, .timeout = 30)
     weft_task *t = weft_spawn_on(rt, sleep_long, NULL);
     pthread_t th;
     pthread_create(&th, NULL, join_from_thread, t);
-    usleep(50000);
+    while (atomic_load(&joiner_tid) == 0)
+        usleep(1000);
+    wait_until_blocked(atomic_load(&joiner_tid));
     weft_runtime_free(rt);
     void *r;
     pthread_join(th, &r);

@@ -202,7 +202,7 @@ static void *sig_forever(void *arg)
 static void *sig_cancel_task(void *arg)
 {
     (void)arg;
-    weft_task *t = weft_spawn(sig_forever, NULL);
+    weft_task *t = test_spawn_running(sig_forever, NULL);
     TEST_EXPECT(t, "spawn");
     weft_sleep_ms(30);
     weft_cancel(t);

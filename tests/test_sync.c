@@ -91,7 +91,9 @@ static void *fifo_root(void *arg)
     for (int i = 0; i < 8; i++) {
         a[i] = (struct fifo_arg){&f, i};
         t[i] = weft_spawn(fifo_locker, &a[i]);
-        weft_sleep_ms(3); /* let it queue before the next one */
+        /* One worker: the yield runs t[i] until it waits on the mutex, so
+         * the waiters queue in spawn order however slow the machine. */
+        weft_yield();
     }
     /* Unlock hands over: relocking at once must not barge ahead. */
     cr_assert_eq(weft_mutex_unlock(f.m), 0);
@@ -109,7 +111,7 @@ static void *fifo_root(void *arg)
 
 Test(sync_mutex, fifo_hand_off_no_barging, .timeout = 30)
 {
-    weft_runtime *rt = test_runtime(2);
+    weft_runtime *rt = test_runtime(1);
     cr_assert_eq(weft_runtime_block_on(rt, fifo_root, NULL, NULL), 0);
     weft_runtime_free(rt);
 }
@@ -443,7 +445,7 @@ static void *cancel_root(void *arg)
         vk.kind = kind;
         if (kind == 0)
             vk.m = held, weft_mutex_lock(held, -1);
-        weft_task *t = weft_spawn(blocked_victim, &vk);
+        weft_task *t = test_spawn_running(blocked_victim, &vk);
         weft_sleep_ms(20);
         cr_assert_eq(weft_cancel(t), 0);
         void *r;

@@ -125,4 +125,45 @@ static inline ssize_t test_read_line(int fd, char *buf, size_t cap, int64_t time
     return (ssize_t)len;
 }
 
+
+/* ------------------------------------------------------------ started tasks
+ * A task cancelled before it ever ran does not run at all, so a test that
+ * cancels a task "after it had time to park" and expects the task's own
+ * -ECANCELED depends on how fast the machine is. test_spawn_running spawns
+ * fn(arg) from a task and returns only once fn has begun: a cancel from then
+ * on reaches it at (or before) its suspension point, whatever the load. The
+ * caller may still sleep a little after it, to make the parked case the
+ * usual one; the outcome no longer depends on that sleep. */
+typedef struct test_started {
+    weft_fn fn;
+    void *arg;
+    atomic_int running;
+} test_started;
+
+static inline void *test_started_entry(void *p)
+{
+    test_started *s = p;
+    weft_fn fn = s->fn;
+    void *arg = s->arg;
+    atomic_store(&s->running, 1); /* s belongs to the spawner from here on */
+    return fn(arg);
+}
+
+static inline weft_task *test_spawn_running(weft_fn fn, void *arg)
+{
+    test_started *s = malloc(sizeof *s);
+    if (!s)
+        return NULL;
+    *s = (test_started){fn, arg, 0};
+    weft_task *t = weft_spawn(test_started_entry, s);
+    if (!t) {
+        free(s);
+        return NULL;
+    }
+    while (!atomic_load(&s->running))
+        weft_sleep_ms(1);
+    free(s);
+    return t;
+}
+
 #endif
