@@ -132,15 +132,19 @@ def loadavg():
 
 
 def cpu_jiffies():
-    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    """(busy, steal, total) jiffies of all CPUs, from /proc/stat's first line."""
     with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + (v[4] if len(v) > 4 else 0)
-    return sum(v[:8]) - idle, sum(v[:8])
+        v = [int(x) for x in f.readline().split()[1:9]]
+    v += [0] * (8 - len(v))
+    user, nice, system, idle, iowait, irq, softirq, steal = v
+    return user + nice + system + irq + softirq, steal, sum(v)
 
 
 class Window:
-    """How busy the machine was between start() and stop(), minus our CPU."""
+    """How busy the machine was between its creation and others(), beside
+    the CPU time of the run's own processes. "others" is an upper bound: the
+    kernel's softirq work for the run's own loopback traffic may be counted
+    as the machine's rather than the processes'."""
 
     def __init__(self):
         self.load = loadavg()
@@ -152,13 +156,19 @@ class Window:
         return (c.ru_utime - self.c0.ru_utime) + (c.ru_stime - self.c0.ru_stime)
 
     def others(self, own_cpu_s):
-        busy0, tot0 = self.j0
-        busy1, tot1 = cpu_jiffies()
+        """Fills busy, own, others and steal: fractions of all CPUs' time."""
+        (b0, s0, t0), (b1, s1, t1) = self.j0, cpu_jiffies()
         hz = os.sysconf("SC_CLK_TCK")
-        if tot1 <= tot0:
-            return 0.0
-        frac = ((busy1 - busy0) / hz - own_cpu_s) / ((tot1 - tot0) / hz)
-        return max(0.0, frac)
+        cap = max(t1 - t0, 1) / hz
+        self.busy = (b1 - b0) / hz / cap
+        self.own = min(own_cpu_s / cap, self.busy) if self.busy else own_cpu_s / cap
+        self.steal = (s1 - s0) / hz / cap
+        return max(0.0, self.busy - self.own)
+
+    def describe(self):
+        return (f"load {self.load:.2f}; CPUs {self.busy * 100:.0f}% busy, this run "
+                f"{self.own * 100:.0f}%, others <= {max(0.0, self.busy - self.own) * 100:.0f}%, "
+                f"steal {self.steal * 100:.0f}%")
 
 
 # ------------------------------------------------------------ runtimes
@@ -303,8 +313,8 @@ def run_server(rt, mode, driver, args, build):
     if res["errors"]:
         fail(f"{rt.name} {mode} ({driver}): {res['errors']} errors")
     res["cpu_per_req_us"] = server_cpu * 1e6 / res["requests"]
-    res["_load"] = win.load
-    res["_others"] = win.others(server_cpu + driver_cpu)
+    win.others(server_cpu + driver_cpu)
+    res["_win"] = win
     return res
 
 
@@ -321,8 +331,8 @@ def run_kv(rt, argv, what):
         fail(f"{rt.name} {what}: status {r.returncode}: {(r.stdout + r.stderr).strip()[-500:]}")
         return None
     res = {k: float(v) for k, v in (kv.split("=", 1) for kv in m.group(1).split())}
-    res["_load"] = win.load
-    res["_others"] = win.others(win.children_cpu())
+    win.others(win.children_cpu())
+    res["_win"] = win
     return res
 
 
@@ -378,8 +388,8 @@ def run_weft_bench(prog, argv_tail, workload, ws, build):
             if hit:
                 res[metric] = to_metric(metric, hit[1], hit[2])
         if res:
-            res["_load"] = win.load
-            res["_others"] = win.others(win.children_cpu())
+            win.others(win.children_cpu())
+            res["_win"] = win
             got[w] = res
     if not got:
         comment(f"weft {workload}: none of {prog}'s bench lines match WEFT_PATTERNS in "
@@ -493,6 +503,7 @@ def main():
     results = {}  # (workload, runtime) -> [metrics per round]
     for r in range(1, args.rounds + 1):
         comment(f"round {r}: load average {loadavg():.2f}")
+        emit(f"peers_load_r{r}", loadavg(), "load")
         round_res = {}
         for workload in workloads:
             runs = [x for x in workload_runs(workload, rts, args) if x[1].available()]
@@ -512,8 +523,9 @@ def main():
                     shown = [x for x in RATIO_METRICS[workload] + ["early"] if x in m]
                     for x in shown:
                         emit(f"peers_{workload}_{name}_{x}_r{r}", m[x], METRIC_UNITS[x])
-                    comment(f"round {r} {workload} {name}: load {m['_load']:.2f}, others "
-                            f"{m['_others'] * 100:.0f}% of the CPUs")
+                    comment(f"round {r} {workload} {name}: {m['_win'].describe()}")
+                    emit(f"peers_{workload}_{name}_others_r{r}",
+                         max(0.0, m["_win"].busy - m["_win"].own) * 100, "%cpu")
                     if m.get("early", 0) > 0:
                         fail(f"{name} {workload}: {m['early']:.0f} woke early")
         for (workload, name), m in sorted(round_res.items()):
