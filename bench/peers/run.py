@@ -302,8 +302,8 @@ def run_server(rt, mode, driver, args, build):
     try:
         lg = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 60)
         out, st = lg.stdout, lg.returncode
-    except subprocess.TimeoutExpired as e:
-        out, st = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), -1
+    except subprocess.TimeoutExpired:
+        out, st = "(timed out)", -1
     driver_cpu = win.children_cpu()
     server_cpu = kill_reap(p)
     res = (parse_wrk if driver == "wrk" else parse_loadgen)(out) if st == 0 else None
