@@ -496,6 +496,11 @@ def main():
     for prog, wl in (("timers", "timers"), ("chan", "pingpong")):
         if wl in workloads and not os.access(f"{args.build}/bench/{prog}", os.X_OK):
             comment(f"weft {wl}: {args.build}/bench/{prog} not built, skipped")
+    if args.peers and args.peers - set(rts):
+        sys.exit(f"peers: unknown --peers {sorted(args.peers - set(rts))}; known: {sorted(rts)}")
+    if not args.smoke and (args.timers, args.pairs, args.rts) != (1000000, 1000, 1000):
+        comment("weft's bench/timers and chan_pairs run their own sizes (1,000,000 timers; "
+                "1,000 pairs x 1,000): ratios against them compare different sizes")
     ncpu = len(os.sched_getaffinity(0))
     comment(f"peers: {ncpu} CPUs, workers {args.workers}, {args.rounds} rounds, servers {args.seconds:g} s "
             f"x {CONNS} connections, timers {args.timers}, pingpong {args.pairs} pairs x {args.rts}")
