@@ -3,7 +3,7 @@
 
     python3 bench/peers/run.py [--quick] [--smoke] [--rounds N] [--workers N]
                                [--seconds S] [--only W1,W2] [--peers R1,R2]
-                               [--build DIR]
+                               [--build DIR] [--weft-build DIR]
 
 `make bench-peers` (and `bench-peers-quick`) builds the peers first
 (bench/peers/build.sh) and runs this. Workloads (--only names):
@@ -50,6 +50,9 @@ What the peers print (one line, key=value; peer_* timers and pingpong):
   NAME: pingpong pairs= rts= ns_per_rt= cpu_ns_per_rt= wall_ms=
 weft's bench programs print `bench:` lines instead; WEFT_PATTERNS below maps
 their names onto the same metrics.
+
+--weft-build DIR takes weft's programs from another build (a branch's, a
+merge's) while loadgen and the peers stay in --build's.
 
 --quick: 1 s server runs, 2 rounds (sizes unchanged: the million timers and
 the million round trips are the workloads). --smoke: tiny sizes and one round,
@@ -184,8 +187,8 @@ class Rt:
         return os.access(self.path, os.X_OK)
 
 
-def runtimes(build, w):
-    ex, pr = f"{build}/examples", f"{build}/peers"
+def runtimes(build, w, weft_build):
+    ex, pr = f"{weft_build}/examples", f"{build}/peers"
     rts = {}
     for n in sorted({w, 1}, reverse=True):
         rts[f"weft_w{n}"] = Rt(f"weft_w{n}", n, "weft", ex)
@@ -409,6 +412,7 @@ def workload_runs(workload, rts, args):
     """The (label, callable) runs of one workload in this round, in canonical order."""
     w = args.workers
     build = args.build
+    wb = args.weft_build
     runs = []
     if workload in ("tcp_echo", "http_hello", "http_hello_wrk"):
         mode = "echo" if workload == "tcp_echo" else "http"
@@ -421,7 +425,7 @@ def workload_runs(workload, rts, args):
         for rt in members(rts, [f"weft_w{w}", f"tokio_w{w}", f"go_w{w}", "libuv"], args.peers):
             if rt.kind == "weft":
                 tail = ["--workers", str(w), "--reps", "1"] + (["--quick"] if args.smoke else [])
-                runs.append((rt.name, rt, lambda: run_weft_bench("timers", tail, "timers", [w], build)))
+                runs.append((rt.name, rt, lambda: run_weft_bench("timers", tail, "timers", [w], wb)))
             elif rt.kind == "libuv":
                 runs.append((rt.name, rt, lambda rt=rt: run_kv(rt, [rt.path, "timers", str(n)], "timers")))
             else:
@@ -439,7 +443,7 @@ def workload_runs(workload, rts, args):
                 tail = ["--only", WEFT_CHAN_ONLY, "--reps", "1", "--no-baseline", "--workers", str(w)]
                 if args.smoke:
                     tail.append("--quick")
-                runs.append(("weft", rt, lambda: run_weft_bench("chan", tail, "pingpong", ws, build)))
+                runs.append(("weft", rt, lambda: run_weft_bench("chan", tail, "pingpong", ws, wb)))
             else:
                 runs.append((rt.name, rt, lambda rt=rt: run_kv(
                     rt, [rt.path, "pingpong", str(args.pairs), str(args.rts), str(rt.workers)],
@@ -460,7 +464,9 @@ def main():
     ap.add_argument("--seconds", type=float)
     ap.add_argument("--only", help="comma-separated: tcp_echo,http_hello,timers,pingpong")
     ap.add_argument("--peers", help="comma-separated runtime names (weft_w2,tokio_w2,go_w2,libuv,...)")
-    ap.add_argument("--build", default=os.path.join(REPO, "build"))
+    ap.add_argument("--build", default=os.path.join(REPO, "build"),
+                    help="where loadgen and the peers (DIR/peers) are")
+    ap.add_argument("--weft-build", help="where weft's examples and bench programs are (--build)")
     ap.add_argument("--timers", type=int, help="task count (1000000)")
     ap.add_argument("--pairs", type=int, default=None)
     ap.add_argument("--rts", type=int, default=None)
@@ -468,6 +474,7 @@ def main():
     if args.workers < 1:
         ap.error("--workers must be at least 1")
     args.build = os.path.abspath(args.build)
+    args.weft_build = os.path.abspath(args.weft_build or args.build)
     args.rounds = args.rounds or (1 if args.smoke else 2 if args.quick else 3)
     args.seconds = args.seconds or (0.3 if args.smoke else 1.0 if args.quick else 3.0)
     args.timers = args.timers or (2000 if args.smoke else 1000000)
@@ -479,7 +486,7 @@ def main():
     if not os.access(f"{args.build}/bench/loadgen", os.X_OK):
         sys.exit(f"peers: {args.build}/bench/loadgen not built (make)")
     args.wrk = shutil.which("wrk")
-    rts = runtimes(args.build, args.workers)
+    rts = runtimes(args.build, args.workers, args.weft_build)
     workloads = ["tcp_echo", "http_hello"] + (["http_hello_wrk"] if args.wrk else []) + \
         ["timers", "pingpong"]
     if args.only:
@@ -491,11 +498,11 @@ def main():
     for name, rt in rts.items():
         if rt.kind != "weft" and not rt.available():
             comment(f"{name}: {rt.path} not built (sh bench/peers/build.sh), skipped")
-    if not os.access(f"{args.build}/examples/echo_server", os.X_OK):
+    if not os.access(f"{args.weft_build}/examples/echo_server", os.X_OK):
         comment("weft: build/examples not built (make), weft servers skipped")
     for prog, wl in (("timers", "timers"), ("chan", "pingpong")):
-        if wl in workloads and not os.access(f"{args.build}/bench/{prog}", os.X_OK):
-            comment(f"weft {wl}: {args.build}/bench/{prog} not built, skipped")
+        if wl in workloads and not os.access(f"{args.weft_build}/bench/{prog}", os.X_OK):
+            comment(f"weft {wl}: {args.weft_build}/bench/{prog} not built, skipped")
     if args.peers and args.peers - set(rts):
         sys.exit(f"peers: unknown --peers {sorted(args.peers - set(rts))}; known: {sorted(rts)}")
     if not args.smoke and (args.timers, args.pairs, args.rts) != (1000000, 1000, 1000):
