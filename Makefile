@@ -338,6 +338,20 @@ bench: lib benches
 bench-quick:
 	$(MAKE) bench BENCH_ARGS=--quick
 
+# weft beside Tokio, Go and libuv on the same workloads, interleaved (bench/peers/,
+# issue 19): builds the peers from Debian's packages, offline (installing them as
+# root), then runs the rounds. Not part of `make bench`: it needs the packages and minutes.
+PEERS_ARGS ?=
+.PHONY: bench-peers bench-peers-quick bench-peers-smoke
+bench-peers: all benches
+	sh bench/peers/build.sh $(BUILD)
+	python3 bench/peers/run.py --build $(BUILD) $(PEERS_ARGS)
+bench-peers-quick:
+	$(MAKE) bench-peers PEERS_ARGS=--quick
+# Every peer at tiny sizes, checked for correct answers and no early timer (no figures).
+bench-peers-smoke:
+	$(MAKE) bench-peers PEERS_ARGS=--smoke
+
 # PNG charts of bench/results/all.csv (bench/charts.sh) with gnuplot
 # (Debian: gnuplot-nox, installed here when run as root).
 .PHONY: charts
@@ -447,6 +461,7 @@ help:
 	@echo "make test     build and run every test (Criterion)"
 	@echo "make test-asan / test-tsan / valgrind   the same suite instrumented"
 	@echo "make bench / bench-quick   benchmarks (results in bench/results/)"
+	@echo "make bench-peers / bench-peers-quick / bench-peers-smoke   weft beside Tokio, Go, libuv (bench/peers/)"
 	@echo "make install PREFIX=DIR [DESTDIR=STAGE]   headers, libraries, pkg-config files, man pages"
 	@echo "make uninstall PREFIX=DIR  removes what install put there"
 	@echo "make man      man pages in build/man (tools/mkman.py)"
