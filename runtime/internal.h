@@ -53,6 +53,7 @@ typedef struct weft__worker {
         weft__task *lifo;
         uint32_t until_event;   /* task runs left before the next maintenance pass */
         uint8_t lifo_runs;
+        uint8_t polling;        /* dispatching what its own poll found: see weft__poll_backlog_wake */
         uint16_t global_turn;   /* picks the global queue gets before the local one */
         uint8_t searching;      /* counted in rt->idle as searching (the count is shared, the flag is not) */
         unsigned index;

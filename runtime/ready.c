@@ -55,5 +55,6 @@ void weft__schedule(weft_runtime *rt, weft__task *t)
         t = prev;
     }
     push_local(w, t);
-    notify_parked_local(rt);
+    if (!w->polling)
+        notify_parked_local(rt);
 }

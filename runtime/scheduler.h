@@ -72,6 +72,24 @@ static inline void notify_parked_local(weft_runtime *rt)
     weft__notify_parked(rt);
 }
 
+/* What a worker's own poll readies (descriptor events, due timers) is
+ * queued without waking anybody, task by task (w->polling, ready.c); once
+ * the poll is over, one sleeping peer is woken if the queue holds at least
+ * POLL_WAKE_BACKLOG tasks. Waking a peer costs ~60 us round trip on the
+ * reference machine (machine.md) and the woken peer takes half the queue, so
+ * it pays only when half the backlog takes longer than that to run: 8 tasks
+ * of a 6-8 us request. A smaller batch is run here, next to its poller
+ * (events for those descriptors keep arriving here), and a peer that is
+ * awake anyway still steals from it. Liveness does not depend on the wake
+ * (this worker is awake and runs the tasks itself); a batch held up behind a
+ * long task is taken by the stuck-worker rescue (rescue.c). */
+#define POLL_WAKE_BACKLOG 16
+static inline void poll_backlog_wake(weft__worker *w)
+{
+    if (weft__lq_len(&w->lq) >= POLL_WAKE_BACKLOG)
+        notify_parked_local(w->rt);
+}
+
 /* Counts w as searching unless half the workers search already (0 then). */
 int weft__to_searching(weft__worker *w);
 void weft__from_searching(weft__worker *w);
