@@ -97,6 +97,8 @@ int weft__fd_check(int fd, int always, weft__ready_fn fn, void *ctx);
 /* Drops weft's registration of fd without closing it, handing its waiters
  * to fn (their unwait reports -EBADF). Returns 1 if there was one, else 0. */
 int weft__fd_forget(int fd, weft__ready_fn fn, void *ctx);
+/* The poller fd is registered with now, or NULL (tests, diagnostics). */
+weft__poller *weft__fd_poller_of(int fd);
 /* 1 if fd was made by weft (weft__fd_fresh*, hence non-blocking) and not
  * closed or forgotten since. Lock-free hint. */
 int weft__fd_owned(int fd);

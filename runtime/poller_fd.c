@@ -294,6 +294,17 @@ int weft__fd_forget(int fd, weft__ready_fn fn, void *ctx)
     return had;
 }
 
+weft__poller *weft__fd_poller_of(int fd)
+{
+    fdstate *s = lookup(fd, 0);
+    if (!s)
+        return NULL;
+    lock(s);
+    weft__poller *p = s->poller;
+    unlock(s);
+    return p;
+}
+
 int weft__fd_owned(int fd)
 {
     fdstate *s = lookup(fd, 0);

@@ -81,12 +81,21 @@ static inline void notify_parked_local(weft_runtime *rt)
  * of a 6-8 us request. A smaller batch is run here, next to its poller
  * (events for those descriptors keep arriving here), and a peer that is
  * awake anyway still steals from it. Liveness does not depend on the wake
- * (this worker is awake and runs the tasks itself); a batch held up behind a
- * long task is taken by the stuck-worker rescue (rescue.c). */
+ * (this worker is awake and runs the tasks itself). But a task queued
+ * behind one that runs long, and the events still to come to this poller,
+ * are reached only by the stuck-worker rescue (rescue.c), which needs a
+ * sleeping watcher (sched.c's park), and a peer that went to sleep while
+ * nobody was awake watches nothing. So while nobody watches, any task
+ * readied wakes a peer as before; the peer goes back to sleep as the watcher
+ * (this worker is awake), which it stays for RESCUE_AFTER_MS. That is at most
+ * one wake per RESCUE_AFTER_MS for a worker that wakes up by itself, where
+ * a request used to cost one. */
 #define POLL_WAKE_BACKLOG 16
 static inline void poll_backlog_wake(weft__worker *w)
 {
-    if (weft__lq_len(&w->lq) >= POLL_WAKE_BACKLOG)
+    unsigned n = weft__lq_len(&w->lq);
+    if (n >= POLL_WAKE_BACKLOG ||
+        (n >= 1 && !atomic_load_explicit(&w->rt->watcher, memory_order_relaxed)))
         notify_parked_local(w->rt);
 }
 
