@@ -72,6 +72,17 @@ static inline void notify_parked_local(weft_runtime *rt)
     weft__notify_parked(rt);
 }
 
+/* The same, skipped while w dispatches what its own poll found (see
+ * POLL_WAKE_BACKLOG below); tested last, so the common case (every worker
+ * up, or one searching) costs what it did. */
+static inline void notify_parked_local_unless_polling(weft_runtime *rt, const weft__worker *w)
+{
+    uint64_t s = atomic_load_explicit(&rt->idle, memory_order_relaxed);
+    if (idle_searching(s) != 0 || idle_unparked(s) >= rt->nworkers || w->polling)
+        return;
+    weft__notify_parked(rt);
+}
+
 /* What a worker's own poll readies (descriptor events, due timers) is
  * queued without waking anybody, task by task (w->polling, ready.c); once
  * the poll is over, one sleeping peer is woken if the queue holds at least
