@@ -66,6 +66,7 @@ typedef struct weft__worker {
         uint64_t next_id;
         uint64_t now_tick;      /* ms since runtime start, cached per loop iteration */
         weft__task *pinned_head, *pinned_tail; /* runnable pinned tasks */
+        int64_t wake_due;       /* clock ns: a poll's small batch wakes a peer if still queued then (0: none) */
     };
 
     /* ---- Shared with other threads. */

@@ -276,6 +276,8 @@ weft__worker *weft__switch_out(weft__worker *w, weft__task *self, int action)
     weft__worker *nw;
     weft__task *next = NULL;
     int from_lifo = 0;
+    if (weft__unlikely(w->wake_due != 0))
+        poll_deferred_wake(w);
     /* Straight to the next local task, except when a maintenance pass is
      * due: then through the scheduler loop (which also notices shutdown). */
     if (weft__likely(--w->until_event != 0)) {
@@ -343,6 +345,8 @@ static void run_task(weft__worker *w, weft__task *t, int from_lifo)
 {
     if (weft__unlikely(!t->stack) && first_run(w, t) < 0)
         return;
+    if (weft__unlikely(w->wake_due != 0))
+        poll_deferred_wake(w);
     if (w->until_event > 1)
         w->until_event--;
     mark_running(w, t, from_lifo);

@@ -84,30 +84,48 @@ static inline void notify_parked_local_unless_polling(weft_runtime *rt, const we
 }
 
 /* What a worker's own poll readies (descriptor events, due timers) is
- * queued without waking anybody, task by task (w->polling, ready.c); once
- * the poll is over, one sleeping peer is woken if the queue holds at least
- * POLL_WAKE_BACKLOG tasks. Waking a peer costs ~60 us round trip on the
- * reference machine (machine.md) and the woken peer takes half the queue, so
- * it pays only when half the backlog takes longer than that to run: 8 tasks
- * of a 6-8 us request. A smaller batch is run here, next to its poller
- * (events for those descriptors keep arriving here), and a peer that is
- * awake anyway still steals from it. Liveness does not depend on the wake
- * (this worker is awake and runs the tasks itself). But a task queued
- * behind one that runs long, and the events still to come to this poller,
- * are reached only by the stuck-worker rescue (rescue.c), which needs a
- * sleeping watcher (sched.c's park), and a peer that went to sleep while
- * nobody was awake watches nothing. So while nobody watches, any task
- * readied wakes a peer as before; the peer goes back to sleep as the watcher
- * (this worker is awake), which it stays for RESCUE_AFTER_MS. That is at most
- * one wake per RESCUE_AFTER_MS for a worker that wakes up by itself, where
- * a request used to cost one. */
+ * queued without waking anybody, task by task (w->polling, ready.c). Once
+ * the poll is over, one sleeping peer is woken at once if the queue holds at
+ * least POLL_WAKE_BACKLOG tasks; a smaller batch of two or more wakes one
+ * only if some of it is still queued POLL_WAKE_DELAY_NS later (checked at
+ * the next switches, poll_deferred_wake). Waking a peer costs ~60 us round
+ * trip on the reference machine (machine.md): a batch that this worker
+ * drains sooner than a peer could arrive runs here, next to its poller
+ * (events for those descriptors keep arriving here), while a batch of
+ * longer tasks still gets the peer after the delay, whatever its size.
+ * Liveness does not depend on the wake (this worker is awake and runs the
+ * tasks itself). But a task queued behind one that runs long, and the
+ * events still to come to this poller, are reached only by the stuck-worker
+ * rescue (rescue.c), which needs a sleeping watcher (sched.c's park), and a
+ * peer that went to sleep while nobody was awake watches nothing. So while
+ * nobody watches, any task readied wakes a peer at once, as before; the peer
+ * goes back to sleep as the watcher (this worker is awake), which it stays
+ * for RESCUE_AFTER_MS. */
 #define POLL_WAKE_BACKLOG 16
+#define POLL_WAKE_DELAY_NS 50000
 static inline void poll_backlog_wake(weft__worker *w)
 {
     unsigned n = weft__lq_len(&w->lq);
     if (n >= POLL_WAKE_BACKLOG ||
-        (n >= 1 && !atomic_load_explicit(&w->rt->watcher, memory_order_relaxed)))
+        (n >= 1 && !atomic_load_explicit(&w->rt->watcher, memory_order_relaxed))) {
+        w->wake_due = 0;
         notify_parked_local(w->rt);
+    } else if (n >= 2 && w->wake_due == 0) {
+        w->wake_due = weft__clock_ns() + POLL_WAKE_DELAY_NS;
+    }
+}
+
+/* The deferred half of poll_backlog_wake, at a switch while w->wake_due is
+ * set: wakes a peer once the delay has passed with tasks still queued;
+ * forgets it when the queue has drained first. */
+static __attribute__((unused, noinline)) void poll_deferred_wake(weft__worker *w)
+{
+    if (weft__lq_len(&w->lq) == 0) {
+        w->wake_due = 0;
+    } else if (weft__clock_ns() >= w->wake_due) {
+        w->wake_due = 0;
+        notify_parked_local(w->rt);
+    }
 }
 
 /* Counts w as searching unless half the workers search already (0 then). */
