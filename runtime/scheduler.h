@@ -105,11 +105,15 @@ static inline void notify_parked_local_unless_polling(weft_runtime *rt, const we
 #define POLL_WAKE_DELAY_NS 50000
 static inline void poll_backlog_wake(weft__worker *w)
 {
+    weft_runtime *rt = w->rt;
+    uint64_t s = atomic_load_explicit(&rt->idle, memory_order_relaxed);
+    if (idle_searching(s) != 0 || idle_unparked(s) >= rt->nworkers)
+        return; /* nobody to wake (always so for a single worker) */
     unsigned n = weft__lq_len(&w->lq);
     if (n >= POLL_WAKE_BACKLOG ||
-        (n >= 1 && !atomic_load_explicit(&w->rt->watcher, memory_order_relaxed))) {
+        (n >= 1 && !atomic_load_explicit(&rt->watcher, memory_order_relaxed))) {
         w->wake_due = 0;
-        notify_parked_local(w->rt);
+        weft__notify_parked(rt);
     } else if (n >= 2 && w->wake_due == 0) {
         w->wake_due = weft__clock_ns() + POLL_WAKE_DELAY_NS;
     }
