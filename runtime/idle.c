@@ -22,10 +22,13 @@
  *  events and due timers of weft__poll_events / weft__poll_timers, also the
  *  poll inside park; w->polling is set meanwhile): no wake per task. After
  *  the poll (in park, after the second half, so that it never picks
- *  itself), one notify_parked_local if the local queue holds at least
- *  POLL_WAKE_BACKLOG (16) tasks, or at least one while rt->watcher is 0
- *  (scheduler.h, poll_backlog_wake). Liveness as above: the polling worker
- *  is awake and runs them. The stuck-worker rescue needs one more thing,
+ *  itself), and only if somebody sleeps and nobody searches: one
+ *  weft__notify_parked if the local queue holds at least POLL_WAKE_BACKLOG
+ *  (16) tasks, or at least one while rt->watcher is 0; with 2-15 queued,
+ *  the worker notes a deadline 50 us ahead (w->wake_due) and, at its next
+ *  switches, wakes a peer if the queue is still not empty then
+ *  (scheduler.h, poll_backlog_wake and poll_deferred_wake). Liveness as
+ *  above: the polling worker is awake and runs them. The stuck-worker rescue needs one more thing,
  *  which the eager wake used to give for free: while any worker is awake, a
  *  sleeper watches (wakes every RESCUE_AFTER_MS). A worker that woke by
  *  itself (its own events or timers) while nobody watched therefore still
