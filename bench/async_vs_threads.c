@@ -131,6 +131,10 @@ int main(int argc, char **argv)
         ncpu = CPU_COUNT(&set);
 
     double ipu = avt_calibrate(a.quick ? 10 : 50);
+    /* AVT_IPU fixes the calibration, so that interleaved runs of two builds
+     * on a busy machine do the same work per request. */
+    if (getenv("AVT_IPU") && atof(getenv("AVT_IPU")) > 0)
+        ipu = atof(getenv("AVT_IPU"));
     bench_comment("async_vs_threads: %ld CPUs, weft workers %u (0 = one per CPU), %d requests per "
                   "workload, CPU work calibrated at %.1f hash iterations per us",
                   ncpu, a.workers, requests, ipu);

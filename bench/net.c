@@ -20,12 +20,16 @@
  *   <bench>_<server>_rps          requests (round trips) per second
  *   <bench>_<server>_p99          99th percentile latency seen by loadgen, us
  *   <bench>_<server>_cpu_per_req  server CPU time / requests served, us
- *   <bench>_weft_over_<baseline>_{rps,cpu_per_req}   ratios of the medians
+ *   <bench>_<a>_over_<b>_{rps,p99,cpu_per_req}   ratios of the medians
  * With wrk installed, http_hello also runs `wrk -t1 -c100 -d3s --latency`
  * once against each server: <bench>_<server>_wrk_{rps,p99,cpu_per_req}.
  *
- * The servers get the same thread count: --workers N, else half the CPUs
- * (at least 1), leaving the rest to the load generator.
+ * Servers: by default weft at 1 and 2 workers (weft_w1, weft_w2), the
+ * ceiling server at 1 and 2 threads (ceiling_t1, ceiling_t2) and the
+ * thread-per-connection server, all interleaved in every round; the ratios
+ * are weft_w2 over weft_w1 (a second worker must not lose) and each weft
+ * over the ceiling with as many threads. With --workers N: weft and the
+ * ceiling at N only (names weft, ceiling, as before), and the threads server.
  * Flags (bench/bench.h): --quick (0.5 s runs, wrk 1 s), --reps N (rounds, default 3),
  * --only NAME, --no-baseline (weft only), --workers N.
  * Environment: NET_BENCH_CONNS (100), NET_BENCH_SECONDS (3, quick 0.5),
@@ -44,7 +48,15 @@
 #include <sys/wait.h>
 
 enum { SRV_WEFT, SRV_CEILING, SRV_THREADS, NSRV };
-static const char *const srv_name[NSRV] = {"weft", "ceiling", "threads"};
+
+/* One server as run: which program and how many threads (0: its own
+ * default, the threads server), and its name in the results. */
+typedef struct variant {
+    int srv;
+    unsigned threads;
+    char name[24];
+} variant;
+#define MAX_VARIANTS 8
 
 typedef struct bench_def {
     const char *name;      /* tcp_echo */
@@ -179,11 +191,11 @@ typedef struct server {
     int port;
 } server;
 
-static int server_start(int srv, const bench_def *b, server *s)
+static int server_start(const variant *v, const bench_def *b, server *s)
 {
     char path[PATH_MAX + 64], workers[16], *argv[6];
-    snprintf(workers, sizeof workers, "%u", g_workers);
-    server_argv(srv, b, path, sizeof path, workers, argv);
+    snprintf(workers, sizeof workers, "%u", v->threads);
+    server_argv(v->srv, b, path, sizeof path, workers, argv);
     s->pid = spawn(argv, &s->out_fd);
     if (s->pid < 0)
         return -1;
@@ -214,11 +226,11 @@ static double server_stop(server *s)
 
 /* ------------------------------------------------------------ one run */
 
-static result run_loadgen(int srv, const bench_def *b)
+static result run_loadgen(const variant *v, const bench_def *b)
 {
     result res = {0};
     server s;
-    if (server_start(srv, b, &s) < 0)
+    if (server_start(v, b, &s) < 0)
         return res;
     char path[PATH_MAX + 64], port[16], conns[16], secs[32], threads[16];
     snprintf(path, sizeof path, "%s/loadgen", g_bench_dir);
@@ -249,23 +261,23 @@ static result run_loadgen(int srv, const bench_def *b)
         !(p = strstr(out, "total_requests:")) ||
         sscanf(p, "total_requests: %llu", &res.requests) != 1 || !(p = strstr(out, "errors:")) ||
         sscanf(p, "errors: %llu", &res.errors) != 1) {
-        fprintf(stderr, "net: %s %s: loadgen failed (status %d): %s\n", b->name, srv_name[srv], st,
+        fprintf(stderr, "net: %s %s: loadgen failed (status %d): %s\n", b->name, v->name, st,
                 out);
         return res;
     }
     if (res.requests == 0) {
-        fprintf(stderr, "net: %s %s: no requests completed\n", b->name, srv_name[srv]);
+        fprintf(stderr, "net: %s %s: no requests completed\n", b->name, v->name);
         return res;
     }
     res.cpu_us_per_req = cpu_us / (double)res.requests;
     res.ok = 1;
-    bench_comment("%s %-7s port %5d: %9.0f req/s  p50 %7.1f us  p99 %7.1f us  max %8.1f us  "
+    bench_comment("%s %-10s port %5d: %9.0f req/s  p50 %7.1f us  p99 %7.1f us  max %8.1f us  "
                   "cpu %.2f us/req (%.0f ms for %llu req)%s",
-                  b->name, srv_name[srv], s.port, res.rps, p50, res.p99_us, max,
+                  b->name, v->name, s.port, res.rps, p50, res.p99_us, max,
                   res.cpu_us_per_req, cpu_us / 1000, res.requests,
                   res.errors ? "  ERRORS" : "");
     if (res.errors) {
-        fprintf(stderr, "net: %s %s: %llu errors\n", b->name, srv_name[srv], res.errors);
+        fprintf(stderr, "net: %s %s: %llu errors\n", b->name, v->name, res.errors);
         g_failures++;
     }
     return res;
@@ -298,10 +310,10 @@ static const char *find_wrk(void)
     return NULL;
 }
 
-static void run_wrk(const char *wrk, int srv, const bench_def *b)
+static void run_wrk(const char *wrk, const variant *v, const bench_def *b)
 {
     server s;
-    if (server_start(srv, b, &s) < 0) {
+    if (server_start(v, b, &s) < 0) {
         g_failures++;
         return;
     }
@@ -334,78 +346,115 @@ static void run_wrk(const char *wrk, int srv, const bench_def *b)
         while (p > out && p[-1] >= '0' && p[-1] <= '9')
             p--, reqs = strtoull(p, NULL, 10);
     if (st != 0 || rps <= 0 || p99 < 0 || reqs == 0) {
-        fprintf(stderr, "net: wrk against %s failed (status %d): %s\n", srv_name[srv], st, out);
+        fprintf(stderr, "net: wrk against %s failed (status %d): %s\n", v->name, st, out);
         g_failures++;
         return;
     }
     if (strstr(out, "Non-2xx") || strstr(out, "Socket errors")) {
-        fprintf(stderr, "net: wrk against %s saw errors:\n%s", srv_name[srv], out);
+        fprintf(stderr, "net: wrk against %s saw errors:\n%s", v->name, out);
         g_failures++;
     }
     char name[128];
-    snprintf(name, sizeof name, "%s_%s_wrk_rps", b->name, srv_name[srv]);
+    snprintf(name, sizeof name, "%s_%s_wrk_rps", b->name, v->name);
     bench_print(name, rps, "req/s");
-    snprintf(name, sizeof name, "%s_%s_wrk_p99", b->name, srv_name[srv]);
+    snprintf(name, sizeof name, "%s_%s_wrk_p99", b->name, v->name);
     bench_print(name, p99, "us");
-    snprintf(name, sizeof name, "%s_%s_wrk_cpu_per_req", b->name, srv_name[srv]);
+    snprintf(name, sizeof name, "%s_%s_wrk_cpu_per_req", b->name, v->name);
     bench_print(name, cpu_us / (double)reqs, "us");
 }
 
 /* ------------------------------------------------------------ driver */
 
-static void print_ratio(const char *bench, const char *what, const char *base, double weft,
-                        double other)
+static void print_ratio(const char *bench, const char *what, const char *a, const char *base,
+                        double x, double other)
 {
-    if (other <= 0 || weft <= 0)
+    if (other <= 0 || x <= 0)
         return;
     char name[128];
-    snprintf(name, sizeof name, "%s_weft_over_%s_%s", bench, base, what);
-    bench_print(name, weft / other, "x");
+    snprintf(name, sizeof name, "%s_%s_over_%s_%s", bench, a, base, what);
+    bench_print(name, x / other, "x");
+}
+
+/* The servers of one run (see the top of this file). */
+static int make_variants(variant *v)
+{
+    int n = 0;
+    if (g_workers) {
+        v[n++] = (variant){SRV_WEFT, g_workers, "weft"};
+        v[n++] = (variant){SRV_CEILING, g_workers, "ceiling"};
+    } else {
+        for (unsigned t = 1; t <= 2; t++) {
+            v[n] = (variant){SRV_WEFT, t, ""};
+            snprintf(v[n].name, sizeof v[n].name, "weft_w%u", t);
+            n++;
+            v[n] = (variant){SRV_CEILING, t, ""};
+            snprintf(v[n].name, sizeof v[n].name, "ceiling_t%u", t);
+            n++;
+        }
+    }
+    v[n++] = (variant){SRV_THREADS, 0, "threads"};
+    return n;
 }
 
 static void run_bench(const bench_def *b, int rounds, int baselines)
 {
     char path[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/%s", g_examples_dir, b->weft_prog);
-    int have[NSRV] = {access(path, X_OK) == 0, baselines, baselines};
-    if (!have[SRV_WEFT])
+    int have_weft = access(path, X_OK) == 0;
+    if (!have_weft)
         bench_comment("%s: %s not built, weft skipped", b->name, path);
-    bench_comment("%s: %d connections, %g s x %d rounds, server threads %u, loadgen threads %d",
-                  b->name, g_conns, g_seconds, rounds, g_workers, g_loadgen_threads);
-    double rps[NSRV][64], p99[NSRV][64], cpu[NSRV][64];
-    int n[NSRV] = {0, 0, 0};
+    variant v[MAX_VARIANTS];
+    int nv = make_variants(v);
+    int have[MAX_VARIANTS];
+    for (int i = 0; i < nv; i++)
+        have[i] = v[i].srv == SRV_WEFT ? have_weft : baselines;
+    bench_comment("%s: %d connections, %g s x %d rounds, loadgen threads %d", b->name, g_conns,
+                  g_seconds, rounds, g_loadgen_threads);
+    double rps[MAX_VARIANTS][64], p99[MAX_VARIANTS][64], cpu[MAX_VARIANTS][64];
+    int n[MAX_VARIANTS] = {0};
     for (int r = 0; r < rounds; r++) {
-        for (int k = 0; k < NSRV; k++) {
-            int srv = (r + k) % NSRV; /* rotate the order */
-            if (!have[srv])
+        for (int k = 0; k < nv; k++) {
+            int i = (r + k) % nv; /* rotate the order */
+            if (!have[i])
                 continue;
-            result res = run_loadgen(srv, b);
+            result res = run_loadgen(&v[i], b);
             if (!res.ok) {
                 g_failures++;
                 continue;
             }
-            rps[srv][n[srv]] = res.rps;
-            p99[srv][n[srv]] = res.p99_us;
-            cpu[srv][n[srv]] = res.cpu_us_per_req;
-            n[srv]++;
+            rps[i][n[i]] = res.rps;
+            p99[i][n[i]] = res.p99_us;
+            cpu[i][n[i]] = res.cpu_us_per_req;
+            n[i]++;
         }
     }
-    double med_rps[NSRV] = {0}, med_cpu[NSRV] = {0}, med_p99[NSRV] = {0};
-    for (int srv = 0; srv < NSRV; srv++) {
-        if (!n[srv])
+    double med_rps[MAX_VARIANTS] = {0}, med_cpu[MAX_VARIANTS] = {0}, med_p99[MAX_VARIANTS] = {0};
+    for (int i = 0; i < nv; i++) {
+        if (!n[i])
             continue;
         char name[128];
-        snprintf(name, sizeof name, "%s_%s_rps", b->name, srv_name[srv]);
-        med_rps[srv] = bench_report(name, rps[srv], n[srv], "req/s");
-        snprintf(name, sizeof name, "%s_%s_p99", b->name, srv_name[srv]);
-        med_p99[srv] = bench_report(name, p99[srv], n[srv], "us");
-        snprintf(name, sizeof name, "%s_%s_cpu_per_req", b->name, srv_name[srv]);
-        med_cpu[srv] = bench_report(name, cpu[srv], n[srv], "us");
+        snprintf(name, sizeof name, "%s_%s_rps", b->name, v[i].name);
+        med_rps[i] = bench_report(name, rps[i], n[i], "req/s");
+        snprintf(name, sizeof name, "%s_%s_p99", b->name, v[i].name);
+        med_p99[i] = bench_report(name, p99[i], n[i], "us");
+        snprintf(name, sizeof name, "%s_%s_cpu_per_req", b->name, v[i].name);
+        med_cpu[i] = bench_report(name, cpu[i], n[i], "us");
     }
-    for (int base = SRV_CEILING; base < NSRV; base++) {
-        print_ratio(b->name, "rps", srv_name[base], med_rps[SRV_WEFT], med_rps[base]);
-        print_ratio(b->name, "p99", srv_name[base], med_p99[SRV_WEFT], med_p99[base]);
-        print_ratio(b->name, "cpu_per_req", srv_name[base], med_cpu[SRV_WEFT], med_cpu[base]);
+    /* Each weft against weft at 1 worker, the ceiling with as many threads,
+     * and the threads server. */
+    for (int a = 0; a < nv; a++) {
+        if (v[a].srv != SRV_WEFT)
+            continue;
+        for (int base = 0; base < nv; base++) {
+            int fair = (v[base].srv == SRV_WEFT && v[base].threads == 1 && v[a].threads > 1) ||
+                       (v[base].srv == SRV_CEILING && v[base].threads == v[a].threads) ||
+                       v[base].srv == SRV_THREADS;
+            if (!fair)
+                continue;
+            print_ratio(b->name, "rps", v[a].name, v[base].name, med_rps[a], med_rps[base]);
+            print_ratio(b->name, "p99", v[a].name, v[base].name, med_p99[a], med_p99[base]);
+            print_ratio(b->name, "cpu_per_req", v[a].name, v[base].name, med_cpu[a], med_cpu[base]);
+        }
     }
     const char *wrk = find_wrk();
     if (strcmp(b->mode, "http") == 0) {
@@ -413,9 +462,9 @@ static void run_bench(const bench_def *b, int rounds, int baselines)
             bench_comment("%s: wrk not installed (apt-get install wrk), wrk runs skipped", b->name);
             return;
         }
-        for (int srv = 0; srv < NSRV; srv++)
-            if (have[srv])
-                run_wrk(wrk, srv, b);
+        for (int i = 0; i < nv; i++)
+            if (have[i])
+                run_wrk(wrk, &v[i], b);
     }
 }
 
@@ -449,7 +498,7 @@ int main(int argc, char **argv)
 
     cpu_set_t set;
     int ncpu = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-    g_workers = a.workers ? a.workers : (unsigned)(ncpu / 2 > 0 ? ncpu / 2 : 1);
+    g_workers = a.workers; /* 0: weft and the ceiling at 1 and 2 threads each */
     g_conns = env_int("NET_BENCH_CONNS", 100);
     g_loadgen_threads = env_int("NET_BENCH_LOADGEN_THREADS", 1);
     const char *sv = getenv("NET_BENCH_SECONDS");

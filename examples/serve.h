@@ -264,6 +264,23 @@ static void *serve_root(void *arg)
     return serve_until_signal(sp->name, lfd, sp->serve, sp->drain);
 }
 
+/* With WEFT_SERVE_STATS set, the workers' counters at the stop (stderr):
+ * where a second worker's time goes (steals, parks, rescued events). */
+static void serve_print_stats(const char *name, weft_runtime *rt)
+{
+    weft_worker_stats st[64];
+    unsigned n = weft_runtime_stats(rt, st, 64);
+    for (unsigned i = 0; i < n && i < 64; i++)
+        fprintf(stderr,
+                "%s: worker %u: run %llu steals %llu stolen %llu parks %llu global %llu "
+                "overflows %llu lifo_capped %llu timers_rescued %llu events_rescued %llu\n",
+                name, i, (unsigned long long)st[i].tasks_run, (unsigned long long)st[i].steals,
+                (unsigned long long)st[i].tasks_stolen, (unsigned long long)st[i].parks,
+                (unsigned long long)st[i].global_pulls, (unsigned long long)st[i].overflows,
+                (unsigned long long)st[i].lifo_capped, (unsigned long long)st[i].timers_rescued,
+                (unsigned long long)st[i].events_rescued);
+}
+
 /* Listens on 127.0.0.1:port (backlog 0: the system default) and serves
  * until SIGINT or SIGTERM (serve_until_signal), as the root task of a
  * runtime made from cfg. Returns the process's exit code (0 after a
@@ -280,6 +297,8 @@ static int serve_run(const char *name, const weft_config *cfg, uint16_t port, in
     }
     void *res = NULL;
     int rc = weft_runtime_block_on(rt, serve_root, &sp, &res);
+    if (getenv("WEFT_SERVE_STATS"))
+        serve_print_stats(name, rt);
     weft_runtime_free(rt);
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", name, strerror(-rc));

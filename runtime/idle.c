@@ -10,13 +10,33 @@
  *  nobody searches and somebody sleeps, take the lock, pop one sleeper, count
  *  it as unparked and searching, and write its eventfd.
  *
- *  Producer into its own local queue (spawn, wake from a task or a poller
- *  event): no fence, a plain load of rt->idle first. Liveness does not
- *  depend on it, because the producing worker is awake and will run the
- *  task itself; waking a peer only adds parallelism, so a rare missed wake
- *  costs throughput for a moment, never a task. A yielding task wakes
- *  nobody. Pinned tasks woken elsewhere go to their worker's inbox, whose
- *  push always writes that worker's eventfd.
+ *  Producer into its own local queue (spawn, wake from a task): no fence,
+ *  a plain load of rt->idle first. Liveness does not depend on it, because
+ *  the producing worker is awake and will run the task itself; waking a
+ *  peer only adds parallelism, so a rare missed wake costs throughput for a
+ *  moment, never a task. A yielding task wakes nobody. Pinned tasks woken
+ *  elsewhere go to their worker's inbox, whose push always writes that
+ *  worker's eventfd.
+ *
+ *  Producer into its own local queue from its own poll (the descriptor
+ *  events and due timers of weft__poll_events / weft__poll_timers, also the
+ *  poll inside park; w->polling is set meanwhile): no wake per task. After
+ *  the poll (in park, after the second half, so that it never picks
+ *  itself), and only if somebody sleeps and nobody searches: one
+ *  weft__notify_parked if the local queue holds at least POLL_WAKE_BACKLOG
+ *  (16) tasks, or at least one while rt->watcher is 0; with 2-15 queued,
+ *  the worker notes a deadline 50 us ahead (w->wake_due) and, at its next
+ *  switches, wakes a peer if the queue is still not empty then
+ *  (scheduler.h, poll_backlog_wake and poll_deferred_wake). Liveness as
+ *  above: the polling worker is awake and runs them. The stuck-worker rescue needs one more thing,
+ *  which the eager wake used to give for free: while any worker is awake, a
+ *  sleeper watches (wakes every RESCUE_AFTER_MS). A worker that woke by
+ *  itself (its own events or timers) while nobody watched therefore still
+ *  wakes a peer, which goes back to sleep as the watcher. (Since
+ *  2026-12-04, issue 19; before, every readied task made the same call as a
+ *  spawn, so each small batch woke a peer that mostly found nothing.)
+ *  Events rescued from a stuck peer (rescue.c) are not a poll of one's own:
+ *  they take the eager path.
  *
  *  Worker going to sleep: under the lock, leave the searching count (if it
  *  was searching), leave the unparked count and push itself on the sleepers
@@ -40,6 +60,9 @@
  *  searching; one of the searchers is then the last one and rechecks.
  *  The eventfd counter stays set until read, so a wake sent between the
  *  decision to sleep and epoll_wait is not lost either.
+ *  A worker with nothing to steal goes into this protocol without an
+ *  epoll_wait(0) first (sched.c's worker_loop, since 2026-12-04): the poll
+ *  in park returns at once with whatever is ready.
  *
  * This file holds the protocol's steps: waking a sleeper (weft__notify_parked,
  * and notify_parked_local in scheduler.h), entering and leaving the searching

@@ -53,6 +53,7 @@ typedef struct weft__worker {
         weft__task *lifo;
         uint32_t until_event;   /* task runs left before the next maintenance pass */
         uint8_t lifo_runs;
+        uint8_t polling;        /* dispatching what its own poll found: see weft__poll_backlog_wake */
         uint16_t global_turn;   /* picks the global queue gets before the local one */
         uint8_t searching;      /* counted in rt->idle as searching (the count is shared, the flag is not) */
         unsigned index;
@@ -65,6 +66,7 @@ typedef struct weft__worker {
         uint64_t next_id;
         uint64_t now_tick;      /* ms since runtime start, cached per loop iteration */
         weft__task *pinned_head, *pinned_tail; /* runnable pinned tasks */
+        int64_t wake_due;       /* clock ns: a poll's small batch wakes a peer if still queued then (0: none) */
     };
 
     /* ---- Shared with other threads. */

@@ -210,6 +210,14 @@ static int accept_until(int lfd, struct sockaddr_storage *addr_out, int tcp, wef
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             weft__fd_fresh_stream(fd); /* accepted sockets are streams */
+            /* Its events go to the acceptor's poller, whichever worker the
+             * connection's task first waits on (a peer that stole it). One
+             * poller then sees a listener's load, and a second worker runs
+             * only when that load leaves a backlog (POLL_WAKE_BACKLOG)
+             * instead of being woken by its own share of the events. */
+            weft__task *self = weft__cur_task();
+            if (self)
+                (void)weft__fd_bind(&self->worker->poller, fd);
             /* Best effort: it fails harmlessly if lfd was not TCP after all. */
             if (tcp)
                 set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);

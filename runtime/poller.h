@@ -53,6 +53,10 @@ enum { WEFT__DIR_READ = 0, WEFT__DIR_WRITE = 1 };
  * -ENOMEM, -EPERM (fd cannot be polled, e.g. a regular file). */
 int weft__fd_wait(weft__poller *p, int fd, int dir, struct weft_task *task, uint64_t token,
                   uint32_t *gen_out);
+/* Registers fd with poller p now, unless it is registered already (0 then
+ * too): its events then arrive at p whichever worker its first waiter runs
+ * on. 0, or -EBADF, -ENOMEM, -EPERM (not pollable), fstat's -errno. */
+int weft__fd_bind(weft__poller *p, int fd);
 /* Ends a wait installed by weft__fd_wait. Returns 1 if the direction fired
  * (readiness consumed), 0 if not (timeout or spurious), -EBADF if the
  * descriptor was closed with weft__fd_close meanwhile. */
@@ -93,6 +97,8 @@ int weft__fd_check(int fd, int always, weft__ready_fn fn, void *ctx);
 /* Drops weft's registration of fd without closing it, handing its waiters
  * to fn (their unwait reports -EBADF). Returns 1 if there was one, else 0. */
 int weft__fd_forget(int fd, weft__ready_fn fn, void *ctx);
+/* The poller fd is registered with now, or NULL (tests, diagnostics). */
+weft__poller *weft__fd_poller_of(int fd);
 /* 1 if fd was made by weft (weft__fd_fresh*, hence non-blocking) and not
  * closed or forgotten since. Lock-free hint. */
 int weft__fd_owned(int fd);

@@ -106,6 +106,34 @@ static void wake_both(struct weft_task *t[2], uint64_t tok[2], weft__ready_fn fn
             fn(t[d], tok[d], ctx);
 }
 
+/* Under the lock, on a descriptor registered nowhere: registers it with p,
+ * edge-triggered for both directions, and remembers which file it is. */
+static int bind_locked(fdstate *s, weft__poller *p, int fd)
+{
+    s->ready[0] = s->ready[1] = 0;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    int rc = weft__poller_register(p, fd, ((uint64_t)s->gen << 32) | (uint32_t)fd);
+    if (rc < 0)
+        return rc;
+    s->poller = p;
+    s->dev = st.st_dev;
+    s->ino = st.st_ino;
+    return 0;
+}
+
+int weft__fd_bind(weft__poller *p, int fd)
+{
+    fdstate *s = lookup(fd, 1);
+    if (!s)
+        return fd < 0 ? -EBADF : -ENOMEM;
+    lock(s);
+    int rc = s->poller ? 0 : bind_locked(s, p, fd);
+    unlock(s);
+    return rc;
+}
+
 int weft__fd_wait(weft__poller *p, int fd, int dir, struct weft_task *task, uint64_t token,
                   uint32_t *gen_out)
 {
@@ -114,23 +142,13 @@ int weft__fd_wait(weft__poller *p, int fd, int dir, struct weft_task *task, uint
         return fd < 0 ? -EBADF : -ENOMEM;
     lock(s);
     if (!s->poller) {
-        /* First wait since open (or since weft__fd_close): register with the
-         * caller's poller, edge-triggered for both directions. */
-        s->ready[0] = s->ready[1] = 0;
-        struct stat st;
-        if (fstat(fd, &st) < 0) {
-            int e = errno;
-            unlock(s);
-            return -e;
-        }
-        int rc = weft__poller_register(p, fd, ((uint64_t)s->gen << 32) | (uint32_t)fd);
+        /* First wait since open (or since weft__fd_close), and not bound
+         * yet: register with the caller's poller. */
+        int rc = bind_locked(s, p, fd);
         if (rc < 0) {
             unlock(s);
             return rc;
         }
-        s->poller = p;
-        s->dev = st.st_dev;
-        s->ino = st.st_ino;
     }
     *gen_out = s->gen;
     s->drained[dir] = 0; /* whatever the wait ends with, the next read tries */
@@ -274,6 +292,17 @@ int weft__fd_forget(int fd, weft__ready_fn fn, void *ctx)
     unlock(s);
     wake_both(t, tok, fn, ctx);
     return had;
+}
+
+weft__poller *weft__fd_poller_of(int fd)
+{
+    fdstate *s = lookup(fd, 0);
+    if (!s)
+        return NULL;
+    lock(s);
+    weft__poller *p = s->poller;
+    unlock(s);
+    return p;
 }
 
 int weft__fd_owned(int fd)

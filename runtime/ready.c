@@ -55,5 +55,5 @@ void weft__schedule(weft_runtime *rt, weft__task *t)
         t = prev;
     }
     push_local(w, t);
-    notify_parked_local(rt);
+    notify_parked_local_unless_polling(rt, w);
 }

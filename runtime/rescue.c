@@ -20,7 +20,9 @@ static inline unsigned lq_room(weft__worker *w)
 static void poll_timers_locked(weft__worker *w)
 {
     w->now_tick = weft__now_tick(w->rt, weft__clock_ns());
+    w->polling = 1;
     weft__wheel_poll(&w->wheel, w->now_tick, lq_room(w), weft__wake_cb, NULL);
+    w->polling = 0;
     atomic_store_explicit(&w->polled_tick, w->now_tick, memory_order_relaxed);
 }
 
@@ -39,7 +41,9 @@ void weft__poll_events(weft__worker *w, int timeout_ms)
     weft__fired fired[WEFT__POLL_MAX];
     weft__poll_lock(w);
     int n = weft__poller_poll(&w->poller, timeout_ms, (int)lq_room(w), fired);
+    w->polling = 1;
     weft__fd_fired(&w->poller, fired, n, weft__wake_cb, NULL);
+    w->polling = 0;
     poll_timers_locked(w);
     weft__poll_unlock(w);
 }

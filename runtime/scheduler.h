@@ -72,6 +72,66 @@ static inline void notify_parked_local(weft_runtime *rt)
     weft__notify_parked(rt);
 }
 
+/* The same, skipped while w dispatches what its own poll found (see
+ * POLL_WAKE_BACKLOG below); tested last, so the common case (every worker
+ * up, or one searching) costs what it did. */
+static inline void notify_parked_local_unless_polling(weft_runtime *rt, const weft__worker *w)
+{
+    uint64_t s = atomic_load_explicit(&rt->idle, memory_order_relaxed);
+    if (idle_searching(s) != 0 || idle_unparked(s) >= rt->nworkers || w->polling)
+        return;
+    weft__notify_parked(rt);
+}
+
+/* What a worker's own poll readies (descriptor events, due timers) is
+ * queued without waking anybody, task by task (w->polling, ready.c). Once
+ * the poll is over, one sleeping peer is woken at once if the queue holds at
+ * least POLL_WAKE_BACKLOG tasks; a smaller batch of two or more wakes one
+ * only if some of it is still queued POLL_WAKE_DELAY_NS later (checked at
+ * the next switches, poll_deferred_wake). Waking a peer costs ~60 us round
+ * trip on the reference machine (machine.md): a batch that this worker
+ * drains sooner than a peer could arrive runs here, next to its poller
+ * (events for those descriptors keep arriving here), while a batch of
+ * longer tasks still gets the peer after the delay, whatever its size.
+ * Liveness does not depend on the wake (this worker is awake and runs the
+ * tasks itself). But a task queued behind one that runs long, and the
+ * events still to come to this poller, are reached only by the stuck-worker
+ * rescue (rescue.c), which needs a sleeping watcher (sched.c's park), and a
+ * peer that went to sleep while nobody was awake watches nothing. So while
+ * nobody watches, any task readied wakes a peer at once, as before; the peer
+ * goes back to sleep as the watcher (this worker is awake), which it stays
+ * for RESCUE_AFTER_MS. */
+#define POLL_WAKE_BACKLOG 16
+#define POLL_WAKE_DELAY_NS 50000
+static inline void poll_backlog_wake(weft__worker *w)
+{
+    weft_runtime *rt = w->rt;
+    uint64_t s = atomic_load_explicit(&rt->idle, memory_order_relaxed);
+    if (idle_searching(s) != 0 || idle_unparked(s) >= rt->nworkers)
+        return; /* nobody to wake (always so for a single worker) */
+    unsigned n = weft__lq_len(&w->lq);
+    if (n >= POLL_WAKE_BACKLOG ||
+        (n >= 1 && !atomic_load_explicit(&rt->watcher, memory_order_relaxed))) {
+        w->wake_due = 0;
+        weft__notify_parked(rt);
+    } else if (n >= 2 && w->wake_due == 0) {
+        w->wake_due = weft__clock_ns() + POLL_WAKE_DELAY_NS;
+    }
+}
+
+/* The deferred half of poll_backlog_wake, at a switch while w->wake_due is
+ * set: wakes a peer once the delay has passed with tasks still queued;
+ * forgets it when the queue has drained first. */
+static __attribute__((unused, noinline)) void poll_deferred_wake(weft__worker *w)
+{
+    if (weft__lq_len(&w->lq) == 0) {
+        w->wake_due = 0;
+    } else if (weft__clock_ns() >= w->wake_due) {
+        w->wake_due = 0;
+        notify_parked_local(w->rt);
+    }
+}
+
 /* Counts w as searching unless half the workers search already (0 then). */
 int weft__to_searching(weft__worker *w);
 void weft__from_searching(weft__worker *w);

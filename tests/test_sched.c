@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "internal.h"
 
@@ -938,4 +940,166 @@ Test(sched, single_worker_never_sleeps_on_a_queued_task, .timeout = 120)
         cr_assert_eq((intptr_t)r, i + 1);
     }
     weft_runtime_free(rt);
+}
+
+/* An accepted socket is registered with the poller of the worker that
+ * accepted it, not with the poller of the worker its task first waits on:
+ * a listener's connections then report to one poller, and a second worker
+ * runs them only when it is woken for a backlog or steals (see
+ * POLL_WAKE_BACKLOG in scheduler.h). Here the connection's task moves to the
+ * other worker before its first read; its events must still come from the
+ * acceptor's poller, and the read must still complete. */
+static int bind_port;
+static atomic_int bind_go;
+
+static void *bind_client(void *arg)
+{
+    (void)arg;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)bind_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
+        return (void *)1;
+    while (!atomic_load(&bind_go))
+        usleep(1000);
+    char c = 'x';
+    int bad = write(fd, &c, 1) != 1 || read(fd, &c, 1) != 1 || c != 'y';
+    close(fd);
+    return (void *)(intptr_t)bad;
+}
+
+typedef struct bind_conn {
+    int fd, home, ran_on;
+    weft__poller *poller; /* the fd's poller after the read */
+    ssize_t n;
+} bind_conn;
+
+static void *bind_conn_task(void *arg)
+{
+    bind_conn *c = arg;
+    int64_t give_up = weft_now() + 10 * (int64_t)1000000000;
+    while (weft_worker_index() == c->home && weft_now() < give_up)
+        weft_yield(); /* until the idle peer (the watcher) steals us */
+    cr_assert_eq(weft_pin(), 0); /* stay there for the first wait */
+    c->ran_on = weft_worker_index();
+    atomic_store(&bind_go, 1);
+    char ch;
+    c->n = weft_read(c->fd, &ch, 1, 10000);
+    c->poller = weft__fd_poller_of(c->fd);
+    if (c->n == 1)
+        weft_write(c->fd, "y", 1, 10000);
+    cr_assert_eq(weft_unpin(), 0);
+    return NULL;
+}
+
+static void *bind_root(void *arg)
+{
+    bind_conn *c = arg;
+    cr_assert_eq(weft_pin(), 0);
+    c->home = weft_worker_index();
+    int lfd = weft_tcp_listen("127.0.0.1", 0, 0);
+    cr_assert_geq(lfd, 0);
+    bind_port = weft_socket_port(lfd);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, bind_client, NULL), 0);
+    c->fd = weft_tcp_accept(lfd, NULL);
+    cr_assert_geq(c->fd, 0);
+    weft_task *t = weft_spawn(bind_conn_task, c);
+    cr_assert_not_null(t);
+    cr_assert_eq(weft_join(t, NULL), 0);
+    void *bad = (void *)1;
+    pthread_join(th, &bad);
+    cr_assert_null(bad, "the client's exchange failed");
+    weft_close(c->fd);
+    weft_close(lfd);
+    cr_assert_eq(weft_unpin(), 0);
+    return NULL;
+}
+
+Test(sched, an_accepted_socket_reports_to_the_acceptors_poller, .timeout = 60)
+{
+    weft_runtime *rt = test_runtime(2);
+    bind_conn c = {.fd = -1, .home = -1, .ran_on = -1};
+    cr_assert_eq(weft_runtime_block_on(rt, bind_root, &c, NULL), 0);
+    weft__poller *home = &rt->workers[c.home]->poller;
+    weft_runtime_free(rt);
+    cr_assert_neq(c.ran_on, c.home, "the connection's task never moved to the other worker");
+    cr_assert_eq(c.n, 1);
+    cr_assert(c.poller == home, "the descriptor was registered where its task first waited");
+}
+
+/* A poll that readies fewer than POLL_WAKE_BACKLOG tasks wakes nobody while
+ * a sleeping peer watches. The first reader woken here runs long (until the
+ * other has read), and the other, queued behind it or its event still in
+ * the same poller, must still reach the other worker, woken or rescued. Both
+ * pipes are registered with the root's worker (weft__fd_bind), which is
+ * asleep with its peer, neither watching, when a plain thread writes to
+ * one, then the other. Without a wake or a rescue the first reader spins until it gives up
+ * and the test fails (it did, when a single readied task woke nobody even
+ * with no watcher: the second event waited in the spinning worker's poller). */
+static int small_pipes[2][2];
+static atomic_int small_read;
+
+static void *small_reader(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    char c;
+    if (weft_read(small_pipes[i][0], &c, 1, 20000) != 1)
+        return (void *)1;
+    atomic_fetch_add(&small_read, 1);
+    int64_t give_up = weft_now() + 10 * (int64_t)1000000000;
+    while (atomic_load(&small_read) < 2 && weft_now() < give_up)
+        sched_yield(); /* a long task: no weft call, no suspension */
+    return atomic_load(&small_read) == 2 ? NULL : (void *)2;
+}
+
+static void *small_writer(void *arg)
+{
+    (void)arg;
+    usleep(50000); /* both workers asleep, no watcher left */
+    for (int i = 0; i < 2; i++) {
+        ssize_t n = write(small_pipes[i][1], "x", 1);
+        (void)n;
+        usleep(5000); /* the second event comes while the first reader spins */
+    }
+    return NULL;
+}
+
+static void *small_root(void *arg)
+{
+    (void)arg;
+    cr_assert_eq(weft_pin(), 0);
+    weft__worker *w = weft__cur_worker();
+    weft_task *t[2];
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(weft__fd_bind(&w->poller, small_pipes[i][0]), 0);
+        t[i] = weft_spawn(small_reader, (void *)(intptr_t)i);
+        cr_assert_not_null(t[i]);
+    }
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, small_writer, NULL), 0);
+    intptr_t bad = 0;
+    for (int i = 0; i < 2; i++) {
+        void *r = (void *)1;
+        cr_assert_eq(weft_join(t[i], &r), 0);
+        bad |= (intptr_t)r;
+    }
+    pthread_join(th, NULL);
+    cr_assert_eq(weft_unpin(), 0);
+    return (void *)bad;
+}
+
+Test(sched, a_small_batch_behind_a_long_task_still_reaches_the_peer, .timeout = 60)
+{
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pipe2(small_pipes[i], O_NONBLOCK | O_CLOEXEC), 0);
+    weft_runtime *rt = test_runtime(2);
+    void *bad = (void *)1;
+    cr_assert_eq(weft_runtime_block_on(rt, small_root, NULL, &bad), 0);
+    weft_runtime_free(rt);
+    for (int i = 0; i < 2; i++) {
+        weft_close(small_pipes[i][0]);
+        close(small_pipes[i][1]);
+    }
+    cr_assert_null(bad, "a reader failed, or the one queued behind the long one never ran");
 }
