@@ -195,6 +195,21 @@ static int chan_withdraw(weft_chan *ch, weft__wqueue *q, weft__wnode *n)
     return queued;
 }
 
+/* A task's untimed wait for its node's fire: weft__waiter_wait without
+ * the thread case and one call shallower. The frames a parked task leaves
+ * on its stack are what it touches again, cold, when it resumes after a
+ * thousand others ran (bench/chan's chan_pairs), so the chain from the
+ * channel call to the switch is kept short. 0 once fired, -ECANCELED if
+ * self was cancelled first (its node may still fire: the caller
+ * withdraws). */
+static inline int chan_park(weft__task *self, weft__waiter *wt)
+{
+    while (!atomic_load_explicit(&wt->fired, memory_order_acquire))
+        if (weft__park(self) < 0)
+            return atomic_load_explicit(&wt->fired, memory_order_acquire) ? 0 : -ECANCELED;
+    return 0;
+}
+
 /* The waiting half of an operation, out of line so that the completing
  * half stays small: called with the lock held, after the operation found
  * it must wait; returns with it released. */
@@ -216,7 +231,11 @@ static __attribute__((noinline)) int chan_wait(weft_chan *ch, int send, void *el
     weft__wqueue *q = send ? &ch->sendq : &ch->recvq;
     weft__wq_push(q, &n.node);
     weft__wlock_unlock(&ch->lk);
-    int rc = weft__waiter_wait_until(&n.node.w, deadline);
+    int rc;
+    if (self && weft__deadline_effective_for(self, deadline) == WEFT__NO_DEADLINE)
+        rc = chan_park(self, &n.node.w);
+    else
+        rc = weft__waiter_wait_until(&n.node.w, deadline);
     /* A peer that completed us fired under the lock: after a timeout or a
      * cancellation, a node no longer queued was served (or closed), and
      * that wins. */
