@@ -913,3 +913,63 @@ Test(chan, select_takes_one_direct_hand_off, .timeout = 120)
     test_run(2, select_hand_off_root, (void *)(intptr_t)0);
     test_run(2, select_hand_off_root, (void *)(intptr_t)1);
 }
+
+/* Deterministic on one worker: a parked receiver is cancelled, or its
+ * timeout passes, but before it runs again a send hands it a value. The
+ * hand-off wins: the send reports success and the receive returns the
+ * value (a cancelled task still hands over what it returned). */
+struct late {
+    weft_chan *ch;
+    int timeout_ms;
+};
+
+static void *late_receiver(void *arg)
+{
+    struct late *l = arg;
+    int v = -1;
+    int rc = weft_chan_recv_timeout(l->ch, &v, l->timeout_ms);
+    return (void *)(intptr_t)(rc == 0 ? v : rc);
+}
+
+static void busy_ms(int ms)
+{
+    weft_time t0 = weft_now();
+    while (weft_now() - t0 < ms * MS)
+        ; /* no yield: the receiver cannot run meanwhile */
+}
+
+static void *late_hand_off_root(void *arg)
+{
+    (void)arg;
+    for (size_t cap = 0; cap < 2; cap++) {
+        for (int cancel = 0; cancel < 3; cancel++) { /* 0 timeout, 1 cancel untimed, 2 cancel timed */
+            weft_chan *ch = weft_chan_new(cap, sizeof(int));
+            TEST_EXPECT(ch, "chan");
+            struct late l = {ch, cancel == 1 ? -1 : 5};
+            weft_task *r = weft_spawn(late_receiver, &l);
+            weft_yield(); /* it parks in its receive */
+            TEST_EXPECT(weft_chan_len(ch) == 0, "parked");
+            if (cancel)
+                weft_cancel(r);
+            else
+                busy_ms(20); /* its 5 ms pass; its timer is due, it has not run */
+            int v = 77;
+            TEST_EXPECT(weft_chan_try_send(ch, &v) == 0, "cap %zu cancel %d: the parked receiver took no hand-off",
+                        cap, cancel);
+            void *res;
+            int jr = weft_join(r, &res);
+            TEST_EXPECT((intptr_t)res == 77, "cap %zu cancel %d: the receive returned %ld", cap, cancel,
+                        (long)(intptr_t)res);
+            TEST_EXPECT(jr == (cancel ? -ECANCELED : 0), "cap %zu cancel %d: join %d", cap, cancel, jr);
+            TEST_EXPECT(weft_chan_try_recv(ch, &v) == -EAGAIN, "cap %zu cancel %d: the value is also buffered",
+                        cap, cancel);
+            weft_chan_free(ch);
+        }
+    }
+    return NULL;
+}
+
+Test(chan, hand_off_to_a_woken_receiver_not_yet_running_wins, .timeout = 30)
+{
+    test_run(1, late_hand_off_root, NULL);
+}
