@@ -2,9 +2,10 @@
  * Channels (bounded MPMC, fixed element size, capacity 0 = rendezvous),
  * select over channel operations, and oneshots.
  *
- * A channel is a ring buffer, a small lock and two waiter queues (wait.h)
- * of parked operations: senders (waiting while full) and receivers (waiting while
- * empty). Invariants under the lock: receivers wait only while the buffer is
+ * A channel is a ring buffer, a word lock (lock.h's weft__wlock: a
+ * compare-exchange to take it, an exchange to give it back) and two waiter
+ * queues (wait.h) of parked operations: senders (waiting while full) and
+ * receivers (waiting while empty). Invariants under the lock: receivers wait only while the buffer is
  * empty, senders only while it is full; after close neither queue holds a
  * live node. An operation that finds a parked peer completes both sides at
  * once: it copies the element straight into the receiver's destination (or
