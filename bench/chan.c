@@ -14,6 +14,13 @@
  *     bench: chan_pingpong_weft_w{1,2}_over_pthread               x (weft ns / pthread ns; < 1: weft faster)
  *     bench: chan_pingpong_{weft_w1,weft_w2,pthread}_cpu_per_rt   ns of CPU per round trip
  *     bench: chan_pingpong_weft_w{1,2}_over_pthread_cpu           x (< 1: weft uses less CPU)
+ *   chan_pairs      issue 19's workload: 1,000 pairs at once, each bouncing
+ *                   a message over its own two capacity-1 channels, 1,000
+ *                   round trips each (--quick 100); ns per round trip (wall
+ *                   / all pairs' round trips), weft on 1 and 2 workers; no
+ *                   pthread baseline (2,000 threads)
+ *     bench: chan_pairs_weft_w1, _weft_w2                         ns
+ *     bench: chan_pairs_weft_w{1,2}_cpu_per_rt                    ns of CPU per round trip
  *   chan_stream     one producer, one consumer, capacity 64, 8-byte
  *                   elements, 1,000,000 messages (--quick 100,000); weft on 2
  *                   workers (and, for comparison, 1)
@@ -34,7 +41,7 @@
  * measurement; a `#` line gives the CPU utilisation (CPU / wall): a design
  * that spins can win on time and lose on CPU.
  *
- * Flags: --quick, --reps N, --only NAME (pingpong, stream, mpmc), --no-baseline
+ * Flags: --quick, --reps N, --only NAME (pingpong, pairs, stream, mpmc), --no-baseline
  * (weft only), --workers N (the multi-worker runtime's size, default 2; the
  * names keep saying w2 / weft: analysis only).
  */
@@ -49,6 +56,7 @@ typedef struct sizes {
     int reps;
     uint64_t pp_weft, pp_pthread; /* round trips per measurement */
     uint64_t stream, mpmc;        /* messages per measurement */
+    uint64_t pairs, pair_rounds;  /* chan_pairs: pairs at once, round trips each */
     int baseline;
 } sizes;
 
@@ -207,6 +215,41 @@ static void bench_pingpong(const sizes *z)
     series_free(&sp);
 }
 
+/* ====================================================== pairs */
+
+/* Issue 19's many-pairs ping-pong: z->pairs pairs over capacity-1 channels,
+ * z->pair_rounds round trips each, weft on 1 and on `workers` workers,
+ * interleaved. No pthread baseline (2,000 threads). */
+static void bench_pairs(const sizes *z)
+{
+    chanb_result r;
+    weft_runtime *rt1 = bench_new_runtime(1), *rtn = bench_new_runtime(workers);
+    series s1, sn;
+    char name[64];
+    series_init(&s1, "chan_pairs_weft_w1", z->reps);
+    snprintf(name, sizeof name, "chan_pairs_weft_w%u", workers);
+    series_init(&sn, name, z->reps);
+    uint64_t rts = z->pairs * z->pair_rounds;
+
+    check_or_die("chan_pairs warm-up", chanb_pairs(rt1, z->pairs, z->pair_rounds / 10, 1, &r), &r);
+    check_or_die("chan_pairs warm-up", chanb_pairs(rtn, z->pairs, z->pair_rounds / 10, 1, &r), &r);
+    weft_worker_stats st1 = stats_sum(rt1), stn = stats_sum(rtn);
+    for (int i = 0; i < z->reps; i++) {
+        check_or_die(s1.name, chanb_pairs(rt1, z->pairs, z->pair_rounds, 1, &r), &r);
+        series_add(&s1, i, &r, rts, 0);
+        check_or_die(sn.name, chanb_pairs(rtn, z->pairs, z->pair_rounds, 1, &r), &r);
+        series_add(&sn, i, &r, rts, 0);
+    }
+    stats_comment(s1.name, rt1, &st1, 2.0 * (double)rts * z->reps);
+    stats_comment(sn.name, rtn, &stn, 2.0 * (double)rts * z->reps);
+    weft_runtime_free(rt1);
+    weft_runtime_free(rtn);
+    series_report(&s1, z->reps, "ns", "cpu_per_rt");
+    series_report(&sn, z->reps, "ns", "cpu_per_rt");
+    series_free(&s1);
+    series_free(&sn);
+}
+
 /* ====================================================== stream and mpmc */
 
 /* One flow benchmark: weft on `workers` workers (and on 1 when with_w1),
@@ -280,18 +323,23 @@ int main(int argc, char **argv)
     z.pp_pthread = a.quick ? 10000 : 20000;
     z.stream = a.quick ? 100000 : 1000000;
     z.mpmc = a.quick ? 100000 : 1000000;
+    z.pairs = 1000;
+    z.pair_rounds = a.quick ? 100 : 1000;
     z.baseline = !a.no_baseline;
     if (a.workers)
         workers = a.workers;
 
     bench_comment("chan: weft on %u workers (and 1) against pthread mutex+condvar channels; reps %d; "
-                  "pingpong %llu round trips (pthread %llu), stream %llu msgs cap 64, mpmc 4x4 %llu msgs "
-                  "cap 256; 8-byte elements; %ld CPUs online",
+                  "pingpong %llu round trips (pthread %llu), pairs %llu x %llu round trips cap 1, stream %llu "
+                  "msgs cap 64, mpmc 4x4 %llu msgs cap 256; 8-byte elements; %ld CPUs online",
                   workers, z.reps, (unsigned long long)z.pp_weft, (unsigned long long)z.pp_pthread,
+                  (unsigned long long)z.pairs, (unsigned long long)z.pair_rounds,
                   (unsigned long long)z.stream, (unsigned long long)z.mpmc, sysconf(_SC_NPROCESSORS_ONLN));
 
     if (bench_selected(&a, "chan_pingpong"))
         bench_pingpong(&z);
+    if (bench_selected(&a, "chan_pairs"))
+        bench_pairs(&z);
     if (bench_selected(&a, "chan_stream"))
         bench_flow(&z, "chan_stream", 1, 1, 64, z.stream, 1);
     if (bench_selected(&a, "chan_mpmc"))

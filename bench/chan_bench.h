@@ -423,6 +423,92 @@ static inline int chanb_pingpong(weft_runtime *rt, uint64_t rounds, chanb_result
     return chanb_check(r, rounds, 0);
 }
 
+/* ------------------------------------------------------------ pairs */
+
+/* `pairs` ping-pong pairs at once, each over its own two channels of
+ * capacity cap, `rounds` round trips each (the pinger's send, the ponger's
+ * receive and reply, the pinger's receive): the many-pairs workload of
+ * issue 19 (1,000 pairs, capacity 1, 1,000 round trips). Weft only: 2,000
+ * threads would measure the kernel. Time: before the first spawn to after
+ * the last join, so the tasks' start and exit are in it (2,000 spawns
+ * against a million round trips); every reply is checked (i + 1) and every
+ * pair must complete all its rounds. */
+typedef struct chanb__pairs {
+    chanb__pp *pp;
+    weft_task **t;
+    uint64_t pairs;
+    int64_t t0, t1;
+} chanb__pairs;
+
+static int chanb__pairs_body(chanb__run *run)
+{
+    chanb__pairs *ps = run->params;
+    double c0 = chanb__cpu_ns();
+    ps->t0 = bench_now_ns();
+    int rc = 0;
+    uint64_t started = 0;
+    for (; started < ps->pairs; started++) {
+        chanb__pp *p = &ps->pp[started];
+        weft_task *a = weft_spawn(chanb__ponger, p), *b = a ? weft_spawn(chanb__pinger, p) : NULL;
+        ps->t[2 * started] = a;
+        ps->t[2 * started + 1] = b;
+        if (!b) {
+            rc = -errno;
+            if (a) { /* its pinger never ran: unblock the ponger */
+                chanb_close(&p->ping);
+                chanb_close(&p->pong);
+                started++;
+            }
+            break;
+        }
+    }
+    for (uint64_t i = 0; i < 2 * started; i++)
+        if (ps->t[i])
+            weft_join(ps->t[i], NULL);
+    ps->t1 = bench_now_ns();
+    run->r->cpu_ns = chanb__cpu_ns() - c0;
+    return rc;
+}
+
+/* Returns 1 when every pair did every round with the right replies (r->err
+ * says why not otherwise); r->msgs counts the round trips of all pairs. */
+static inline int chanb_pairs(weft_runtime *rt, uint64_t pairs, uint64_t rounds, size_t cap, chanb_result *r)
+{
+    chanb__reset(r);
+    chanb__pairs ps = {.pairs = pairs};
+    ps.pp = calloc(pairs ? pairs : 1, sizeof *ps.pp);
+    ps.t = calloc(pairs ? 2 * pairs : 1, sizeof *ps.t);
+    uint64_t made = 0;
+    int ok = ps.pp && ps.t;
+    for (; ok && made < pairs; made++) {
+        ps.pp[made].rounds = rounds;
+        if (chanb_ch_new(&ps.pp[made].ping, 1, cap) || chanb_ch_new(&ps.pp[made].pong, 1, cap)) {
+            made++;
+            ok = 0;
+        }
+    }
+    if (!ok) {
+        snprintf(r->err, sizeof r->err, "channels: out of memory");
+    } else {
+        chanb__run run = {1, chanb__pairs_body, &ps, r};
+        int rc = chanb__exec(rt, &run);
+        if (rc != 0)
+            snprintf(r->err, sizeof r->err, "starting the pairs: %s", strerror(-rc));
+        r->wall_ns = (double)(ps.t1 - ps.t0);
+        for (uint64_t i = 0; i < pairs; i++) {
+            r->msgs += ps.pp[i].done;
+            r->failed |= ps.pp[i].failed;
+        }
+    }
+    for (uint64_t i = 0; i < made; i++) {
+        chanb_ch_free(&ps.pp[i].ping);
+        chanb_ch_free(&ps.pp[i].pong);
+    }
+    free(ps.pp);
+    free(ps.t);
+    return r->err[0] ? 0 : chanb_check(r, pairs * rounds, 0);
+}
+
 /* ------------------------------------------------------------ flow (stream, mpmc) */
 
 typedef struct chanb__flow chanb__flow;

@@ -2,9 +2,10 @@
  * Channels (bounded MPMC, fixed element size, capacity 0 = rendezvous),
  * select over channel operations, and oneshots.
  *
- * A channel is a ring buffer, a small lock and two waiter queues (wait.h)
- * of parked operations: senders (waiting while full) and receivers (waiting while
- * empty). Invariants under the lock: receivers wait only while the buffer is
+ * A channel is a ring buffer, a word lock (lock.h's weft__wlock: a
+ * compare-exchange to take it, an exchange to give it back) and two waiter
+ * queues (wait.h) of parked operations: senders (waiting while full) and
+ * receivers (waiting while empty). Invariants under the lock: receivers wait only while the buffer is
  * empty, senders only while it is full; after close neither queue holds a
  * live node. An operation that finds a parked peer completes both sides at
  * once: it copies the element straight into the receiver's destination (or
@@ -46,7 +47,7 @@ typedef struct cnode {
 static inline cnode *cnode_of(weft__wnode *n) { return weft__container_of(n, cnode, node); }
 
 struct weft_chan {
-    pthread_mutex_t lk;
+    weft__wlock lk; /* lock.h: two atomic operations on the uncontended path */
     size_t cap, esz;
     size_t head, count;
     int closed;
@@ -56,7 +57,7 @@ struct weft_chan {
 
 /* Under the lock: the first node of q that we may complete, unlinked (dead
  * select nodes met on the way are unlinked too). NULL if none. */
-static cnode *take_peer(weft__wqueue *q)
+static inline cnode *take_peer(weft__wqueue *q)
 {
     while (q->head) {
         cnode *n = cnode_of(q->head);
@@ -73,9 +74,9 @@ static cnode *take_peer(weft__wqueue *q)
 
 /* Under the lock, after take_peer: the outcome, then the wake-up. The node
  * (and for a select, the whole select) must not be touched afterwards. */
-static void peer_fire(cnode *n, int result)
+static inline void peer_fire(cnode *n, int result)
 {
-    if (n->sel) {
+    if (weft__unlikely(n->sel != NULL)) {
         n->sel->result = result;
         weft__waiter_fire(&n->sel->w);
     } else {
@@ -84,24 +85,39 @@ static void peer_fire(cnode *n, int result)
     }
 }
 
+/* i < cap and head < cap, so one subtraction wraps (no division on the
+ * buffered path). */
 static inline unsigned char *slot(weft_chan *ch, size_t i)
 {
-    return ch->buf + ((ch->head + i) % ch->cap) * ch->esz;
+    size_t k = ch->head + i;
+    if (k >= ch->cap)
+        k -= ch->cap;
+    return ch->buf + k * ch->esz;
+}
+
+/* The element copy. 8 bytes (a pointer, a 64-bit value: what most channels
+ * carry) is one load and one store instead of a call. */
+static inline void copy_elem(const weft_chan *ch, void *dst, const void *src)
+{
+    if (weft__likely(ch->esz == sizeof(uint64_t)))
+        memcpy(dst, src, sizeof(uint64_t));
+    else
+        memcpy(dst, src, ch->esz);
 }
 
 /* Under the lock. 0 sent, -EPIPE closed, -EAGAIN would wait. */
-static int try_send_locked(weft_chan *ch, const void *elem)
+static inline __attribute__((always_inline)) int try_send_locked(weft_chan *ch, const void *elem)
 {
-    if (ch->closed)
+    if (weft__unlikely(ch->closed))
         return -EPIPE;
     cnode *r = take_peer(&ch->recvq);
     if (r) {
-        memcpy(r->elem, elem, ch->esz);
+        copy_elem(ch, r->elem, elem);
         peer_fire(r, 0);
         return 0;
     }
     if (ch->count < ch->cap) {
-        memcpy(slot(ch, ch->count), elem, ch->esz);
+        copy_elem(ch, slot(ch, ch->count), elem);
         ch->count++;
         return 0;
     }
@@ -109,15 +125,16 @@ static int try_send_locked(weft_chan *ch, const void *elem)
 }
 
 /* Under the lock. 0 received, -EPIPE closed and drained, -EAGAIN would wait. */
-static int try_recv_locked(weft_chan *ch, void *out)
+static inline __attribute__((always_inline)) int try_recv_locked(weft_chan *ch, void *out)
 {
     if (ch->count) {
-        memcpy(out, slot(ch, 0), ch->esz);
-        ch->head = (ch->head + 1) % ch->cap;
+        copy_elem(ch, out, slot(ch, 0));
+        if (++ch->head == ch->cap)
+            ch->head = 0;
         ch->count--;
         cnode *s = take_peer(&ch->sendq);
         if (s) {
-            memcpy(slot(ch, ch->count), s->elem, ch->esz);
+            copy_elem(ch, slot(ch, ch->count), s->elem);
             ch->count++;
             peer_fire(s, 0);
         }
@@ -125,7 +142,7 @@ static int try_recv_locked(weft_chan *ch, void *out)
     }
     cnode *s = take_peer(&ch->sendq);
     if (s) {
-        memcpy(out, s->elem, ch->esz);
+        copy_elem(ch, out, s->elem);
         peer_fire(s, 0);
         return 0;
     }
@@ -151,7 +168,7 @@ weft_chan *weft_chan_new(size_t capacity, size_t elem_size)
             return NULL;
         }
     }
-    weft__lock_init(&ch->lk);
+    weft__wlock_init(&ch->lk);
     ch->cap = capacity;
     ch->esz = elem_size;
     return ch;
@@ -161,64 +178,120 @@ void weft_chan_free(weft_chan *ch)
 {
     if (!ch)
         return;
-    pthread_mutex_destroy(&ch->lk);
     weft__free(ch->buf);
     weft__free(ch);
 }
 
-static int chan_op(weft_chan *ch, int send, void *elem, int64_t timeout_ms, int try_only)
+/* Takes the lock and unlinks n if it is still queued on q: 1 if it was (no
+ * one will complete it), 0 if a peer took it (and, since a peer completes
+ * and fires a node under the lock, has fired it). wait.h's
+ * weft__wq_withdraw for the channel's word lock. */
+static int chan_withdraw(weft_chan *ch, weft__wqueue *q, weft__wnode *n)
 {
-    if (!ch || !elem)
-        return -EINVAL;
-    pthread_mutex_lock(&ch->lk);
-    int rc = send ? try_send_locked(ch, elem) : try_recv_locked(ch, elem);
-    if (rc != -EAGAIN || try_only) {
-        pthread_mutex_unlock(&ch->lk);
-        if (rc == 0)
-            weft__coop_consume();
-        return rc;
-    }
+    weft__wlock_lock(&ch->lk);
+    int queued = n->queued;
+    if (queued)
+        weft__wq_remove(q, n);
+    weft__wlock_unlock(&ch->lk);
+    return queued;
+}
+
+/* A task's untimed wait for its node's fire: weft__waiter_wait without
+ * the thread case and one call shallower. The frames a parked task leaves
+ * on its stack are what it touches again, cold, when it resumes after a
+ * thousand others ran (bench/chan's chan_pairs), so the chain from the
+ * channel call to the switch is kept short. 0 once fired, -ECANCELED if
+ * self was cancelled first (its node may still fire: the caller
+ * withdraws). */
+static inline int chan_park(weft__task *self, weft__waiter *wt)
+{
+    while (!atomic_load_explicit(&wt->fired, memory_order_acquire))
+        if (weft__park(self) < 0)
+            return atomic_load_explicit(&wt->fired, memory_order_acquire) ? 0 : -ECANCELED;
+    return 0;
+}
+
+/* The waiting half of an operation, out of line so that the completing
+ * half stays small: called with the lock held, after the operation found
+ * it must wait; returns with it released. */
+static __attribute__((noinline)) int chan_wait(weft_chan *ch, int send, void *elem, int64_t timeout_ms)
+{
     weft__task *self = weft__cur_task();
     if (self && weft__cancel_pending(self)) {
-        pthread_mutex_unlock(&ch->lk);
+        weft__wlock_unlock(&ch->lk);
         return -ECANCELED;
     }
-    weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     if (timeout_ms == 0) {
-        pthread_mutex_unlock(&ch->lk);
+        weft__wlock_unlock(&ch->lk);
         return -ETIMEDOUT;
     }
+    /* No clock read for "no timeout"; the wait clamps to self's scope. */
+    weft__deadline deadline = timeout_ms == -1 ? WEFT__NO_DEADLINE : weft__deadline_from_ms(timeout_ms);
     cnode n = {.elem = elem};
     weft__waiter_init(&n.node.w);
     weft__wqueue *q = send ? &ch->sendq : &ch->recvq;
     weft__wq_push(q, &n.node);
-    pthread_mutex_unlock(&ch->lk);
-    rc = weft__wq_wait(q, &n.node, &ch->lk, deadline);
-    /* 0: served, or closed (-EPIPE), also when that raced with our timeout
-     * or cancellation */
+    weft__wlock_unlock(&ch->lk);
+    int rc;
+    if (self && weft__deadline_effective_for(self, deadline) == WEFT__NO_DEADLINE)
+        rc = chan_park(self, &n.node.w);
+    else
+        rc = weft__waiter_wait_until(&n.node.w, deadline);
+    /* A peer that completed us fired under the lock: after a timeout or a
+     * cancellation, a node no longer queued was served (or closed), and
+     * that wins. */
+    if (rc < 0 && !chan_withdraw(ch, q, &n.node))
+        rc = 0;
     return rc == 0 ? n.node.result : rc;
 }
 
-int weft_chan_send(weft_chan *ch, const void *elem) { return chan_op(ch, 1, (void *)elem, -1, 0); }
+/* Always inlined into its two callers below, so that `send` is a constant
+ * and each direction's path has no branch on it. */
+static inline __attribute__((always_inline)) int chan_op(weft_chan *ch, int send, void *elem,
+                                                         int64_t timeout_ms, int try_only)
+{
+    if (weft__unlikely(!ch || !elem))
+        return -EINVAL;
+    weft__wlock_lock(&ch->lk);
+    int rc = send ? try_send_locked(ch, elem) : try_recv_locked(ch, elem);
+    if (weft__likely(rc != -EAGAIN) || try_only) {
+        weft__wlock_unlock(&ch->lk);
+        if (rc == 0)
+            weft__coop_consume();
+        return rc;
+    }
+    return chan_wait(ch, send, elem, timeout_ms);
+}
+
+static int chan_send(weft_chan *ch, const void *elem, int64_t timeout_ms, int try_only)
+{
+    return chan_op(ch, 1, (void *)elem, timeout_ms, try_only);
+}
+static int chan_recv(weft_chan *ch, void *elem_out, int64_t timeout_ms, int try_only)
+{
+    return chan_op(ch, 0, elem_out, timeout_ms, try_only);
+}
+
+int weft_chan_send(weft_chan *ch, const void *elem) { return chan_send(ch, elem, -1, 0); }
 int weft_chan_send_timeout(weft_chan *ch, const void *elem, int64_t timeout_ms)
 {
-    return chan_op(ch, 1, (void *)elem, timeout_ms, 0);
+    return chan_send(ch, elem, timeout_ms, 0);
 }
-int weft_chan_try_send(weft_chan *ch, const void *elem) { return chan_op(ch, 1, (void *)elem, 0, 1); }
-int weft_chan_recv(weft_chan *ch, void *elem_out) { return chan_op(ch, 0, elem_out, -1, 0); }
+int weft_chan_try_send(weft_chan *ch, const void *elem) { return chan_send(ch, elem, 0, 1); }
+int weft_chan_recv(weft_chan *ch, void *elem_out) { return chan_recv(ch, elem_out, -1, 0); }
 int weft_chan_recv_timeout(weft_chan *ch, void *elem_out, int64_t timeout_ms)
 {
-    return chan_op(ch, 0, elem_out, timeout_ms, 0);
+    return chan_recv(ch, elem_out, timeout_ms, 0);
 }
-int weft_chan_try_recv(weft_chan *ch, void *elem_out) { return chan_op(ch, 0, elem_out, 0, 1); }
+int weft_chan_try_recv(weft_chan *ch, void *elem_out) { return chan_recv(ch, elem_out, 0, 1); }
 
 int weft_chan_close(weft_chan *ch)
 {
     if (!ch)
         return -EINVAL;
-    pthread_mutex_lock(&ch->lk);
+    weft__wlock_lock(&ch->lk);
     if (ch->closed) {
-        pthread_mutex_unlock(&ch->lk);
+        weft__wlock_unlock(&ch->lk);
         return -EPIPE;
     }
     ch->closed = 1;
@@ -227,7 +300,7 @@ int weft_chan_close(weft_chan *ch)
         peer_fire(n, -EPIPE);
     while ((n = take_peer(&ch->sendq)))
         peer_fire(n, -EPIPE);
-    pthread_mutex_unlock(&ch->lk);
+    weft__wlock_unlock(&ch->lk);
     return 0;
 }
 
@@ -235,9 +308,9 @@ size_t weft_chan_len(weft_chan *ch)
 {
     if (!ch)
         return 0;
-    pthread_mutex_lock(&ch->lk);
+    weft__wlock_lock(&ch->lk);
     size_t n = ch->count;
-    pthread_mutex_unlock(&ch->lk);
+    weft__wlock_unlock(&ch->lk);
     return n;
 }
 
@@ -279,7 +352,7 @@ int weft_select(weft_select_case *cases, int n, int64_t timeout_ms)
     }
     weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     for (int i = 0; i < nl; i++)
-        pthread_mutex_lock(&locks[i]->lk);
+        weft__wlock_lock(&locks[i]->lk);
 
     int start = (int)(sel_rand() % (uint64_t)n);
     for (int k = 0; k < n; k++) {
@@ -291,7 +364,7 @@ int weft_select(weft_select_case *cases, int n, int64_t timeout_ms)
                                           : try_recv_locked(ch, cases[i].elem);
         if (rc != -EAGAIN) {
             for (int l = nl; l-- > 0;)
-                pthread_mutex_unlock(&locks[l]->lk);
+                weft__wlock_unlock(&locks[l]->lk);
             cases[i].result = rc;
             weft__coop_consume();
             return i;
@@ -305,7 +378,7 @@ int weft_select(weft_select_case *cases, int n, int64_t timeout_ms)
         rc = -ETIMEDOUT;
     if (rc < 0) {
         for (int l = nl; l-- > 0;)
-            pthread_mutex_unlock(&locks[l]->lk);
+            weft__wlock_unlock(&locks[l]->lk);
         return rc;
     }
 
@@ -326,7 +399,7 @@ int weft_select(weft_select_case *cases, int n, int64_t timeout_ms)
         weft__wq_push(cases[i].op == WEFT_SEND ? &ch->sendq : &ch->recvq, &nodes[i].node);
     }
     for (int l = nl; l-- > 0;)
-        pthread_mutex_unlock(&locks[l]->lk);
+        weft__wlock_unlock(&locks[l]->lk);
 
     rc = weft__waiter_wait_until(&s.w, deadline);
     if (rc < 0) {
@@ -343,8 +416,7 @@ int weft_select(weft_select_case *cases, int n, int64_t timeout_ms)
     for (int i = 0; i < n; i++) {
         weft_chan *ch = cases[i].chan;
         if (ch)
-            weft__wq_withdraw(cases[i].op == WEFT_SEND ? &ch->sendq : &ch->recvq, &nodes[i].node,
-                              &ch->lk);
+            chan_withdraw(ch, cases[i].op == WEFT_SEND ? &ch->sendq : &ch->recvq, &nodes[i].node);
     }
     if (rc < 0)
         return rc;

@@ -34,9 +34,17 @@
  *    timers without blocking and, if the global queue holds tasks, gives it
  *    a turn of several picks before its local queue (give_global_turn), so
  *    neither starves behind a local queue that never empties.
- *  - WEFT_MAX_LIFO_RUNS 3: after 3 consecutive runs from the LIFO slot the
+ *  - WEFT_MAX_LIFO_RUNS 64: after 64 consecutive runs from the LIFO slot the
  *    slot's task goes to the back of the local queue, so two tasks handing a
- *    message back and forth cannot starve the rest.
+ *    message back and forth cannot starve the rest. Tokio 1.24 bounds the
+ *    chain by the slice's budget (128 operations, shared along it: about 64
+ *    runs of a channel ping-pong); newer Tokio caps it at 3 runs. At 3, with
+ *    a thousand pairs in flight, each pair got ~2 round trips per visit and
+ *    found its stacks and channels cold every time: bench/chan's chan_pairs
+ *    took ~14 D1 misses and ~330 ns of CPU per round trip, against ~1 miss
+ *    and ~125 ns at 64 (Tokio 1.24: ~160 ns). 64 runs of a hand-off are a
+ *    few microseconds; the maintenance pass still comes every 61 ticks
+ *    inside a chain, so I/O and timers wait no longer than before.
  *  - A yielding task goes to the back of the local queue.
  *  - WEFT_BUDGET 128 operations per slice; services call weft__coop_consume.
  */
