@@ -292,6 +292,11 @@ static inline uintptr_t weft__join_outcome(weft__task *t)
 /* Drops the handle's reference to a block whose runtime is gone (weft_join,
  * weft_detach after weft_runtime_free). */
 void weft__task_orphan_release(weft__task *t);
+/* Releases t's handle (weft_join, weft_detach): moves its generation on
+ * (task.h), then drops the handle's reference. */
+void weft__handle_release(weft__task *t);
+/* weft_cancel on a block whose handle has been checked (task.h). */
+int weft__cancel(weft__task *t);
 /* 0 once fired; -ECANCELED if the task was cancelled first: the waiter may
  * still fire later, so the caller withdraws it from wherever it is
  * registered, and if a firer already took it, waits with
