@@ -293,8 +293,18 @@ static inline uintptr_t weft__join_outcome(weft__task *t)
  * weft_detach after weft_runtime_free). */
 void weft__task_orphan_release(weft__task *t);
 /* Releases t's handle (weft_join, weft_detach): moves its generation on
- * (task.h), then drops the handle's reference. */
-void weft__handle_release(weft__task *t);
+ * (task.h) before the reference goes, since once it has the block may be
+ * reused and the new handle must not match the released one. Only the
+ * handle's holder writes `gen`, so a plain load and store do. */
+static inline void weft__handle_release(weft__task *t)
+{
+    atomic_store_explicit(&t->gen, atomic_load_explicit(&t->gen, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    if (weft__unlikely(!atomic_load_explicit(&t->rt, memory_order_acquire)))
+        weft__task_orphan_release(t);
+    else
+        weft__task_release(weft__cur_worker(), t);
+}
 /* weft_cancel on a block whose handle has been checked (task.h). */
 int weft__cancel(weft__task *t);
 /* 0 once fired; -ECANCELED if the task was cancelled first: the waiter may

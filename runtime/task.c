@@ -405,17 +405,6 @@ weft_task *weft_spawn_on(weft_runtime *rt, weft_fn fn, void *arg)
     return weft_spawn_on_ex(rt, fn, arg, NULL);
 }
 
-void weft__handle_release(weft__task *t)
-{
-    /* Before the reference goes: once it has, the block may be reused, and
-     * the new handle must not match the one released here (task.h). */
-    atomic_fetch_add_explicit(&t->gen, 1, memory_order_relaxed);
-    if (!atomic_load_explicit(&t->rt, memory_order_acquire))
-        weft__task_orphan_release(t);
-    else
-        weft__task_release(weft__cur_worker(), t);
-}
-
 void weft_detach(weft_task *h)
 {
     if (!h)
