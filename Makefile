@@ -336,7 +336,7 @@ fuzz: fuzz-deps
 	@for f in $(FUZZ_NAMES); do \
 	  echo "== fuzz $$f for $(FUZZ_S) s"; mkdir -p $(FUZZ_BUILD)/work/$$f; \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  $(FUZZ_BUILD)/fuzz_$$f -max_total_time=$(FUZZ_S) -print_final_stats=1 \
+	  $(FUZZ_BUILD)/fuzz_$$f -max_total_time=$(FUZZ_S) -timeout=20 -print_final_stats=1 \
 	    -max_len=$(FUZZ_MAX_LEN) -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$f- \
 	    $(FUZZ_BUILD)/work/$$f tests/fuzz/corpus/$$f || \
 	  { echo "fuzz: $$f failed; the input is in $(FUZZ_BUILD)/artifacts/"; exit 1; }; \
@@ -346,12 +346,12 @@ fuzz-build:
 	  OPT="-O1 -g -fno-omit-frame-pointer" SANFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
 	  ASSERTS=-DWEFT_DEBUG_ASSERTS
 	$(MAKE) --no-print-directory $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_NAMES))
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/*.h common/http_parser.h $(FUZZ_BUILD)/libweft.a
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/*.h common/http_parser.h examples/http_server.c examples/serve.h $(FUZZ_BUILD)/libweft.a
 	$(FUZZ_CC) $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer $(FUZZ_SAN) -pthread \
 	  -D_GNU_SOURCE -Iinclude -Iruntime -Icommon $< -o $@ $(FUZZ_BUILD)/libweft.a -pthread -lm
 # The corpus replay test finds the corpus here (WEFT_FUZZ_CORPUS overrides).
 $(BUILD)/tests/test_fuzz_corpus.o: CFLAGS_APP += -DWEFT_FUZZ_CORPUS='"$(CURDIR)/tests/fuzz/corpus"'
-$(BUILD)/tests/test_fuzz_corpus.o: $(wildcard tests/fuzz/*.h)
+$(BUILD)/tests/test_fuzz_corpus.o: $(wildcard tests/fuzz/*.h) examples/http_server.c examples/serve.h examples/serve_tls.h
 
 # ---------------------------------------------------------------- demo, bench
 # The async-vs-threads comparison (bench/avt.h, shared with its smoke test)

@@ -1,8 +1,8 @@
 /*
  * The fuzzers' corpora, replayed in the regular tests: every file of
- * tests/fuzz/corpus/http and tests/fuzz/corpus/stream goes through the same
- * checks the libFuzzer harnesses run (tests/fuzz/http_check.h,
- * tests/fuzz/stream_check.h), built with the project's compiler, so `make
+ * tests/fuzz/corpus/NAME goes through the same checks the libFuzzer harness
+ * tests/fuzz/fuzz_NAME.c runs (tests/fuzz/http_check.h, stream_check.h,
+ * server_check.h), built with the project's compiler, so `make
  * test` keeps every input that ever found a bug (and every seed) passing
  * without clang. WEFT_FUZZ_CORPUS names another corpus directory.
  */
@@ -15,6 +15,7 @@
 #include <weft.h>
 
 #include "fuzz/http_check.h"
+#include "fuzz/server_check.h"
 #include "fuzz/stream_check.h"
 #include "util.h"
 
@@ -82,6 +83,22 @@ Test(fuzz_corpus, stream_reader)
     test_run(1, stream_replay_task, res);
     cr_assert_gt(res[0], 0, "no corpus files in %s/stream", WEFT_FUZZ_CORPUS);
     cr_assert_eq(res[1], 0, "%d of %d stream corpus files failed (see above)", res[1], res[0]);
+}
+
+static void *server_replay_task(void *arg)
+{
+    int *res = arg;
+    res[0] = corpus_replay("server", fuzz_server_check, &res[1]);
+    return NULL;
+}
+
+Test(fuzz_corpus, http_server)
+{
+    int res[2] = {0, 0};
+    cr_assert_eq(fuzz_server_setup(), 0, "scratch directory");
+    test_run(1, server_replay_task, res);
+    cr_assert_gt(res[0], 0, "no corpus files in %s/server", WEFT_FUZZ_CORPUS);
+    cr_assert_eq(res[1], 0, "%d of %d server corpus files failed (see above)", res[1], res[0]);
 }
 
 /* The checks can fail: a frame cut short, a parse that differs. */
