@@ -23,11 +23,9 @@
 #define WEFT_FUZZ_CORPUS "tests/fuzz/corpus"
 #endif
 
-typedef const char *(*corpus_check)(const uint8_t *data, size_t n);
-
 /* Runs check on every regular file of corpus/NAME; returns how many, and
  * the number that failed in *failed (each one reported). */
-static int corpus_replay(const char *name, corpus_check check, int *failed)
+static int corpus_replay(const char *name, fuzz_check_fn check, int *failed)
 {
     const char *root = getenv("WEFT_FUZZ_CORPUS");
     char dir[1024];
@@ -70,35 +68,35 @@ Test(fuzz_corpus, http_parser)
     cr_assert_eq(failed, 0, "%d of %d http corpus files failed (see above)", failed, files);
 }
 
-static void *stream_replay_task(void *arg)
+typedef struct replay {
+    const char *name;
+    fuzz_check_fn check;
+    int files, failed;
+} replay;
+
+static void *replay_task(void *arg)
 {
-    int *res = arg;
-    res[0] = corpus_replay("stream", fuzz_stream_check, &res[1]);
+    replay *r = arg;
+    r->files = corpus_replay(r->name, r->check, &r->failed);
     return NULL;
 }
 
-Test(fuzz_corpus, stream_reader)
+/* For the checks that run in a task. */
+static void replay_in_task(const char *name, fuzz_check_fn check)
 {
-    int res[2] = {0, 0};
-    test_run(1, stream_replay_task, res);
-    cr_assert_gt(res[0], 0, "no corpus files in %s/stream", WEFT_FUZZ_CORPUS);
-    cr_assert_eq(res[1], 0, "%d of %d stream corpus files failed (see above)", res[1], res[0]);
+    replay r = {name, check, 0, 0};
+    test_run(1, replay_task, &r);
+    cr_assert_gt(r.files, 0, "no corpus files in %s/%s", WEFT_FUZZ_CORPUS, name);
+    cr_assert_eq(r.failed, 0, "%d of %d %s corpus files failed (see above)", r.failed, r.files,
+                 name);
 }
 
-static void *server_replay_task(void *arg)
-{
-    int *res = arg;
-    res[0] = corpus_replay("server", fuzz_server_check, &res[1]);
-    return NULL;
-}
+Test(fuzz_corpus, stream_reader) { replay_in_task("stream", fuzz_stream_check); }
 
 Test(fuzz_corpus, http_server)
 {
-    int res[2] = {0, 0};
     cr_assert_eq(fuzz_server_setup(), 0, "scratch directory");
-    test_run(1, server_replay_task, res);
-    cr_assert_gt(res[0], 0, "no corpus files in %s/server", WEFT_FUZZ_CORPUS);
-    cr_assert_eq(res[1], 0, "%d of %d server corpus files failed (see above)", res[1], res[0]);
+    replay_in_task("server", fuzz_server_check);
 }
 
 /* The checks can fail: a frame cut short, a parse that differs. */

@@ -39,17 +39,7 @@
 #include <stdarg.h>
 #include <sys/socket.h>
 
-static char fuzz_server_msg[320];
-
-static const char *fuzz_server_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *fuzz_server_fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(fuzz_server_msg, sizeof fuzz_server_msg, fmt, ap);
-    va_end(ap);
-    return fuzz_server_msg;
-}
+#include "fuzz_fail.h"
 
 #define FUZZ_SECRET "TOP-SECRET-0451"
 #define FUZZ_HIDDEN "HIDDEN-0452"
@@ -153,24 +143,24 @@ static const char *fuzz_answer(const fuzz_out *o, size_t *at, int k, int want, c
     const char *s = o->p + *at, *end = o->p + o->len;
     const char *he = memmem(s, (size_t)(end - s), "\r\n\r\n", 4);
     if (!he)
-        return fuzz_server_fail("answer %d: no complete head (%zu bytes left)", k,
-                                (size_t)(end - s));
+        return fuzz_fail("answer %d: no complete head (%zu bytes left)", k,
+                         (size_t)(end - s));
     size_t hl = (size_t)(he - s) + 4;
     int status = 0;
     if (sscanf(s, "HTTP/1.1 %3d ", &status) != 1 || status != want)
-        return fuzz_server_fail("answer %d: status %d, expected %d: %.40s", k, status, want, s);
+        return fuzz_fail("answer %d: status %d, expected %d: %.40s", k, status, want, s);
     const char *cl = memmem(s, hl, "\r\nContent-Length: ", 18);
     if (!cl)
-        return fuzz_server_fail("answer %d: no Content-Length", k);
+        return fuzz_fail("answer %d: no Content-Length", k);
     size_t blen = strtoul(cl + 18, NULL, 10);
     const char *ch = memmem(s, hl, "\r\nConnection: ", 14);
     if (conn ? !ch || strncmp(ch + 14, conn, strlen(conn)) != 0 : ch != NULL)
-        return fuzz_server_fail("answer %d: Connection header, expected %s", k, conn ? conn : "none");
+        return fuzz_fail("answer %d: Connection header, expected %s", k, conn ? conn : "none");
     size_t take = head_only ? 0 : blen;
     if ((size_t)(end - he - 4) < take)
-        return fuzz_server_fail("answer %d: body cut short", k);
+        return fuzz_fail("answer %d: body cut short", k);
     if (body && (blen != strlen(body) || (take && memcmp(he + 4, body, blen) != 0)))
-        return fuzz_server_fail("answer %d: not the expected body", k);
+        return fuzz_fail("answer %d: not the expected body", k);
     *at += hl + take;
     return NULL;
 }
@@ -178,15 +168,15 @@ static const char *fuzz_answer(const fuzz_out *o, size_t *at, int k, int want, c
 static const char *fuzz_server_check(const uint8_t *data, size_t n)
 {
     if (fuzz_server_setup() < 0)
-        return fuzz_server_fail("setup failed");
+        return fuzz_fail("setup failed");
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
-        return fuzz_server_fail("socketpair: %d", errno);
+        return fuzz_fail("socketpair: %d", errno);
     weft_task *srv = weft_spawn(fuzz_server_task, (void *)(intptr_t)sv[1]);
     if (!srv) {
         close(sv[0]);
         close(sv[1]);
-        return fuzz_server_fail("spawn");
+        return fuzz_fail("spawn");
     }
     uint64_t seed = 0x2545f4914f6cdd1du ^ n;
     for (size_t i = 0; i < n; i++)
@@ -203,7 +193,7 @@ static const char *fuzz_server_check(const uint8_t *data, size_t n)
         ssize_t w = weft_write(sv[0], data + sent, k, 10000);
         if (w < 0) { /* the server closed after an error: what is left is not read */
             if (w != -EPIPE && w != -ECONNRESET)
-                err = fuzz_server_fail("write: %zd", w);
+                err = fuzz_fail("write: %zd", w);
             break;
         }
         sent += (size_t)w;
@@ -215,7 +205,7 @@ static const char *fuzz_server_check(const uint8_t *data, size_t n)
         if (o.cap - o.len < 4096) {
             char *p = realloc(o.p, o.cap * 2 + 8192);
             if (!p) {
-                err = err ? err : fuzz_server_fail("out of memory");
+                err = err ? err : fuzz_fail("out of memory");
                 break;
             }
             o.p = p;
@@ -225,7 +215,7 @@ static const char *fuzz_server_check(const uint8_t *data, size_t n)
         if (r == -ECONNRESET)
             break;
         if (r < 0) {
-            err = err ? err : fuzz_server_fail("read: %zd", r);
+            err = err ? err : fuzz_fail("read: %zd", r);
             break;
         }
         if (r == 0)
@@ -238,7 +228,7 @@ static const char *fuzz_server_check(const uint8_t *data, size_t n)
         o.p[o.len] = 0;
     if (!err && o.len && (memmem(o.p, o.len, FUZZ_SECRET, strlen(FUZZ_SECRET)) ||
                           memmem(o.p, o.len, FUZZ_HIDDEN, strlen(FUZZ_HIDDEN))))
-        err = fuzz_server_fail("an answer carries a secret");
+        err = fuzz_fail("an answer carries a secret");
     /* The requests the input carries, and their answers in order. */
     size_t pos = 0, at = 0;
     int k = 0;
@@ -263,8 +253,8 @@ static const char *fuzz_server_check(const uint8_t *data, size_t n)
         pos += r.content_length;
     }
     if (!err && at != o.len)
-        err = fuzz_server_fail("%zu bytes after the %d answers expected: %.60s", o.len - at, k,
-                               o.p + at);
+        err = fuzz_fail("%zu bytes after the %d answers expected: %.60s", o.len - at, k,
+                        o.p + at);
     free(o.p);
     return err;
 }

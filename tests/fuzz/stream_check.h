@@ -49,17 +49,7 @@
 #include <sys/uio.h>
 #include <weft.h>
 
-static char fuzz_stream_msg[256];
-
-static const char *fuzz_stream_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *fuzz_stream_fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(fuzz_stream_msg, sizeof fuzz_stream_msg, fmt, ap);
-    va_end(ap);
-    return fuzz_stream_msg;
-}
+#include "fuzz_fail.h"
 
 typedef struct fuzz_tr {
     const uint8_t *ctl;
@@ -174,10 +164,30 @@ static const char *fuzz_stream_buffer(fuzz_stream_state *st, const char *when)
     const char *b;
     size_t have = weft_stream_buffered(st->s, &b);
     if (st->pos > st->t.delivered || have != st->t.delivered - st->pos)
-        return fuzz_stream_fail("%s: %zu bytes buffered, %zu delivered, %zu taken", when, have,
-                                st->t.delivered, st->pos);
+        return fuzz_fail("%s: %zu bytes buffered, %zu delivered, %zu taken", when, have,
+                         st->t.delivered, st->pos);
     if (have && memcmp(b, st->t.data + st->pos, have) != 0)
-        return fuzz_stream_fail("%s: the buffered bytes are not the data's next ones", when);
+        return fuzz_fail("%s: the buffered bytes are not the data's next ones", when);
+    return NULL;
+}
+
+/* For a call during which the transport failed: it must return that error. */
+static const char *fuzz_tr_failed(const fuzz_tr *t, const char *call, ssize_t r)
+{
+    return r == t->last_error ? NULL
+                              : fuzz_fail("%s: transport failed with %zd, returned %zd", call,
+                                          t->last_error, r);
+}
+
+/* r > 0 bytes at p handed out by call must be the data's next ones; they
+ * are taken. */
+static const char *fuzz_take(fuzz_stream_state *st, const void *p, ssize_t r, const char *call)
+{
+    if (r <= 0)
+        return NULL;
+    if (!p || memcmp(p, st->t.data + st->pos, (size_t)r) != 0)
+        return fuzz_fail("%s: not the data's next bytes", call);
+    st->pos += (size_t)r;
     return NULL;
 }
 
@@ -188,15 +198,11 @@ static const char *fuzz_stream_read_until(fuzz_stream_state *st, const uint8_t *
     ssize_t r = weft_stream_read_until(st->s, dl, dlen, &frame, -1);
     if (dlen > st->ml) {
         if (r != -EINVAL)
-            return fuzz_stream_fail("delimiter of %zu > max_line %zu: %zd", dlen, st->ml, r);
+            return fuzz_fail("delimiter of %zu > max_line %zu: %zd", dlen, st->ml, r);
         return NULL;
     }
-    if (st->t.errors != errs) {
-        if (r != st->t.last_error)
-            return fuzz_stream_fail("read_until: transport failed with %zd, returned %zd",
-                                    st->t.last_error, r);
-        return NULL;
-    }
+    if (st->t.errors != errs)
+        return fuzz_tr_failed(&st->t, "read_until", r);
     const uint8_t *rest = st->t.data + st->pos;
     size_t left = st->t.n - st->pos;
     const uint8_t *hit = left >= dlen ? memmem(rest, left, dl, dlen) : NULL;
@@ -208,20 +214,18 @@ static const char *fuzz_stream_read_until(fuzz_stream_state *st, const uint8_t *
     else
         want = left ? -ENODATA : 0;
     if (r != want)
-        return fuzz_stream_fail("read_until(%zu-byte delimiter, max_line %zu, %zu left): %zd, "
-                                "expected %zd", dlen, st->ml, left, r, want);
-    if (r > 0) {
-        if (!frame || memcmp(frame, rest, (size_t)r) != 0)
-            return fuzz_stream_fail("read_until: the frame is not the data's next bytes");
-        st->pos += (size_t)r;
-    } else if (r < 0) {
+        return fuzz_fail("read_until(%zu-byte delimiter, max_line %zu, %zu left): %zd, "
+                         "expected %zd", dlen, st->ml, left, r, want);
+    if (r > 0)
+        return fuzz_take(st, frame, r, "read_until");
+    if (r < 0) {
         size_t have = weft_stream_buffered(st->s, NULL);
         if (!frame || (have && memcmp(frame, rest, have) != 0))
-            return fuzz_stream_fail("read_until %zd: *data is not the buffered bytes", r);
+            return fuzz_fail("read_until %zd: *data is not the buffered bytes", r);
         if (r == -EMSGSIZE && have < st->ml)
-            return fuzz_stream_fail("-EMSGSIZE with %zu < max_line bytes buffered", have);
+            return fuzz_fail("-EMSGSIZE with %zu < max_line bytes buffered", have);
         if (r == -ENODATA && st->t.delivered != st->t.n)
-            return fuzz_stream_fail("-ENODATA before the end of the stream");
+            return fuzz_fail("-ENODATA before the end of the stream");
     }
     return NULL;
 }
@@ -249,18 +253,11 @@ static const char *fuzz_stream_op(fuzz_stream_state *st, unsigned op)
         size_t k = c & 0x80 ? (c & 0x7f) * 32u : c;
         ssize_t r = weft_stream_read_exact(st->s, buf, k, -1);
         if (t->errors != errs)
-            return r == t->last_error ? NULL
-                                      : fuzz_stream_fail("read_exact: transport failed with %zd, "
-                                                         "returned %zd", t->last_error, r);
+            return fuzz_tr_failed(t, "read_exact", r);
         ssize_t want = k == 0 ? 0 : left >= k ? (ssize_t)k : left ? -ENODATA : 0;
         if (r != want)
-            return fuzz_stream_fail("read_exact(%zu), %zu left: %zd, expected %zd", k, left, r, want);
-        if (r > 0) {
-            if (memcmp(buf, t->data + st->pos, (size_t)r) != 0)
-                return fuzz_stream_fail("read_exact: not the data's next bytes");
-            st->pos += (size_t)r;
-        }
-        return NULL;
+            return fuzz_fail("read_exact(%zu), %zu left: %zd, expected %zd", k, left, r, want);
+        return fuzz_take(st, buf, r, "read_exact");
     }
     case 4: { /* read_some */
         unsigned c = fuzz_next(t);
@@ -268,19 +265,12 @@ static const char *fuzz_stream_op(fuzz_stream_state *st, unsigned op)
         size_t had = t->delivered - st->pos;
         ssize_t r = weft_stream_read_some(st->s, buf, k, -1);
         if (t->errors != errs)
-            return r == t->last_error ? NULL
-                                      : fuzz_stream_fail("read_some: transport failed with %zd, "
-                                                         "returned %zd", t->last_error, r);
+            return fuzz_tr_failed(t, "read_some", r);
         if (k == 0 ? r != 0
                    : had ? r != (ssize_t)(had < k ? had : k)
                          : left ? (r < 1 || (size_t)r > k) : r != 0)
-            return fuzz_stream_fail("read_some(%zu), %zu buffered, %zu left: %zd", k, had, left, r);
-        if (r > 0) {
-            if (memcmp(buf, t->data + st->pos, (size_t)r) != 0)
-                return fuzz_stream_fail("read_some: not the data's next bytes");
-            st->pos += (size_t)r;
-        }
-        return NULL;
+            return fuzz_fail("read_some(%zu), %zu buffered, %zu left: %zd", k, had, left, r);
+        return fuzz_take(st, buf, r, "read_some");
     }
     case 5: { /* peek */
         unsigned c = fuzz_next(t);
@@ -290,15 +280,13 @@ static const char *fuzz_stream_op(fuzz_stream_state *st, unsigned op)
         size_t lim = st->ml > st->rb ? st->ml : st->rb;
         if (k > lim)
             return r == -EMSGSIZE ? NULL
-                                  : fuzz_stream_fail("peek(%zu) above %zu: %zd", k, lim, r);
+                                  : fuzz_fail("peek(%zu) above %zu: %zd", k, lim, r);
         if (t->errors != errs)
-            return r == t->last_error ? NULL
-                                      : fuzz_stream_fail("peek: transport failed with %zd, "
-                                                         "returned %zd", t->last_error, r);
+            return fuzz_tr_failed(t, "peek", r);
         if (r < 0 || (size_t)r != t->delivered - st->pos || ((size_t)r < k && (size_t)r != left))
-            return fuzz_stream_fail("peek(%zu), %zu left: %zd", k, left, r);
+            return fuzz_fail("peek(%zu), %zu left: %zd", k, left, r);
         if (r > 0 && (!d || memcmp(d, t->data + st->pos, (size_t)r) != 0))
-            return fuzz_stream_fail("peek: not the data's next bytes");
+            return fuzz_fail("peek: not the data's next bytes");
         return NULL;
     }
     case 6: { /* consume, sometimes more than is buffered */
@@ -306,7 +294,7 @@ static const char *fuzz_stream_op(fuzz_stream_state *st, unsigned op)
         size_t k = fuzz_next(t) % (have + 2);
         int r = weft_stream_consume(st->s, k);
         if (r != (k <= have ? 0 : -EINVAL))
-            return fuzz_stream_fail("consume(%zu) of %zu: %d", k, have, r);
+            return fuzz_fail("consume(%zu) of %zu: %d", k, have, r);
         if (r == 0)
             st->pos += k;
         return NULL;
@@ -324,19 +312,20 @@ static const char *fuzz_stream_op(fuzz_stream_state *st, unsigned op)
         if (op % 12 == 8) {
             r = weft_stream_write(st->s, w, k, -1);
         } else {
-            struct iovec v[3] = {{w, k / 3}, {w + k / 3, k / 3}, {w + 2 * (k / 3), k - 2 * (k / 3)}};
+            size_t a = k / 3;
+            struct iovec v[3] = {{w, a}, {w + a, a}, {w + 2 * a, k - 2 * a}};
             r = weft_stream_writev(st->s, v, 3, -1);
         }
         if (st->werr) {
             if (r != st->werr)
-                return fuzz_stream_fail("write after the error %zd: %zd", st->werr, r);
+                return fuzz_fail("write after the error %zd: %zd", st->werr, r);
         } else if (t->errors != errs) {
             if (r != t->last_error)
-                return fuzz_stream_fail("write: transport failed with %zd, returned %zd",
-                                        t->last_error, r);
+                return fuzz_fail("write: transport failed with %zd, returned %zd",
+                                 t->last_error, r);
             st->werr = r;
         } else if (r != (ssize_t)k) {
-            return fuzz_stream_fail("write(%zu): %zd", k, r);
+            return fuzz_fail("write(%zu): %zd", k, r);
         } else {
             st->written += k;
         }
@@ -346,15 +335,15 @@ static const char *fuzz_stream_op(fuzz_stream_state *st, unsigned op)
         int r = weft_stream_flush(st->s, -1);
         if (st->werr) {
             if (r != st->werr)
-                return fuzz_stream_fail("flush after the error %zd: %d", st->werr, r);
+                return fuzz_fail("flush after the error %zd: %d", st->werr, r);
         } else if (t->errors != errs) {
             if (r != t->last_error)
-                return fuzz_stream_fail("flush: transport failed with %zd, returned %d",
-                                        t->last_error, r);
+                return fuzz_fail("flush: transport failed with %zd, returned %d",
+                                 t->last_error, r);
             st->werr = r;
         } else if (r != 0 || t->out_len != st->written) {
-            return fuzz_stream_fail("flush: %d, %zu of %zu written bytes out", r, t->out_len,
-                                    st->written);
+            return fuzz_fail("flush: %d, %zu of %zu written bytes out", r, t->out_len,
+                             st->written);
         }
         return NULL;
     }
@@ -372,7 +361,7 @@ static const char *fuzz_stream_run(fuzz_stream_state *st)
         if ((err = fuzz_stream_op(st, op)))
             return err;
         if (st->t.bad_read)
-            return fuzz_stream_fail("the transport was asked to read 0 bytes");
+            return fuzz_fail("the transport was asked to read 0 bytes");
         if ((err = fuzz_stream_buffer(st, "after a call")))
             return err;
         ops++;
@@ -382,24 +371,24 @@ static const char *fuzz_stream_run(fuzz_stream_state *st)
     for (size_t guard = 0; guard <= st->t.n + 1; guard++) {
         ssize_t r = weft_stream_read_some(st->s, buf, sizeof buf, -1);
         if (r < 0)
-            return fuzz_stream_fail("draining: %zd", r);
+            return fuzz_fail("draining: %zd", r);
         if (r == 0)
             break;
         if (memcmp(buf, st->t.data + st->pos, (size_t)r) != 0)
-            return fuzz_stream_fail("draining: not the data's next bytes");
+            return fuzz_fail("draining: not the data's next bytes");
         st->pos += (size_t)r;
     }
     if (st->pos != st->t.n)
-        return fuzz_stream_fail("%zu of %zu bytes read in all", st->pos, st->t.n);
+        return fuzz_fail("%zu of %zu bytes read in all", st->pos, st->t.n);
     if (!st->werr) {
         if (weft_stream_flush(st->s, -1) != 0 || st->t.out_len != st->written)
-            return fuzz_stream_fail("final flush: %zu of %zu bytes out", st->t.out_len, st->written);
+            return fuzz_fail("final flush: %zu of %zu bytes out", st->t.out_len, st->written);
     }
     if (st->t.out_len > st->written + (st->werr ? 1u << 20 : 0))
-        return fuzz_stream_fail("more bytes out than written");
+        return fuzz_fail("more bytes out than written");
     for (size_t i = 0; i < st->t.out_len; i++)
         if (st->t.out[i] != fuzz_wbyte(i))
-            return fuzz_stream_fail("output byte %zu is not the one written there", i);
+            return fuzz_fail("output byte %zu is not the one written there", i);
     (void)ops;
     return NULL;
 }
@@ -428,13 +417,13 @@ static const char *fuzz_stream_check(const uint8_t *data, size_t n)
     static const weft_stream_ops vops = {fuzz_tr_read, fuzz_tr_write, fuzz_tr_writev, NULL};
     int rc = weft_stream_open_ops(data[1] & 0x40 ? &vops : &ops, &st.t, &o, &st.s);
     if (rc != 0)
-        return fuzz_stream_fail("weft_stream_open_ops: %d", rc);
+        return fuzz_fail("weft_stream_open_ops: %d", rc);
     const char *err = fuzz_stream_run(&st);
     /* Close flushes: with the writing side dead it reports that error. */
     st.t.ci = st.t.nctl;
     int crc = weft_stream_close(st.s);
     if (!err && crc != (st.werr ? (int)st.werr : 0))
-        err = fuzz_stream_fail("close: %d", crc);
+        err = fuzz_fail("close: %d", crc);
     free(st.t.out);
     return err;
 }
