@@ -298,8 +298,8 @@ void weft__task_orphan_release(weft__task *t);
  * handle's holder writes `gen`, so a plain load and store do. */
 static inline void weft__handle_release(weft__task *t)
 {
-    atomic_store_explicit(&t->gen, atomic_load_explicit(&t->gen, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    uint32_t g = atomic_load_explicit(&t->gen, memory_order_relaxed);
+    atomic_store_explicit(&t->gen, (g + 1) & WEFT__HANDLE_GEN_MASK, memory_order_relaxed);
     if (weft__unlikely(!atomic_load_explicit(&t->rt, memory_order_acquire)))
         weft__task_orphan_release(t);
     else

@@ -102,7 +102,7 @@ typedef struct weft__waiter {
  * handle's reference (acq_rel in weft__task_release), so a spawn that
  * reuses the block reads the bumped value; a stale call ordered after the
  * release by the program sees it too. Relaxed is enough for both. */
-#define WEFT__HANDLE_GEN_BITS 22
+#define WEFT__HANDLE_GEN_MASK ((1u << 22) - 1) /* `gen` stays below 2^22 */
 #define WEFT__HANDLE_ADDR_MASK ((uintptr_t)0x0000ffffffffffc0u)
 
 static inline struct weft_task *weft__handle_ptr(const struct weft_task *h)
@@ -110,18 +110,20 @@ static inline struct weft_task *weft__handle_ptr(const struct weft_task *h)
     return (struct weft_task *)((uintptr_t)h & WEFT__HANDLE_ADDR_MASK);
 }
 
-static inline uint32_t weft__handle_gen(const struct weft_task *h)
+/* The bits generation g adds to a block's address: g rotated right by 16,
+ * so its low 16 bits land above bit 48 and the next 6 in the low bits (one
+ * rotate to make, one to check). */
+static inline uintptr_t weft__handle_tag(uint32_t g)
 {
-    uintptr_t v = (uintptr_t)h;
-    return (uint32_t)((v & 63) | ((v >> 48) << 6));
+    uint64_t x = g;
+    return (uintptr_t)(x >> 16 | x << 48);
 }
 
 /* The handle of t for its current generation. */
 static inline struct weft_task *weft__handle(struct weft_task *t)
 {
     uint32_t g = atomic_load_explicit(&t->gen, memory_order_relaxed);
-    return (struct weft_task *)((uintptr_t)t | (g & 63) |
-                                ((uintptr_t)((g >> 6) & 0xffff) << 48));
+    return (struct weft_task *)((uintptr_t)t | weft__handle_tag(g));
 }
 
 /* Aborts with a message naming `call` (a released handle was passed). */
@@ -132,7 +134,7 @@ static inline struct weft_task *weft__handle_get(const struct weft_task *h, cons
 {
     struct weft_task *t = weft__handle_ptr(h);
     uint32_t g = atomic_load_explicit(&t->gen, memory_order_relaxed);
-    if (__builtin_expect((g & ((1u << WEFT__HANDLE_GEN_BITS) - 1)) != weft__handle_gen(h), 0))
+    if (__builtin_expect((uintptr_t)h != ((uintptr_t)t | weft__handle_tag(g)), 0))
         weft__handle_stale(h, call);
     return t;
 }
