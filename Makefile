@@ -311,6 +311,48 @@ $(BUILD)/soak/%: tests/soak/%.c $(BUILD)/libweft.a
 soak: deps $(patsubst tests/soak/%.c,$(BUILD)/soak/%,$(wildcard tests/soak/*.c))
 	@for s in $(BUILD)/soak/*; do echo "== $$s"; $$s || exit 1; done
 
+# ---------------------------------------------------------------- fuzzing
+# make fuzz [FUZZ_S=60]: each libFuzzer harness of tests/fuzz/fuzz_NAME.c
+# for FUZZ_S seconds, from its seed corpus tests/fuzz/corpus/NAME (left as
+# it is: new inputs go to $(FUZZ_BUILD)/work/NAME, a crash's input to
+# $(FUZZ_BUILD)/artifacts/, and the run fails). Debian's clang and its
+# fuzzer runtime, installed here when run as root. The runtime is built
+# into $(FUZZ_BUILD) with coverage, ASan and UBSan; tests/test_fuzz_corpus.c
+# replays every corpus file through the same checks in `make test`.
+FUZZ_S       ?= 60
+FUZZ_CC      ?= clang-14
+FUZZ_BUILD   := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_PKGS    := /usr/bin/$(FUZZ_CC):$(FUZZ_CC) \
+                /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-$(ARCH).a:libclang-rt-14-dev
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_MAX_LEN ?= 10000
+.PHONY: fuzz fuzz-deps fuzz-build
+fuzz-deps:
+	$(call install_or_name,$(call missing_pkgs,$(FUZZ_PKGS)))
+fuzz: fuzz-deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@mkdir -p $(FUZZ_BUILD)/artifacts
+	@for f in $(FUZZ_NAMES); do \
+	  echo "== fuzz $$f for $(FUZZ_S) s"; mkdir -p $(FUZZ_BUILD)/work/$$f; \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(FUZZ_BUILD)/fuzz_$$f -max_total_time=$(FUZZ_S) -timeout=20 -print_final_stats=1 \
+	    -max_len=$(FUZZ_MAX_LEN) -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$f- \
+	    $(FUZZ_BUILD)/work/$$f tests/fuzz/corpus/$$f || \
+	  { echo "fuzz: $$f failed; the input is in $(FUZZ_BUILD)/artifacts/"; exit 1; }; \
+	done
+fuzz-build:
+	$(MAKE) --no-print-directory $(FUZZ_BUILD)/libweft.a BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) ALLOC_LIB= \
+	  OPT="-O1 -g -fno-omit-frame-pointer" SANFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
+	  ASSERTS=-DWEFT_DEBUG_ASSERTS
+	$(MAKE) --no-print-directory $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_NAMES))
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/*.h common/http_parser.h examples/http_server.c examples/serve.h $(FUZZ_BUILD)/libweft.a
+	$(FUZZ_CC) $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer $(FUZZ_SAN) -pthread \
+	  -D_GNU_SOURCE -Iinclude -Iruntime -Icommon $< -o $@ $(FUZZ_BUILD)/libweft.a -pthread -lm
+# The corpus replay test finds the corpus here (WEFT_FUZZ_CORPUS overrides).
+$(BUILD)/tests/test_fuzz_corpus.o: CFLAGS_APP += -DWEFT_FUZZ_CORPUS='"$(CURDIR)/tests/fuzz/corpus"'
+$(BUILD)/tests/test_fuzz_corpus.o: $(wildcard tests/fuzz/*.h) examples/http_server.c examples/serve.h examples/serve_tls.h
+
 # ---------------------------------------------------------------- demo, bench
 # The async-vs-threads comparison (bench/avt.h, shared with its smoke test)
 # adds its weft_spawn_blocking model when the runtime's header declares it.
@@ -468,6 +510,7 @@ help:
 	@echo "make check-aarch64         cross-build and run the aarch64 switch check under qemu"
 	@echo "make charts   PNG charts of bench/results/all.csv (gnuplot)"
 	@echo "make soak     long soaks (a million sleeping tasks)"
+	@echo "make fuzz [FUZZ_S=60]      libFuzzer harnesses of tests/fuzz, FUZZ_S seconds each"
 
 # Header dependencies written by -MMD -MP.
 -include $(shell find $(BUILD) -maxdepth 2 -name '*.d' 2>/dev/null)

@@ -438,5 +438,10 @@ int main(int argc, char **argv)
     responses_init();
     g_idle_ms = serve_env_ms("http_server", "WEFT_IDLE_TIMEOUT_MS", IDLE_TIMEOUT_MS);
     g_head_ms = serve_env_ms("http_server", "WEFT_HEAD_TIMEOUT_MS", HEAD_TIMEOUT_MS);
+    /* The head deadline is now + g_head_ms in ns: a larger value (over 146
+     * years, "never") would overflow it into the past, and every head that
+     * came in two reads would get 408 at once. */
+    if (g_head_ms > INT64_MAX / 2000000)
+        g_head_ms = INT64_MAX / 2000000;
     return serve_run("http_server", &cfg, port, 4096, serve_tls_wrap(serve), drain_connections);
 }

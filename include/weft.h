@@ -193,10 +193,20 @@ WEFT_API weft_task *weft_spawn_on_ex(weft_runtime *rt, weft_fn fn, void *arg,
  * joining itself), -ECANCELED (t was cancelled before it finished, or
  * discarded by weft_runtime_free; or the calling task itself was cancelled
  * while waiting, in which case t is detached). The handle is released in
- * every case except -EINVAL/-EDEADLK. */
+ * every case except -EINVAL/-EDEADLK.
+ * A released handle (passed to weft_join or weft_detach before, or released
+ * by weft_join_timeout/_all/_any) is misuse, detected by every call that
+ * takes a handle (weft_join, weft_join_timeout, weft_join_all,
+ * weft_join_any, weft_detach, weft_cancel): it prints "weft: CALL: stale
+ * join handle ..." and aborts, also when the task's control block has been
+ * reused by another task since (a handle carries its block's generation;
+ * it is never taken for the newer task). Not detected: a handle used after
+ * weft_runtime_free released it, or one whose block was released exactly a
+ * multiple of 2^22 times since. */
 WEFT_API int weft_join(weft_task *t, void **result);
 
-/* Releases the handle without waiting; the task runs to completion on its own. */
+/* Releases the handle without waiting; the task runs to completion on its
+ * own. NULL does nothing; a released handle aborts (see weft_join). */
 WEFT_API void weft_detach(weft_task *t);
 
 /* Puts the calling task at the back of its worker's queue and runs others.
@@ -208,8 +218,8 @@ WEFT_API void weft_yield(void);
  * next suspension point, t runs its own cleanup and returns, and weft_join on
  * it returns -ECANCELED. A task cancelled before it ever ran does not run.
  * Cancelling a finished task does nothing. Any thread may call it; the handle
- * stays valid (join or detach it as usual). Returns 0 or -EINVAL. Does not
- * suspend. */
+ * stays valid (join or detach it as usual). Returns 0 or -EINVAL (t NULL);
+ * a released handle aborts (see weft_join). Does not suspend. */
 WEFT_API int weft_cancel(weft_task *t);
 /* 1 if cancellation of the calling task has been requested, else 0. */
 WEFT_API int weft_cancelled(void);
@@ -607,7 +617,9 @@ static inline weft_deadline *weft__deadline_enter(weft_deadline *s, int64_t time
  * its index; the other handles stay with the caller. -ETIMEDOUT,
  * -ECANCELED (caller cancelled), -EINVAL (no handle). From a plain thread
  * join_any polls every millisecond.
- * All three suspend. A handle may be waited for by one call at a time. */
+ * All three suspend. A handle may be waited for by one call at a time. A
+ * released handle among them aborts before any handle is waited for or
+ * released (see weft_join). */
 WEFT_API int weft_join_timeout(weft_task *t, void **result, int64_t timeout_ms);
 WEFT_API int weft_join_all(weft_task **ts, int n, void **results, int64_t timeout_ms);
 WEFT_API int weft_join_any(weft_task **ts, int n, void **result, int64_t timeout_ms);

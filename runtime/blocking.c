@@ -409,7 +409,7 @@ static weft__task *submit(weft_runtime *rt, int kind, weft_fn fn, void *arg, int
         /* Never queued: complete it as cancelled and drop the handle. */
         atomic_store_explicit(&t->cancel, 1, memory_order_release);
         weft__task_complete_external(t, NULL);
-        weft_detach(t);
+        weft__handle_release(t);
         *err = rc;
         return NULL;
     }
@@ -508,12 +508,12 @@ int weft__blocking_call(weft_fn fn, void *arg)
              * waiter); one handed to a thread is skipped when the thread
              * picks it; a running one finishes. Wait for whichever. */
             why = rc;
-            weft_cancel(t);
+            weft__cancel(t);
             weft__blocking_remove(t);
             weft__waiter_wait_nocancel(&wt);
         }
     }
-    weft_join(t, NULL); /* finished: releases the handle */
+    weft__join(t, NULL); /* finished: releases the handle */
     return c.ran ? 0 : why;
 }
 
@@ -527,9 +527,11 @@ static weft_task *spawn_on(weft_runtime *rt, int kind, weft_fn fn, void *arg)
     }
     int err = 0;
     weft__task *t = submit(rt, kind, fn, arg, &err);
-    if (!t)
+    if (!t) {
         errno = err;
-    return t;
+        return NULL;
+    }
+    return weft__handle(t);
 }
 
 static weft_task *spawn_here(int kind, weft_fn fn, void *arg)

@@ -259,7 +259,7 @@ void weft_group_free(weft_group *g)
 
 /* ------------------------------------------------------------ gathering */
 
-static int task_done(weft_task *t)
+static int task_done(weft__task *t)
 {
     uintptr_t j = atomic_load_explicit(&t->join, memory_order_acquire);
     return j == JOIN_DONE || j == JOIN_DISCARDED;
@@ -268,7 +268,7 @@ static int task_done(weft_task *t)
 /* Waits until t has finished without consuming the handle. 0, -ETIMEDOUT,
  * -ECANCELED (the caller was cancelled), -EBUSY (someone else waits on t),
  * -ENOMEM. */
-static int task_wait_done(weft_task *t, weft__deadline deadline)
+static int task_wait_done(weft__task *t, weft__deadline deadline)
 {
     uintptr_t j = atomic_load_explicit(&t->join, memory_order_acquire);
     if (j == JOIN_DONE || j == JOIN_DISCARDED)
@@ -288,16 +288,17 @@ static int task_wait_done(weft_task *t, weft__deadline deadline)
     return weft__join_wait(t, &wt, deadline);
 }
 
-int weft_join_timeout(weft_task *t, void **result, int64_t timeout_ms)
+int weft_join_timeout(weft_task *h, void **result, int64_t timeout_ms)
 {
-    if (!t)
+    if (!h)
         return -EINVAL;
+    weft__task *t = weft__handle_get(h, "weft_join_timeout");
     if (timeout_ms == -1)
-        return weft_join(t, result);
+        return weft__join(t, result);
     int rc = task_wait_done(t, weft__deadline_from_ms(timeout_ms));
     if (rc < 0)
         return rc;
-    return weft_join(t, result);
+    return weft__join(t, result);
 }
 
 int weft_join_all(weft_task **ts, int n, void **results, int64_t timeout_ms)
@@ -307,16 +308,18 @@ int weft_join_all(weft_task **ts, int n, void **results, int64_t timeout_ms)
     for (int i = 0; i < n; i++)
         if (!ts[i])
             return -EINVAL;
+    for (int i = 0; i < n; i++) /* every handle, before any is released */
+        weft__handle_get(ts[i], "weft_join_all");
     weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     for (int i = 0; i < n; i++) {
-        int rc = task_wait_done(ts[i], deadline);
+        int rc = task_wait_done(weft__handle_ptr(ts[i]), deadline);
         if (rc < 0)
             return rc;
     }
     int cancelled = 0;
     for (int i = 0; i < n; i++) {
         void *r = NULL;
-        if (weft_join(ts[i], &r) == -ECANCELED)
+        if (weft__join(weft__handle_ptr(ts[i]), &r) == -ECANCELED)
             cancelled++;
         if (results)
             results[i] = r;
@@ -328,7 +331,7 @@ static int join_any_thread(weft_task **ts, int n, weft__deadline deadline)
 {
     for (;;) {
         for (int i = 0; i < n; i++)
-            if (ts[i] && task_done(ts[i]))
+            if (ts[i] && task_done(weft__handle_ptr(ts[i])))
                 return i;
         int64_t now = weft__clock_ns();
         if (now >= deadline)
@@ -357,7 +360,7 @@ static int join_any_task(weft__task *self, weft_task **ts, int n, weft__deadline
         if (!ts[i])
             continue;
         uintptr_t j;
-        if (weft__join_install(ts[i], &wts[i], &j)) {
+        if (weft__join_install(weft__handle_ptr(ts[i]), &wts[i], &j)) {
             installed = i + 1;
         } else if (j == JOIN_DONE || j == JOIN_DISCARDED) {
             winner = i;
@@ -386,7 +389,7 @@ static int join_any_task(weft__task *self, weft_task **ts, int n, weft__deadline
     for (int i = 0; i < installed; i++) {
         if (!ts[i])
             continue;
-        if (!weft__join_withdraw(ts[i], &wts[i])) {
+        if (!weft__join_withdraw(weft__handle_ptr(ts[i]), &wts[i])) {
             weft__waiter_wait_nocancel(&wts[i]);
             if (winner < 0 || i < winner)
                 winner = i;
@@ -403,17 +406,20 @@ int weft_join_any(weft_task **ts, int n, void **result, int64_t timeout_ms)
         return -EINVAL;
     int any = 0;
     for (int i = 0; i < n; i++)
-        any |= ts[i] != NULL;
+        if (ts[i]) {
+            weft__handle_get(ts[i], "weft_join_any");
+            any = 1;
+        }
     if (!any)
         return -EINVAL;
     weft__deadline deadline = weft__deadline_from_ms(timeout_ms);
     weft__task *self = weft__cur_task();
     for (int i = 0; i < n; i++)
-        if (ts[i] == self)
+        if (ts[i] && weft__handle_ptr(ts[i]) == self)
             return -EDEADLK;
     int idx = -1;
     for (int i = 0; i < n && idx < 0; i++)
-        if (ts[i] && task_done(ts[i]))
+        if (ts[i] && task_done(weft__handle_ptr(ts[i])))
             idx = i;
     if (idx < 0) {
         if (self && weft__cancel_pending(self))
@@ -424,6 +430,6 @@ int weft_join_any(weft_task **ts, int n, void **result, int64_t timeout_ms)
         if (idx < 0)
             return idx;
     }
-    weft_join(ts[idx], result);
+    weft__join(weft__handle_ptr(ts[idx]), result);
     return idx;
 }

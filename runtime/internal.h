@@ -294,6 +294,21 @@ static inline uintptr_t weft__join_outcome(weft__task *t)
 /* Drops the handle's reference to a block whose runtime is gone (weft_join,
  * weft_detach after weft_runtime_free). */
 void weft__task_orphan_release(weft__task *t);
+/* Releases t's handle (weft_join, weft_detach): moves its generation on
+ * (task.h) before the reference goes, since once it has the block may be
+ * reused and the new handle must not match the released one. Only the
+ * handle's holder writes `gen`, so a plain load and store do. */
+static inline void weft__handle_release(weft__task *t)
+{
+    uint32_t g = atomic_load_explicit(&t->gen, memory_order_relaxed);
+    atomic_store_explicit(&t->gen, (g + 1) & WEFT__HANDLE_GEN_MASK, memory_order_relaxed);
+    if (weft__unlikely(!atomic_load_explicit(&t->rt, memory_order_acquire)))
+        weft__task_orphan_release(t);
+    else
+        weft__task_release(weft__cur_worker(), t);
+}
+/* weft_cancel on a block whose handle has been checked (task.h). */
+int weft__cancel(weft__task *t);
 /* 0 once fired; -ECANCELED if the task was cancelled first: the waiter may
  * still fire later, so the caller withdraws it from wherever it is
  * registered, and if a firer already took it, waits with

@@ -25,6 +25,8 @@
 
 #include <errno.h>
 #include <linux/futex.h>
+#include <stdio.h>
+#include <stdlib.h>
 #ifdef WEFT_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
@@ -56,6 +58,13 @@ static weft__task *tfree_take(weft_runtime *rt, unsigned *got)
         pthread_mutex_unlock(&rt->tfree_lock);
         *got = 0;
         return NULL;
+    }
+    /* Handles carry their generation in the bits this mask leaves out
+     * (task.h); no Linux x86-64 or aarch64 allocator hands out more. */
+    if (((uintptr_t)c & 63) || ((uintptr_t)(c + 1) >> 48)) {
+        fprintf(stderr, "weft: task blocks at %p, above 2^48: join handles cannot carry "
+                        "their generation on this system\n", (void *)c);
+        abort();
     }
     c->next = rt->chunks;
     rt->chunks = c;
@@ -189,6 +198,15 @@ weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *
         }
     }
     return t;
+}
+
+void weft__handle_stale(const void *h, const char *call)
+{
+    fprintf(stderr,
+            "weft: %s: stale join handle %p: it was already released by weft_join or "
+            "weft_detach (its task block may run another task now)\n",
+            call, h);
+    abort();
 }
 
 void weft__task_release(weft__worker *w, weft__task *t)
@@ -351,8 +369,9 @@ weft_task *weft_spawn_ex(weft_fn fn, void *arg, const weft_spawn_opts *opts)
         errno = err;
         return NULL;
     }
+    weft_task *h = weft__handle(t);
     weft__schedule(rt, t);
-    return t;
+    return h;
 }
 
 weft_task *weft_spawn(weft_fn fn, void *arg) { return weft_spawn_ex(fn, arg, NULL); }
@@ -376,8 +395,9 @@ weft_task *weft_spawn_on_ex(weft_runtime *rt, weft_fn fn, void *arg, const weft_
         errno = err;
         return NULL;
     }
+    weft_task *h = weft__handle(t);
     weft__schedule(rt, t);
-    return t;
+    return h;
 }
 
 weft_task *weft_spawn_on(weft_runtime *rt, weft_fn fn, void *arg)
@@ -385,14 +405,11 @@ weft_task *weft_spawn_on(weft_runtime *rt, weft_fn fn, void *arg)
     return weft_spawn_on_ex(rt, fn, arg, NULL);
 }
 
-void weft_detach(weft_task *t)
+void weft_detach(weft_task *h)
 {
-    if (!t)
+    if (!h)
         return;
-    if (!atomic_load_explicit(&t->rt, memory_order_acquire))
-        weft__task_orphan_release(t);
-    else
-        weft__task_release(weft__cur_worker(), t);
+    weft__handle_release(weft__handle_get(h, "weft_detach"));
 }
 
 int weft_pin(void)
@@ -415,10 +432,15 @@ int weft_unpin(void)
     return 0;
 }
 
-int weft_cancel(weft_task *t)
+int weft_cancel(weft_task *h)
 {
-    if (!t)
+    if (!h)
         return -EINVAL;
+    return weft__cancel(weft__handle_get(h, "weft_cancel"));
+}
+
+int weft__cancel(weft__task *t)
+{
     if (!atomic_load_explicit(&t->rt, memory_order_acquire) ||
         atomic_load_explicit(&t->join, memory_order_acquire) == JOIN_DONE)
         return 0; /* finished (or its runtime is gone): nothing to do */

@@ -69,8 +69,9 @@ struct weft_task {
     };
     uint64_t id;
     char *name;                    /* NULL unless spawned with a name (heap copy) */
-    _Atomic int refs;              /* 1 for the running task + 1 for the handle */
-    _Atomic int live;              /* spawned and not yet finished */
+    _Atomic uint16_t refs;         /* 1 for the running task + 1 for the handle */
+    _Atomic uint16_t live;         /* spawned and not yet finished */
+    _Atomic uint32_t gen;          /* handle generation: moves on when the handle is released */
 } __attribute__((aligned(64)));
 
 typedef struct weft_task weft__task;
@@ -83,6 +84,60 @@ typedef struct weft__waiter {
     int result;
 } weft__waiter;
 
+
+/* Join handles. The weft_task * a caller holds is not the block's address:
+ * it carries the block's handle generation (`gen`, bumped each time a
+ * handle of the block is released by weft_join or weft_detach), 6 bits in
+ * the low bits the block's 64-byte alignment leaves free and 16 in the bits
+ * above 48 (user addresses on x86-64 and aarch64 Linux fit in 48 bits;
+ * tfree_take checks each chunk). A call given a handle whose generation is
+ * no longer the block's has been given a released handle, whatever task
+ * the block runs now: it aborts naming the call (weft__handle_stale).
+ * A released handle passes the check only when its block has since been
+ * released a multiple of 2^22 times (the generation wraps). The check reads
+ * the block, so a handle used after its runtime was freed and the handle
+ * released is not checked (the block may be gone).
+ *
+ * Ordering: only the handle's holder bumps `gen`, before it drops the
+ * handle's reference (acq_rel in weft__task_release), so a spawn that
+ * reuses the block reads the bumped value; a stale call ordered after the
+ * release by the program sees it too. Relaxed is enough for both. */
+#define WEFT__HANDLE_GEN_MASK ((1u << 22) - 1) /* `gen` stays below 2^22 */
+#define WEFT__HANDLE_ADDR_MASK ((uintptr_t)0x0000ffffffffffc0u)
+
+static inline struct weft_task *weft__handle_ptr(const struct weft_task *h)
+{
+    return (struct weft_task *)((uintptr_t)h & WEFT__HANDLE_ADDR_MASK);
+}
+
+/* The bits generation g adds to a block's address: g rotated right by 16,
+ * so its low 16 bits land above bit 48 and the next 6 in the low bits (one
+ * rotate to make, one to check). */
+static inline uintptr_t weft__handle_tag(uint32_t g)
+{
+    uint64_t x = g;
+    return (uintptr_t)(x >> 16 | x << 48);
+}
+
+/* The handle of t for its current generation. */
+static inline struct weft_task *weft__handle(struct weft_task *t)
+{
+    uint32_t g = atomic_load_explicit(&t->gen, memory_order_relaxed);
+    return (struct weft_task *)((uintptr_t)t | weft__handle_tag(g));
+}
+
+/* Aborts with a message naming `call` (a released handle was passed). */
+void weft__handle_stale(const void *h, const char *call) __attribute__((noreturn, cold));
+
+/* The block of handle h (not NULL), after checking that h was not released. */
+static inline struct weft_task *weft__handle_get(const struct weft_task *h, const char *call)
+{
+    struct weft_task *t = weft__handle_ptr(h);
+    uint32_t g = atomic_load_explicit(&t->gen, memory_order_relaxed);
+    if (__builtin_expect((uintptr_t)h != ((uintptr_t)t | weft__handle_tag(g)), 0))
+        weft__handle_stale(h, call);
+    return t;
+}
 
 #if !defined(WEFT_ASAN) && !defined(WEFT_TSAN) && defined(__x86_64__)
 _Static_assert(offsetof(struct weft_task, low_sp) == 64, "hot fields fill exactly one cache line");

@@ -89,17 +89,22 @@ int weft__waiter_wait_timed(weft__waiter *wt, weft__deadline deadline)
 
 /* ------------------------------------------------------------ join */
 
-int weft_join(weft_task *t, void **result)
+int weft_join(weft_task *h, void **result)
 {
-    if (!t)
+    if (!h)
         return -EINVAL;
+    return weft__join(weft__handle_get(h, "weft_join"), result);
+}
+
+int weft__join(weft__task *t, void **result)
+{
     weft__task *self = weft__cur_task();
     if (self == t)
         return -EDEADLK;
     uintptr_t j = atomic_load_explicit(&t->join, memory_order_acquire);
     if (j == JOIN_OPEN) {
         if (self && weft__cancel_pending(self)) {
-            weft_detach(t);
+            weft__handle_release(t);
             return -ECANCELED;
         }
         weft__waiter wt;
@@ -114,7 +119,7 @@ int weft_join(weft_task *t, void **result)
             if (rc == -ETIMEDOUT || rc == -ENOMEM)
                 return rc;
             if (rc < 0) {
-                weft_detach(t);
+                weft__handle_release(t);
                 return -ECANCELED;
             }
             j = atomic_load_explicit(&t->join, memory_order_acquire);
@@ -126,10 +131,7 @@ int weft_join(weft_task *t, void **result)
     if (result)
         *result = t->result;
     int rc = j == JOIN_DONE ? 0 : -ECANCELED;
-    if (!atomic_load_explicit(&t->rt, memory_order_acquire))
-        weft__task_orphan_release(t);
-    else
-        weft__task_release(weft__cur_worker(), t);
+    weft__handle_release(t);
     return rc;
 }
 

@@ -343,6 +343,10 @@ static inline int weft__join_wait(weft__task *t, weft__waiter *wt, weft__deadlin
     return 0;
 }
 
+/* weft_join on a block whose handle has been checked (task.h's
+ * weft__handle_get): the callers that hold the block, not the handle. */
+int weft__join(weft__task *t, void **result);
+
 /* ------------------------------------------------------------ shields */
 
 /* Holds cancellation of t off until the matching weft__shield_release(t):

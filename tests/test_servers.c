@@ -209,6 +209,44 @@ Test(servers, http_head_deadline_408, .timeout = 120)
     test_run(2, srv_slowloris_task, &s);
 }
 
+/* A head limit too large to add to the clock ("never") must not turn into
+ * a deadline in the past: a head that arrives in two pieces is answered. */
+static void *srv_huge_head_limit_task(void *arg)
+{
+    srv *s = arg;
+    TEST_EXPECT(srv_start(s) == 0, "start %s", s->path);
+    char resp[512] = "";
+    ssize_t n = 0;
+    int fd = weft_tcp_connect("127.0.0.1", (uint16_t)s->port, 5000);
+    if (fd >= 0 && weft_write(fd, srv_get, 10, 5000) == 10) {
+        weft_sleep_ms(200); /* the server reads the first piece on its own */
+        if (weft_write(fd, srv_get + 10, sizeof srv_get - 11, 5000) == (ssize_t)(sizeof srv_get - 11))
+            while (!strstr(resp, "\r\n\r\n")) {
+                ssize_t k = weft_read(fd, resp + n, sizeof resp - 1 - (size_t)n, 10000);
+                if (k <= 0)
+                    break;
+                n += k;
+                resp[n] = '\0';
+            }
+    }
+    if (fd >= 0)
+        weft_close(fd);
+    char out[1024];
+    int stopped = srv_stop(s, out, sizeof out); /* also when the answer was wrong */
+    TEST_EXPECT(strncmp(resp, "HTTP/1.1 200 ", 13) == 0, "connect %d, answer: '%s'", fd, resp);
+    TEST_EXPECT(stopped == 0, "stop: '%s'", out);
+    return NULL;
+}
+
+Test(servers, http_huge_head_limit, .timeout = 120)
+{
+    char path[256];
+    if (!srv_path("http_server", path, sizeof path))
+        cr_skip_test("%s not built (run make first)", path);
+    srv s = {.path = path, .extra_env = "WEFT_HEAD_TIMEOUT_MS=9223372036854775807"};
+    test_run(2, srv_huge_head_limit_task, &s);
+}
+
 static void *srv_echo_idle_task(void *arg)
 {
     srv *s = arg;
