@@ -58,7 +58,8 @@ LIB_SRC := $(wildcard runtime/*.c)
 LIB_ASM := $(wildcard runtime/switch_$(ARCH).S)
 LIB_OBJ := $(patsubst runtime/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) \
            $(patsubst runtime/%.S,$(BUILD)/obj/%.o,$(LIB_ASM))
-TEST_SRC := $(wildcard tests/test_*.c)
+# tests/test_faults.c needs a runtime built with -DWEFT_FAULT_INJECT: make test-faults.
+TEST_SRC := $(filter-out tests/test_faults.c,$(wildcard tests/test_*.c))
 TEST_OBJ := $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SRC))
 LTO_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/lto_*.c))
 # Programs that drive a real library (libpq, libcurl) are built only where its
@@ -76,7 +77,7 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out $(SKIPPED_S
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(filter-out $(SKIPPED_SRC),$(wildcard bench/*.c)))
 
 .PHONY: all lib deps build-deps demo-deps run-tests run-demo test test-asan test-tsan valgrind demo examples benches bench bench-quick \
-        install uninstall check-install clean help check-aarch64 soak
+        install uninstall check-install clean help check-aarch64 soak test-faults soak-net
 .DEFAULT_GOAL := all
 
 all: build-deps lib examples
@@ -261,6 +262,7 @@ run-tests: $(BUILD)/tests/weft_tests $(LTO_TESTS) $(BUILD)/tests/switch_check $(
 	@sh tests/arch/check_layers.sh $(BUILD)/obj
 	@$(MAKE) --no-print-directory check-man
 	@if [ "$(BUILD)" = build ]; then $(MAKE) --no-print-directory check-install; fi
+	@if [ "$(BUILD)" = build ]; then $(MAKE) --no-print-directory test-faults; fi
 	@for t in $(LTO_TESTS); do echo "== $$t"; $(TEST_ENV) $$t $(CRITERION_FLAGS) || exit 1; done
 	@if [ "$(BUILD)" = build ] && [ "$(ARCH)" != aarch64 ]; then $(MAKE) --no-print-directory check-aarch64; fi
 	@echo "== $(BUILD)/tests/weft_tests"
@@ -273,6 +275,21 @@ test-asan:
 	$(MAKE) test CRITERION_FLAGS="--jobs 1" BUILD=build/asan CC=$(CC) OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" ALLOC_LIB= ASSERTS=-DWEFT_DEBUG_ASSERTS \
 	  TEST_ENV="ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1"
+
+# Allocation-failure injection (runtime/fault.c, tests/test_faults.c): the
+# runtime built with -DWEFT_FAULT_INJECT under ASan/UBSan, and a test binary
+# of its own that fails the 1st, 2nd, ... allocation of each path; LSan
+# checks at exit that no failure leaked. `make test` runs it.
+FAULTS_BUILD := build/faults
+test-faults:
+	@$(MAKE) --no-print-directory $(FAULTS_BUILD)/tests/weft_faults BUILD=$(FAULTS_BUILD) CC=$(CC) \
+	  OPT="-O1 -g -fno-omit-frame-pointer" SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  ALLOC_LIB= ASSERTS="-DWEFT_DEBUG_ASSERTS -DWEFT_FAULT_INJECT"
+	@echo "== $(FAULTS_BUILD)/tests/weft_faults"
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(FAULTS_BUILD)/tests/weft_faults --jobs 1
+$(BUILD)/tests/weft_faults: $(BUILD)/tests/test_faults.o $(BUILD)/libweft.a
+	$(CC) $(SANFLAGS) -o $@ $< $(BUILD)/libweft.a $(CRITERION_LIB) $(LDLIBS_APP)
 
 # Criterion cannot start under TSan (its BoxFort arena sits at fixed addresses
 # in TSan's shadow range, Snaipe/Criterion#274), so this lane builds the same
@@ -446,6 +463,7 @@ help:
 	@echo "make demo     build everything and run the main demo"
 	@echo "make test     build and run every test (Criterion)"
 	@echo "make test-asan / test-tsan / valgrind   the same suite instrumented"
+	@echo "make test-faults  every allocation of each path failed in turn (ASan; part of make test)"
 	@echo "make bench / bench-quick   benchmarks (results in bench/results/)"
 	@echo "make install PREFIX=DIR [DESTDIR=STAGE]   headers, libraries, pkg-config files, man pages"
 	@echo "make uninstall PREFIX=DIR  removes what install put there"

@@ -148,8 +148,9 @@ static weft__slab *slab_new(unsigned cls)
     if (!sl)
         return NULL;
     size_t bytes = slot * n;
-    char *base = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    char *base = weft__fault() ? MAP_FAILED
+                               : mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (base == MAP_FAILED) {
         weft__free(sl);
         return NULL;
