@@ -161,6 +161,11 @@ static weft__slab *slab_new(unsigned cls)
     sl->nslots = n;
 #ifdef WEFT_HAVE_VALGRIND
     sl->vg_ids = weft__calloc(n, sizeof(unsigned));
+    if (!sl->vg_ids) {
+        munmap(base, bytes);
+        weft__free(sl);
+        return NULL;
+    }
 #endif
     int mode = weft__stack_guard_mode();
     for (unsigned i = 0; i < n; i++) {
