@@ -186,10 +186,18 @@ static int p_spawn_outside(weft_runtime *rt)
 
 Test(faults, spawn_from_thread) { sweep("spawn from a thread", p_spawn_outside, 0); }
 
+/* Returns its sleep's result (0 or -errno) as its result. */
 static void *sleeper(void *a)
 {
-    weft_sleep_ms((uint64_t)(intptr_t)a);
-    return a;
+    return (void *)(intptr_t)weft_sleep_ms((uint64_t)(intptr_t)a);
+}
+
+static int first_error(void **res, int n)
+{
+    for (int i = 0; i < n; i++)
+        if ((intptr_t)res[i] < 0)
+            return (int)(intptr_t)res[i];
+    return 0;
 }
 
 /* Joins what join_all left (it releases nothing when it fails). */
@@ -210,19 +218,23 @@ static int p_join(weft_runtime *rt)
     for (; n < 20; n++)
         if ((rc = weft_task_spawn(NULL, sleeper, (void *)(intptr_t)(n % 2), NULL, &t[n])) < 0)
             return join_each(t, n, rc);
-    rc = weft_join_any(t, n, NULL, 10000);
+    void *res[20] = {0};
+    rc = weft_join_any(t, n, &res[0], 10000);
     if (rc < 0)
         return join_each(t, n, rc);
     t[rc] = NULL;
+    if ((intptr_t)res[0] < 0)
+        return join_each(t, n, (int)(intptr_t)res[0]);
     weft_task *rest[20];
     int m = 0;
     for (int i = 0; i < n; i++)
         if (t[i])
             rest[m++] = t[i];
-    rc = weft_join_all(rest, m, NULL, 10000);
+    rc = weft_join_all(rest, m, res, 10000);
     if (rc < 0)
         return join_each(rest, m, rc);
     CHECK(rc == 0);
+    TRY(first_error(res, m));
     /* join_timeout: a timer entry */
     weft_task *s;
     TRY(weft_task_spawn(NULL, sleeper, (void *)2, NULL, &s));
@@ -232,10 +244,11 @@ static int p_join(weft_runtime *rt)
             weft_join(s, NULL);
         return rc < 0 ? rc : -EPROTO;
     }
-    rc = weft_join_timeout(s, NULL, 10000);
+    void *r = NULL;
+    rc = weft_join_timeout(s, &r, 10000);
     if (rc < 0 && rc != -ECANCELED && rc != -ENOMEM)
         weft_join(s, NULL);
-    return rc;
+    return rc < 0 ? rc : (int)(intptr_t)r;
 }
 
 Test(faults, join) { sweep("join_any, join_all, join_timeout", p_join, 1); }
@@ -424,8 +437,10 @@ out:
         int jr = weft_join(t, &res);
         if (jr == 0)
             jr = (int)(intptr_t)res;
-        if (rc == 0 || rc == -ETIMEDOUT)
-            rc = jr < 0 ? jr : rc;
+        /* a client that gave up explains what the server saw (an early
+         * end of stream, a reset) */
+        if (jr < 0 && rc != -ENOMEM)
+            rc = jr;
     }
     return rc;
 }
@@ -543,6 +558,12 @@ static int p_group(weft_runtime *rt)
         rc = weft_group_next(g, &res, 5000);
         if (rc >= 0)
             rc = weft_group_wait(g, 5000);
+        /* collect the rest: each child's result is its sleep's */
+        int err = rc < 0 ? rc : (int)(intptr_t)res;
+        while (weft_group_next(g, &res, 5000) >= 0)
+            if (!err && (intptr_t)res < 0)
+                err = (int)(intptr_t)res;
+        rc = err;
     }
     weft_group_free(g);
     return rc < 0 ? rc : 0;
