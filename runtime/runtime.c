@@ -248,6 +248,21 @@ int weft_main(weft_fn fn, void *arg, void **result)
     return rc;
 }
 
+size_t weft_runtime_live_tasks(const weft_runtime *rt)
+{
+    if (!rt)
+        return 0;
+    /* tfree_take adds chunks under tfree_lock; none goes away while rt lives. */
+    weft_runtime *m = (weft_runtime *)rt;
+    size_t n = 0;
+    pthread_mutex_lock(&m->tfree_lock);
+    for (weft__task_chunk *c = m->chunks; c; c = c->next)
+        for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++)
+            n += atomic_load_explicit(&c->tasks[i].live, memory_order_relaxed) != 0;
+    pthread_mutex_unlock(&m->tfree_lock);
+    return n;
+}
+
 unsigned weft_runtime_stats(const weft_runtime *rt, weft_worker_stats *out, unsigned n)
 {
     if (!rt)

@@ -227,7 +227,7 @@ static int first_run(weft__worker *w, weft__task *t)
     if (prepare_first_run(w, t) < 0) {
         fprintf(stderr, "weft: cannot allocate a stack for task %llu; it does not run, its join reports -ENOMEM\n",
                 (unsigned long long)t->id);
-        t->no_stack = 1;
+        t->stack_cls = WEFT_NO_STACK_CLS;
         drop_unstarted(t);
         return -ENOMEM;
     }

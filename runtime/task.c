@@ -182,7 +182,6 @@ weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *
     t->shield = 0;
     t->scope = NULL; /* overlays free_next: the block is off its free list now */
     t->result = NULL;
-    t->no_stack = 0;
     atomic_store_explicit(&t->join, JOIN_OPEN, memory_order_relaxed);
     atomic_store_explicit(&t->refs, 2, memory_order_relaxed);
     atomic_store_explicit(&t->live, 1, memory_order_relaxed);

@@ -34,6 +34,10 @@ enum { ACT_NONE = 0, ACT_YIELD, ACT_PARK, ACT_EXIT };
 #define JOIN_OPEN ((uintptr_t)0)
 #define JOIN_DONE ((uintptr_t)1)
 #define JOIN_DISCARDED ((uintptr_t)2)
+/* stack_cls of a task dropped at its first run because no stack could be
+ * had: its joins report -ENOMEM. Written before the join word's exchange to
+ * JOIN_DISCARDED (acq_rel), read after a joiner's acquire of it. */
+#define WEFT_NO_STACK_CLS 0xfe
 
 struct weft_runtime;
 struct weft__worker;
@@ -71,8 +75,6 @@ struct weft_task {
     char *name;                    /* NULL unless spawned with a name (heap copy) */
     _Atomic int refs;              /* 1 for the running task + 1 for the handle */
     _Atomic int live;              /* spawned and not yet finished */
-    uint8_t no_stack;              /* never ran, no stack could be had: joins report -ENOMEM
-                                    * (written before the join word's release, read after its acquire) */
 } __attribute__((aligned(64)));
 
 typedef struct weft_task weft__task;

@@ -125,7 +125,7 @@ int weft_join(weft_task *t, void **result)
      * NULL there. */
     if (result)
         *result = t->result;
-    int rc = j == JOIN_DONE ? 0 : t->no_stack ? -ENOMEM : -ECANCELED;
+    int rc = j == JOIN_DONE ? 0 : t->stack_cls == WEFT_NO_STACK_CLS ? -ENOMEM : -ECANCELED;
     if (!atomic_load_explicit(&t->rt, memory_order_acquire))
         weft__task_orphan_release(t);
     else
