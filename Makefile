@@ -328,6 +328,18 @@ $(BUILD)/soak/%: tests/soak/%.c $(BUILD)/libweft.a
 soak: deps $(patsubst tests/soak/%.c,$(BUILD)/soak/%,$(wildcard tests/soak/*.c))
 	@for s in $(BUILD)/soak/*; do echo "== $$s"; $$s || exit 1; done
 
+# The example servers under load for SOAK_S seconds (default 60), their
+# memory, descriptors and live tasks sampled every second and checked to come
+# back to their start (tests/soak_net/run.sh says how close, and why).
+SOAK_NET_PKGS := /usr/bin/wrk:wrk
+$(BUILD)/soak_net/%: tests/soak_net/%.c $(BUILD)/libweft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_APP) $< -o $@ $(BUILD)/libweft.a $(LDLIBS_APP)
+
+soak-net: $(BUILD)/examples/echo_server $(BUILD)/examples/http_server $(BUILD)/soak_net/echo_clients
+	$(call install_or_name,$(call missing_pkgs,$(SOAK_NET_PKGS)))
+	@sh tests/soak_net/run.sh $(BUILD)
+
 # ---------------------------------------------------------------- demo, bench
 # The async-vs-threads comparison (bench/avt.h, shared with its smoke test)
 # adds its weft_spawn_blocking model when the runtime's header declares it.
@@ -471,6 +483,7 @@ help:
 	@echo "make check-aarch64         cross-build and run the aarch64 switch check under qemu"
 	@echo "make charts   PNG charts of bench/results/all.csv (gnuplot)"
 	@echo "make soak     long soaks (a million sleeping tasks)"
+	@echo "make soak-net the example servers under 10,000 connections and wrk (SOAK_S=60)"
 
 # Header dependencies written by -MMD -MP.
 -include $(shell find $(BUILD) -maxdepth 2 -name '*.d' 2>/dev/null)

@@ -1,0 +1,137 @@
+#!/bin/sh
+# make soak-net: the example servers under load, watched from outside.
+#  1. examples/echo_server, 10,000 connections (SOAK_CONNS) held open for
+#     SOAK_S seconds (default 60), each echoing a message every second
+#     (tests/soak_net/echo_clients.c);
+#  2. examples/http_server under wrk (100 connections, 2 threads) for SOAK_S.
+# Every second it samples the server's resident memory (VmRSS of
+# /proc/PID/status), its open descriptors (/proc/PID/fd) and its live tasks
+# (weft_runtime_live_tasks, which the servers write to WEFT_STATS_FILE), and
+# prints the curve. After the load stops it goes on sampling for SETTLE_S
+# seconds (default 20) and fails unless the last sample is back where the
+# start was:
+#  - descriptors and live tasks: exactly their starting values;
+#  - resident memory: within RSS_TOL_KIB (default 16384 KiB) above the
+#    start. What is kept on purpose after a load: the stack pool's warm
+#    stacks (a worker going to sleep trims them to 256 per size class, each
+#    keeping at most its top 16 KiB: 4 MiB a class), the task control
+#    blocks and descriptor-table chunks, which are reused and never given
+#    back while the runtime lives (128 bytes a task, 256 KiB per 4,096
+#    descriptors: about 2 MiB for 10,000 connections), and jemalloc's
+#    caches. The servers run with MALLOC_CONF=background_thread:true so that
+#    jemalloc's decay (dirty pages returned after 10 s) runs while they are
+#    idle: without it jemalloc purges only when the program allocates, and
+#    an idle server would keep the peak's pages however long one waited.
+#    A leak of a few hundred bytes per connection or per request (10,000
+#    connections, hundreds of thousands of requests) is far above 16 MiB.
+# Usage: run.sh BUILD_DIR
+set -u
+B=${1:-build}
+SOAK_S=${SOAK_S:-60}
+CONNS=${SOAK_CONNS:-10000}
+SETTLE_S=${SETTLE_S:-20}
+RSS_TOL_KIB=${RSS_TOL_KIB:-16384}
+WRK_CONNS=${WRK_CONNS:-100}
+PORT_BASE=${SOAK_PORT:-$((20000 + $$ % 20000))}
+
+# Descriptors: the server and the client each hold CONNS of them.
+want=$((CONNS + 1024))
+if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$want" ]; then
+    ulimit -Hn "$want" 2>/dev/null || { echo "soak-net: need $want descriptors (ulimit -Hn is $(ulimit -Hn); run as root)"; exit 1; }
+fi
+ulimit -n "$(ulimit -Hn)"
+
+tmp=$(mktemp -d)
+srv=
+cleanup() { [ -n "$srv" ] && kill "$srv" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT INT TERM
+
+# sample PID: "rss_kib fds live"
+sample() {
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null)
+    fds=$(ls "/proc/$1/fd" 2>/dev/null | wc -l)
+    live=$(awk '{print $2}' "$tmp/stats" 2>/dev/null)
+    echo "${rss:-?} $fds ${live:-?}"
+}
+
+t0=0
+row() { # phase PID
+    set -- "$1" $(sample "$2")
+    printf '%6s  %-8s %10s %8s %8s\n' "$(( $(date +%s) - t0 ))" "$1" "$2" "$3" "$4"
+    last_rss=$2 last_fds=$3 last_live=$4
+}
+
+failed=0
+# soak NAME PORT LOAD_COMMAND...
+soak() {
+    name=$1 port=$2
+    shift 2
+    echo "== soak-net: $name, $SOAK_S s of load; sampled every second"
+    MALLOC_CONF=background_thread:true WEFT_STATS_FILE="$tmp/stats" \
+        "$B/examples/$name" "$port" 2 > "$tmp/$name.log" 2>&1 &
+    srv=$!
+    t0=$(date +%s)
+    printf '%6s  %-8s %10s %8s %8s\n' "t(s)" phase "rss(KiB)" fds tasks
+    # start: once the server listens and has written its first count
+    i=0
+    while [ $i -lt 50 ] && ! [ -s "$tmp/stats" ]; do sleep 0.1; i=$((i + 1)); done
+    sleep 1
+    row start $srv
+    start_rss=$last_rss start_fds=$last_fds start_live=$last_live
+    peak_rss=$start_rss peak_fds=$start_fds peak_live=$start_live
+    "$@" > "$tmp/load.log" 2>&1 &
+    load=$!
+    while kill -0 $load 2>/dev/null; do
+        sleep 1
+        row load $srv
+        [ "$last_rss" -gt "$peak_rss" ] && peak_rss=$last_rss
+        [ "$last_fds" -gt "$peak_fds" ] && peak_fds=$last_fds
+        [ "$last_live" -gt "$peak_live" ] && peak_live=$last_live
+    done
+    wait $load
+    load_rc=$?
+    sed 's/^/    load: /' "$tmp/load.log" | tail -15
+    # The whole settle window is sampled (the curve shows how memory comes
+    # down); the verdict is on its last sample.
+    ok=0 back=
+    i=0
+    while [ $i -lt "$SETTLE_S" ]; do
+        sleep 1
+        i=$((i + 1))
+        row after $srv
+        ok=0
+        if [ "$last_fds" -eq "$start_fds" ] && [ "$last_live" -eq "$start_live" ] &&
+           [ "$last_rss" -le $((start_rss + RSS_TOL_KIB)) ]; then
+            ok=1
+            [ -z "$back" ] && back=$i
+        else
+            back=
+        fi
+    done
+    echo "   $name: start rss ${start_rss} KiB, fds ${start_fds}, tasks ${start_live};" \
+         "peak ${peak_rss} KiB, ${peak_fds}, ${peak_live}; end ${last_rss} KiB, ${last_fds}, ${last_live}" \
+         "(tolerance: rss +${RSS_TOL_KIB} KiB, fds and tasks exact)"
+    if [ $load_rc -ne 0 ]; then
+        echo "   $name: FAIL: the load reported errors (exit $load_rc)"
+        failed=1
+    elif [ $ok -ne 1 ]; then
+        echo "   $name: FAIL: not back to the start ${SETTLE_S} s after the load"
+        failed=1
+    else
+        echo "   $name: ok, back to the start $back s after the load, and still there at $SETTLE_S s"
+    fi
+    kill -TERM $srv
+    wait $srv
+    srv_rc=$?
+    if [ $srv_rc -ne 0 ]; then
+        echo "   $name: FAIL: server exited with $srv_rc"; sed 's/^/    server: /' "$tmp/$name.log" | tail -5
+        failed=1
+    fi
+    srv=
+    rm -f "$tmp/stats"
+}
+
+soak echo_server $PORT_BASE "$B/soak_net/echo_clients" $PORT_BASE "$CONNS" "$SOAK_S"
+soak http_server $((PORT_BASE + 1)) wrk -t2 -c"$WRK_CONNS" -d"${SOAK_S}s" "http://127.0.0.1:$((PORT_BASE + 1))/"
+[ $failed -eq 0 ] && echo "soak-net: ok" || echo "soak-net: FAILED"
+exit $failed
