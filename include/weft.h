@@ -133,7 +133,8 @@ WEFT_API int weft_runtime_block_on(weft_runtime *rt, weft_fn fn, void *arg, void
  * released and weft_join on their handles (from outside the runtime) reports
  * -ECANCELED. Must not be called from a task of rt: that would wait for its
  * own worker forever, so it writes "weft_runtime_free called from a task of
- * that runtime" to stderr and aborts. NULL is a no-op. */
+ * that runtime" to stderr and aborts. NULL is a no-op. It allocates
+ * nothing, so it cannot fail for want of memory. */
 WEFT_API void weft_runtime_free(weft_runtime *rt);
 
 /* weft_runtime_create(NULL, ...) + weft_runtime_block_on + weft_runtime_free.
@@ -162,7 +163,9 @@ typedef struct weft_spawn_opts {
  * to completion on its own, nothing to release).
  * Returns 0 (*out set), or -EPERM (rt NULL outside a task), -EINVAL (fn
  * NULL; a stack size above 1 GiB), -ENOMEM, -ESHUTDOWN (rt is being
- * freed), with *out NULL. Does not suspend. */
+ * freed), with *out NULL. Does not suspend. The task's stack is taken when
+ * it first runs, not here: without one it never runs, and weft_join says
+ * -ENOMEM. */
 WEFT_API int weft_task_spawn(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts,
                              weft_task **out);
 
