@@ -87,6 +87,8 @@ round() {
         [ "$last_live" -gt "$peak_live" ] && peak_live=$last_live
     done
     wait $load || fail "round $r: the load reported errors (exit $?)"
+    # wrk exits 0 whatever happened: its summary says what went wrong
+    ! grep -q "Socket errors\|Non-2xx" "$tmp/load.log" || fail "round $r: $(grep "Socket errors\|Non-2xx" "$tmp/load.log")"
     sed 's/^/    load: /' "$tmp/load.log" | tail -8
     # The whole settle window is sampled (the curve shows how memory comes
     # down); the verdicts are on its last sample.
