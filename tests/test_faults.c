@@ -399,6 +399,21 @@ Test(faults, chan) { sweep("chan create, send, recv, select, oneshot", p_chan, 1
 
 /* ------------------------------------------------------------ sockets */
 
+/* The server side's result rc, after joining its client task t (if any),
+ * whose result is 0 or -errno: a client that gave up explains what the
+ * server saw (an early end of stream, a reset), unless the server ran out
+ * of memory itself. */
+static int join_client(weft_task *t, int rc)
+{
+    if (!t)
+        return rc;
+    void *res = NULL;
+    int jr = weft_join(t, &res);
+    if (jr == 0)
+        jr = (int)(intptr_t)res;
+    return jr < 0 && rc != -ENOMEM ? jr : rc;
+}
+
 static void *tcp_client(void *a)
 {
     int port = (int)(intptr_t)a;
@@ -439,17 +454,7 @@ out:
     if (cfd >= 0)
         weft_close(cfd);
     weft_close(lfd); /* the client's connect or read ends now if it still waits */
-    if (t) {
-        void *res = NULL;
-        int jr = weft_join(t, &res);
-        if (jr == 0)
-            jr = (int)(intptr_t)res;
-        /* a client that gave up explains what the server saw (an early
-         * end of stream, a reset) */
-        if (jr < 0 && rc != -ENOMEM)
-            rc = jr;
-    }
-    return rc;
+    return join_client(t, rc);
 }
 
 Test(faults, tcp) { sweep("tcp listen, connect, accept, read, write", p_tcp, 1); }
@@ -660,15 +665,7 @@ static int p_unix(weft_runtime *rt)
     }
     weft_close(lfd);
     unlink(path);
-    if (t) {
-        void *res = NULL;
-        int jr = weft_join(t, &res);
-        if (jr == 0)
-            jr = (int)(intptr_t)res;
-        if (jr < 0 && rc != -ENOMEM)
-            rc = jr;
-    }
-    return rc;
+    return join_client(t, rc);
 }
 
 Test(faults, unix_sockets) { sweep("unix listen, connect, accept", p_unix, 1); }
