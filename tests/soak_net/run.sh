@@ -39,7 +39,11 @@ SETTLE_S=${SETTLE_S:-20}
 RSS_TOL_KIB=${RSS_TOL_KIB:-16384}
 RSS_REPEAT_TOL_KIB=${RSS_REPEAT_TOL_KIB:-2048}
 WRK_CONNS=${WRK_CONNS:-100}
-PORT_BASE=${SOAK_PORT:-$((20000 + $$ % 20000))}
+# Below the ephemeral range (32768 and up by default), where the 10,000
+# client sockets, and anyone else's, take their local ports.
+lowest=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+span=$((lowest > 12000 ? lowest - 12000 : 1000))
+PORT_BASE=${SOAK_PORT:-$((10000 + $$ % (span - 2)))}
 
 # Descriptors: the server and the client each hold CONNS of them.
 want=$((CONNS + 1024))
@@ -118,6 +122,13 @@ soak() {
     i=0
     while [ $i -lt 50 ] && ! [ -s "$tmp/stats" ]; do sleep 0.1; i=$((i + 1)); done
     sleep 1
+    state=$(awk '/^State:/ {print $2}' "/proc/$srv/status" 2>/dev/null)
+    if [ -z "$state" ] || [ "$state" = Z ] || ! [ -s "$tmp/stats" ]; then
+        fail "the server did not start"
+        sed 's/^/    server: /' "$tmp/$name.log" | tail -5
+        srv=
+        return
+    fi
     row start $srv
     start_rss=$last_rss start_fds=$last_fds start_live=$last_live
     round 1 "$@"
