@@ -58,7 +58,8 @@ LIB_SRC := $(wildcard runtime/*.c)
 LIB_ASM := $(wildcard runtime/switch_$(ARCH).S)
 LIB_OBJ := $(patsubst runtime/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) \
            $(patsubst runtime/%.S,$(BUILD)/obj/%.o,$(LIB_ASM))
-TEST_SRC := $(wildcard tests/test_*.c)
+# tests/test_faults.c needs a runtime built with -DWEFT_FAULT_INJECT: make test-faults.
+TEST_SRC := $(filter-out tests/test_faults.c,$(wildcard tests/test_*.c))
 TEST_OBJ := $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(TEST_SRC))
 LTO_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/lto_*.c))
 # Programs that drive a real library (libpq, libcurl) are built only where its
@@ -76,7 +77,7 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out $(SKIPPED_S
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(filter-out $(SKIPPED_SRC),$(wildcard bench/*.c)))
 
 .PHONY: all lib deps build-deps demo-deps run-tests run-demo test test-asan test-tsan valgrind demo examples benches bench bench-quick \
-        install uninstall check-install clean help check-aarch64 soak
+        install uninstall check-install clean help check-aarch64 soak test-faults soak-net
 .DEFAULT_GOAL := all
 
 all: build-deps lib examples
@@ -261,6 +262,7 @@ run-tests: $(BUILD)/tests/weft_tests $(LTO_TESTS) $(BUILD)/tests/switch_check $(
 	@sh tests/arch/check_layers.sh $(BUILD)/obj
 	@$(MAKE) --no-print-directory check-man
 	@if [ "$(BUILD)" = build ]; then $(MAKE) --no-print-directory check-install; fi
+	@if [ "$(BUILD)" = build ]; then $(MAKE) --no-print-directory test-faults; fi
 	@for t in $(LTO_TESTS); do echo "== $$t"; $(TEST_ENV) $$t $(CRITERION_FLAGS) || exit 1; done
 	@if [ "$(BUILD)" = build ] && [ "$(ARCH)" != aarch64 ]; then $(MAKE) --no-print-directory check-aarch64; fi
 	@echo "== $(BUILD)/tests/weft_tests"
@@ -273,6 +275,21 @@ test-asan:
 	$(MAKE) test CRITERION_FLAGS="--jobs 1" BUILD=build/asan CC=$(CC) OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" ALLOC_LIB= ASSERTS=-DWEFT_DEBUG_ASSERTS \
 	  TEST_ENV="ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1"
+
+# Allocation-failure injection (runtime/fault.c, tests/test_faults.c): the
+# runtime built with -DWEFT_FAULT_INJECT under ASan/UBSan, and a test binary
+# of its own that fails the 1st, 2nd, ... allocation of each path; LSan
+# checks at exit that no failure leaked. `make test` runs it.
+FAULTS_BUILD := build/faults
+test-faults:
+	@$(MAKE) --no-print-directory $(FAULTS_BUILD)/tests/weft_faults BUILD=$(FAULTS_BUILD) CC=$(CC) \
+	  OPT="-O1 -g -fno-omit-frame-pointer" SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  ALLOC_LIB= ASSERTS="-DWEFT_DEBUG_ASSERTS -DWEFT_FAULT_INJECT"
+	@echo "== $(FAULTS_BUILD)/tests/weft_faults"
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(FAULTS_BUILD)/tests/weft_faults --jobs 1
+$(BUILD)/tests/weft_faults: $(BUILD)/tests/test_faults.o $(BUILD)/libweft.a
+	$(CC) $(SANFLAGS) -o $@ $< $(BUILD)/libweft.a $(CRITERION_LIB) $(LDLIBS_APP)
 
 # Criterion cannot start under TSan (its BoxFort arena sits at fixed addresses
 # in TSan's shadow range, Snaipe/Criterion#274), so this lane builds the same
@@ -352,6 +369,18 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/*.h common/http_parser.h ex
 # The corpus replay test finds the corpus here (WEFT_FUZZ_CORPUS overrides).
 $(BUILD)/tests/test_fuzz_corpus.o: CFLAGS_APP += -DWEFT_FUZZ_CORPUS='"$(CURDIR)/tests/fuzz/corpus"'
 $(BUILD)/tests/test_fuzz_corpus.o: $(wildcard tests/fuzz/*.h) examples/http_server.c examples/serve.h examples/serve_tls.h
+
+# The example servers under load for SOAK_S seconds (default 60), their
+# memory, descriptors and live tasks sampled every second and checked to come
+# back to their start (tests/soak_net/run.sh says how close, and why).
+SOAK_NET_PKGS := /usr/bin/wrk:wrk
+$(BUILD)/soak_net/%: tests/soak_net/%.c $(BUILD)/libweft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_APP) $< -o $@ $(BUILD)/libweft.a $(LDLIBS_APP)
+
+soak-net: $(BUILD)/examples/echo_server $(BUILD)/examples/http_server $(BUILD)/soak_net/echo_clients
+	$(call install_or_name,$(call missing_pkgs,$(SOAK_NET_PKGS)))
+	@sh tests/soak_net/run.sh $(BUILD)
 
 # ---------------------------------------------------------------- demo, bench
 # The async-vs-threads comparison (bench/avt.h, shared with its smoke test)
@@ -502,6 +531,7 @@ help:
 	@echo "make demo     build everything and run the main demo"
 	@echo "make test     build and run every test (Criterion)"
 	@echo "make test-asan / test-tsan / valgrind   the same suite instrumented"
+	@echo "make test-faults  every allocation of each path failed in turn (ASan; part of make test)"
 	@echo "make bench / bench-quick   benchmarks (results in bench/results/)"
 	@echo "make bench-peers / bench-peers-quick / bench-peers-smoke   weft beside Tokio, Go, libuv (bench/peers/)"
 	@echo "make install PREFIX=DIR [DESTDIR=STAGE]   headers, libraries, pkg-config files, man pages"
@@ -511,6 +541,7 @@ help:
 	@echo "make charts   PNG charts of bench/results/all.csv (gnuplot)"
 	@echo "make soak     long soaks (a million sleeping tasks)"
 	@echo "make fuzz [FUZZ_S=60]      libFuzzer harnesses of tests/fuzz, FUZZ_S seconds each"
+	@echo "make soak-net the example servers under 10,000 connections and wrk (SOAK_S=60)"
 
 # Header dependencies written by -MMD -MP.
 -include $(shell find $(BUILD) -maxdepth 2 -name '*.d' 2>/dev/null)

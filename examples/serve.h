@@ -21,6 +21,8 @@
 #include <sys/socket.h>
 #include <weft.h>
 
+#include "serve_stats.h"
+
 /* Every open connection, so the drain pass can reach them. A server's
  * connection record starts with a serve_conn (its descriptor and links). */
 typedef struct serve_conn {
@@ -295,10 +297,12 @@ static int serve_run(const char *name, const weft_config *cfg, uint16_t port, in
         fprintf(stderr, "%s: weft_runtime_create: %s\n", name, strerror(-crc));
         return 1;
     }
+    serve_stats_start(rt);
     void *res = NULL;
     int rc = weft_runtime_block_on(rt, serve_root, &sp, &res);
     if (getenv("WEFT_SERVE_STATS"))
         serve_print_stats(name, rt);
+    serve_stats_stop();
     weft_runtime_free(rt);
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", name, strerror(-rc));

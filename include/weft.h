@@ -133,7 +133,8 @@ WEFT_API int weft_runtime_block_on(weft_runtime *rt, weft_fn fn, void *arg, void
  * released and weft_join on their handles (from outside the runtime) reports
  * -ECANCELED. Must not be called from a task of rt: that would wait for its
  * own worker forever, so it writes "weft_runtime_free called from a task of
- * that runtime" to stderr and aborts. NULL is a no-op. */
+ * that runtime" to stderr and aborts. NULL is a no-op. It allocates
+ * nothing, so it cannot fail for want of memory. */
 WEFT_API void weft_runtime_free(weft_runtime *rt);
 
 /* weft_runtime_create(NULL, ...) + weft_runtime_block_on + weft_runtime_free.
@@ -162,7 +163,9 @@ typedef struct weft_spawn_opts {
  * to completion on its own, nothing to release).
  * Returns 0 (*out set), or -EPERM (rt NULL outside a task), -EINVAL (fn
  * NULL; a stack size above 1 GiB), -ENOMEM, -ESHUTDOWN (rt is being
- * freed), with *out NULL. Does not suspend. */
+ * freed), with *out NULL. Does not suspend. The task's stack is taken when
+ * it first runs, not here: without one it never runs, and weft_join says
+ * -ENOMEM. */
 WEFT_API int weft_task_spawn(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts,
                              weft_task **out);
 
@@ -192,8 +195,11 @@ WEFT_API weft_task *weft_spawn_on_ex(weft_runtime *rt, weft_fn fn, void *arg,
  * thread it blocks that thread. Returns 0, -EINVAL (t NULL), -EDEADLK (a task
  * joining itself), -ECANCELED (t was cancelled before it finished, or
  * discarded by weft_runtime_free; or the calling task itself was cancelled
- * while waiting, in which case t is detached). The handle is released in
- * every case except -EINVAL/-EDEADLK.
+ * while waiting, in which case t is detached), -ENOMEM (t never ran: a task
+ * takes its stack when it first runs, and none could be had; weft prints a
+ * line to stderr then. A detached task that gets no stack is dropped with
+ * that line and nothing else). The handle is released in every case except
+ * -EINVAL/-EDEADLK.
  * A released handle (passed to weft_join or weft_detach before, or released
  * by weft_join_timeout/_all/_any) is misuse, detected by every call that
  * takes a handle (weft_join, weft_join_timeout, weft_join_all,
@@ -262,6 +268,13 @@ typedef struct weft_worker_stats {
  * Counters are read without stopping the workers, so they are approximate
  * while tasks run. */
 WEFT_API unsigned weft_runtime_stats(const weft_runtime *rt, weft_worker_stats *out, unsigned n);
+
+/* Tasks of rt spawned and not finished yet (running, queued or waiting),
+ * blocking and compute jobs included; 0 for NULL. A snapshot, counted by
+ * walking rt's control blocks under a lock (microseconds per 10,000 tasks):
+ * for monitoring (make soak-net samples it every second), not for a hot
+ * path. Any thread. Does not suspend. */
+WEFT_API size_t weft_runtime_live_tasks(const weft_runtime *rt);
 
 /* ------------------------------------------------------------------ time */
 
@@ -511,7 +524,8 @@ WEFT_API int weft_oneshot_close(weft_oneshot *o);
  * as one fails. 0 and *out, or -ENOMEM, -EINVAL (unknown flags, out NULL);
  * new(flags): shorthand, the group or NULL.
  * spawn: starts fn(arg) as a child (task only, like weft_spawn) and returns
- * its id (0, 1, 2... in spawn order), or -EPERM, -ENOMEM, -ECANCELED (the
+ * its id (0, 1, 2... in spawn order), or -EPERM, -ENOMEM (also when no
+ * stack could be had: a child takes its stack at spawn), -ECANCELED (the
  * group was cancelled: nothing started). Does not suspend.
  * wait: waits until every child spawned so far has finished: 0, -ECHILD
  * (all finished, at least one failed), -ETIMEDOUT, -ECANCELED (the caller
@@ -609,8 +623,8 @@ static inline weft_deadline *weft__deadline_enter(weft_deadline *s, int64_t time
  * otherwise as weft_join (handle released; -ECANCELED if t was cancelled).
  * join_all: waits until every task in ts[0..n) has finished, then releases
  * every handle and stores each result in results[i] (results may be NULL).
- * Returns 0, or the number of tasks that were cancelled (> 0; handles
- * released all the same), or -ETIMEDOUT / -ECANCELED (caller cancelled) /
+ * Returns 0, or the number of tasks that were cancelled or never ran for
+ * want of a stack (> 0; handles released all the same), or -ETIMEDOUT / -ECANCELED (caller cancelled) /
  * -EINVAL, in which case no handle was released and every task goes on.
  * join_any: waits for the first of ts[0..n) to finish (NULL entries are
  * skipped), releases that handle (*result = its return value) and returns

@@ -10,14 +10,40 @@
 #include <stdlib.h>
 #include <string.h>
 
-static inline void *weft__malloc(size_t n) { return malloc(n); }
-static inline void *weft__calloc(size_t n, size_t m) { return calloc(n, m); }
-static inline void *weft__realloc(void *p, size_t n) { return realloc(p, n); }
+/* Fault injection (tests/test_faults.c, built by `make test-faults` with
+ * -DWEFT_FAULT_INJECT): weft__fault() counts every allocation the runtime
+ * makes, heap and mmap alike, and says whether this one must fail (runtime/
+ * fault.c). A failing weft__realloc leaves the old block alone, as realloc
+ * does. In every other build weft__fault() is the constant 0 and the checks
+ * compile away. */
+#ifdef WEFT_FAULT_INJECT
+int weft__fault(void);
+/* Fail the nth allocation from now (1 = the next one), and only that one;
+ * 0 disarms. Resets the count. */
+void weft__fault_arm(long nth);
+/* Allocations counted since the last arm, and whether the armed one hit. */
+long weft__fault_count(void);
+int weft__fault_hit(void);
+#else
+#define weft__fault() 0
+#endif
+
+static inline void *weft__malloc(size_t n) { return weft__fault() ? NULL : malloc(n); }
+static inline void *weft__calloc(size_t n, size_t m) { return weft__fault() ? NULL : calloc(n, m); }
+static inline void *weft__realloc(void *p, size_t n) { return weft__fault() ? NULL : realloc(p, n); }
 static inline void weft__free(void *p) { free(p); }
 static inline void *weft__aligned(size_t align, size_t n)
 {
     void *p = NULL;
+    if (weft__fault())
+        return NULL;
     return posix_memalign(&p, align, n) == 0 ? p : NULL;
+}
+static inline char *weft__strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = weft__malloc(n);
+    return d ? memcpy(d, s, n) : NULL;
 }
 
 #define WEFT_CACHELINE 64

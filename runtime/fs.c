@@ -203,15 +203,18 @@ static int fsync_parent(const char *path)
     const char *slash = strrchr(path, '/');
     char *dir;
     if (!slash)
-        dir = strdup(".");
+        dir = weft__strdup(".");
     else if (slash == path)
-        dir = strdup("/");
+        dir = weft__strdup("/");
     else
-        dir = strndup(path, (size_t)(slash - path));
+        if ((dir = weft__malloc((size_t)(slash - path) + 1)) != NULL) {
+            memcpy(dir, path, (size_t)(slash - path));
+            dir[slash - path] = 0;
+        }
     if (!dir)
         return -ENOMEM;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(dir);
+    weft__free(dir);
     if (fd < 0)
         return -errno;
     int rc = fsync(fd) < 0 && errno != EINVAL ? -errno : 0;

@@ -159,8 +159,11 @@ int weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
         return -ECANCELED;
     }
     /* Spawned under the lock so that c->task is set before anyone (the
-     * child itself, a canceller) can look at it. weft_spawn never waits. */
-    c->task = weft_spawn(child_main, c);
+     * child itself, a canceller) can look at it. The spawn never waits. It
+     * takes the stack at once: a child dropped at its first run for want
+     * of one would never run child_main, and its record would stay
+     * unfinished, so wait, next and free would wait for it forever. */
+    c->task = weft__spawn_with_stack(child_main, c);
     if (!c->task) {
         int e = errno;
         pthread_mutex_unlock(&g->lk);
@@ -319,7 +322,7 @@ int weft_join_all(weft_task **ts, int n, void **results, int64_t timeout_ms)
     int cancelled = 0;
     for (int i = 0; i < n; i++) {
         void *r = NULL;
-        if (weft__join(weft__handle_ptr(ts[i]), &r) == -ECANCELED)
+        if (weft__join(weft__handle_ptr(ts[i]), &r) < 0) /* -ECANCELED, or -ENOMEM: it never ran */
             cancelled++;
         if (results)
             results[i] = r;

@@ -214,6 +214,11 @@ void weft__after_switch(weft__worker *w);
  * something else. Returns the worker self resumed on (not for ACT_EXIT). */
 weft__worker *weft__switch_out(weft__worker *w, weft__task *self, int action);
 void weft__task_entry(void *arg, void *data);
+/* weft_spawn, with the stack taken now rather than at the first run: for a
+ * spawner that must hear of a missing stack (a group child that never ran
+ * could never complete its record). Task only; NULL and errno EPERM,
+ * ESHUTDOWN, ENOMEM. */
+weft__task *weft__spawn_with_stack(weft_fn fn, void *arg);
 
 /* ---- task.c (lifetime, and the waking side of waits) and suspend.c (the
  * waiting side: wait_prepare, park, waiter_init/wait, join, yield) */

@@ -157,10 +157,11 @@ static int new_socket(int domain, int type)
     int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    if (type == SOCK_STREAM)
-        weft__fd_fresh_stream(fd);
-    else
-        weft__fd_fresh(fd);
+    int rc = type == SOCK_STREAM ? weft__fd_fresh_stream(fd) : weft__fd_fresh(fd);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
     return fd;
 }
 
@@ -209,7 +210,13 @@ static int accept_until(int lfd, struct sockaddr_storage *addr_out, int tcp, wef
         int fd = accept4(lfd, (struct sockaddr *)addr_out, addr_out ? &len : NULL,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            weft__fd_fresh_stream(fd); /* accepted sockets are streams */
+            /* Accepted sockets are streams. Without a table entry for it
+             * the connection is closed (the peer sees it end) and the
+             * caller hears -ENOMEM. */
+            if (weft__fd_fresh_stream(fd) < 0) {
+                close(fd);
+                return -ENOMEM;
+            }
             /* Its events go to the acceptor's poller, whichever worker the
              * connection's task first waits on (a peer that stole it). One
              * poller then sees a listener's load, and a second worker runs

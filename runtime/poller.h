@@ -66,12 +66,16 @@ int weft__fd_unwait(int fd, int dir, uint32_t gen);
 int weft__fd_close(int fd, weft__ready_fn wake, void *ctx);
 /* A descriptor number weft has just been handed by the kernel (socket,
  * accept, pipe...): forgets whatever the table remembers of an earlier
- * descriptor with the same number that was closed with plain close(). */
-void weft__fd_fresh(int fd);
+ * descriptor with the same number that was closed with plain close().
+ * 0 (it allocates nothing). */
+int weft__fd_fresh(int fd);
 /* As weft__fd_fresh, for a connected stream socket (TCP, Unix stream),
  * where a read that returns less than asked for means the kernel buffer
- * has been drained: see weft__fd_drained. */
-void weft__fd_fresh_stream(int fd);
+ * has been drained: see weft__fd_drained. 0, or -ENOMEM when the table
+ * could not grow to hold fd: the descriptor then works as one weft did not
+ * make (a later wait makes the entry or fails with -ENOMEM), so a caller
+ * may go on or give up. */
+int weft__fd_fresh_stream(int fd);
 /* Readiness events seen so far for one direction of fd (lock-free). A
  * reader takes it before its read() and passes it to weft__fd_drained. */
 uint32_t weft__fd_event_seq(int fd, int dir);

@@ -311,11 +311,11 @@ int weft__fd_owned(int fd)
     return s && atomic_load_explicit(&s->owned, memory_order_relaxed);
 }
 
-static void fresh(int fd, int stream)
+static int fresh(int fd, int stream)
 {
     fdstate *s = lookup(fd, stream);
-    if (!s)
-        return;
+    if (!s) /* nothing remembered; or, for a stream, no memory for the entry */
+        return stream && fd >= 0 ? -ENOMEM : 0;
     lock(s);
     if (s->poller || s->waiting[0] || s->waiting[1]) {
         s->gen++;
@@ -329,10 +329,11 @@ static void fresh(int fd, int stream)
     s->stream = (uint8_t)stream;
     s->owned = 1;
     unlock(s);
+    return 0;
 }
 
-void weft__fd_fresh(int fd) { fresh(fd, 0); }
-void weft__fd_fresh_stream(int fd) { fresh(fd, 1); }
+int weft__fd_fresh(int fd) { return fresh(fd, 0); }
+int weft__fd_fresh_stream(int fd) { return fresh(fd, 1); }
 
 uint32_t weft__fd_event_seq(int fd, int dir)
 {

@@ -135,7 +135,7 @@ static int resolve(const char *name, int dfd, char **path_out)
         int rc = check_exec(dfd, name);
         if (rc < 0)
             return rc;
-        *path_out = strdup(name);
+        *path_out = weft__strdup(name);
         return *path_out ? 0 : -ENOMEM;
     }
     const char *env = getenv("PATH");
@@ -145,7 +145,7 @@ static int resolve(const char *name, int dfd, char **path_out)
     for (const char *d = dirs;; d++) {
         const char *end = strchrnul(d, ':');
         size_t dlen = (size_t)(end - d);
-        char *cand = malloc(dlen + nlen + 3);
+        char *cand = weft__malloc(dlen + nlen + 3);
         if (!cand)
             return -ENOMEM;
         if (dlen == 0) /* an empty entry is the current directory */
@@ -161,7 +161,7 @@ static int resolve(const char *name, int dfd, char **path_out)
             *path_out = cand;
             return 0;
         }
-        free(cand);
+        weft__free(cand);
         /* As execvp: remember that something was there but not usable. */
         if (rc == -EACCES)
             err = -EACCES;
@@ -273,7 +273,7 @@ int weft_process_spawn(const weft_process_opts *o, weft_process **out)
 
     weft_process *p = weft__calloc(1, sizeof *p);
     if (!p) {
-        free(path);
+        weft__free(path);
         return -ENOMEM;
     }
     p->pid = -1;
@@ -318,6 +318,10 @@ int weft_process_spawn(const weft_process_opts *o, weft_process **out)
             rc = -errno;
             goto fail;
         }
+        /* The table entry is made now, while failing is still simple (no
+         * child yet); the fresh after the spawn then allocates nothing. */
+        if ((rc = weft__fd_fresh_stream(parent)) < 0)
+            goto fail;
         if ((rc = posix_spawn_file_actions_adddup2(&fa, child, i)) != 0) {
             rc = -rc;
             goto fail;
@@ -396,7 +400,7 @@ int weft_process_spawn(const weft_process_opts *o, weft_process **out)
 
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
-    free(path);
+    weft__free(path);
     *out = p;
     return 0;
 
@@ -407,7 +411,7 @@ fail:
         posix_spawn_file_actions_destroy(&fa);
     if (attr_ok)
         posix_spawnattr_destroy(&attr);
-    free(path);
+    weft__free(path);
     pthread_mutex_destroy(&p->reap_lock);
     weft__free(p);
     return rc;

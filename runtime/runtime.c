@@ -178,8 +178,10 @@ void weft_runtime_free(weft_runtime *rt)
      * a blocked joiner is released, so it never touches the runtime being
      * freed; and once joiners run, a chunk of orphans may be freed by its
      * last handle at any time, so nothing here touches one after that. */
-    size_t nfire = 0, capfire = 0;
-    weft__waiter **fire = NULL;
+    /* The plain-thread joiners to release, chained through their token
+     * (a thread waiter's token is unused: it is woken through `fired`); so
+     * this needs no memory, and a free cannot fail for want of it. */
+    weft__waiter *fire = NULL;
     for (weft__task_chunk *c = rt->chunks; c; c = c->next)
         for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++) {
             weft__task *t = &c->tasks[i];
@@ -191,20 +193,18 @@ void weft_runtime_free(weft_runtime *rt)
             atomic_fetch_sub(&t->refs, 1); /* the task's own reference */
             uintptr_t j = atomic_exchange(&t->join, JOIN_DISCARDED);
             if (j > JOIN_DISCARDED && !((weft__waiter *)j)->task) {
-                if (nfire == capfire) {
-                    capfire = capfire ? capfire * 2 : 16;
-                    weft__waiter **f = weft__realloc(fire, capfire * sizeof *fire);
-                    if (!f)
-                        abort(); /* cannot release the joiner safely */
-                    fire = f;
-                }
-                fire[nfire++] = (weft__waiter *)j;
+                ((weft__waiter *)j)->token = (uint64_t)(uintptr_t)fire;
+                fire = (weft__waiter *)j;
             }
         }
     weft__task_orphan_handles(rt);
-    for (size_t i = 0; i < nfire; i++)
-        weft__waiter_fire(fire[i]);
-    weft__free(fire);
+    while (fire) {
+        /* Read the link first: once fired, the waiter's frame may be gone. */
+        weft__waiter *next = (weft__waiter *)(uintptr_t)fire->token;
+        fire->token = 0;
+        weft__waiter_fire(fire);
+        fire = next;
+    }
     free_workers(rt, rt->nworkers);
     weft__task_free_chunks(rt);
     weft__inject_destroy(&rt->inject);
@@ -246,6 +246,21 @@ int weft_main(weft_fn fn, void *arg, void **result)
     int rc = weft_runtime_block_on(rt, fn, arg, result);
     weft_runtime_free(rt);
     return rc;
+}
+
+size_t weft_runtime_live_tasks(const weft_runtime *rt)
+{
+    if (!rt)
+        return 0;
+    /* tfree_take adds chunks under tfree_lock; none goes away while rt lives. */
+    weft_runtime *m = (weft_runtime *)rt;
+    size_t n = 0;
+    pthread_mutex_lock(&m->tfree_lock);
+    for (weft__task_chunk *c = m->chunks; c; c = c->next)
+        for (unsigned i = 0; i < WEFT_TASK_CHUNK; i++)
+            n += atomic_load_explicit(&c->tasks[i].live, memory_order_relaxed) != 0;
+    pthread_mutex_unlock(&m->tfree_lock);
+    return n;
 }
 
 unsigned weft_runtime_stats(const weft_runtime *rt, weft_worker_stats *out, unsigned n)

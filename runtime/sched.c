@@ -233,12 +233,40 @@ static int first_run(weft__worker *w, weft__task *t)
         return -ECANCELED;
     }
     if (prepare_first_run(w, t) < 0) {
-        fprintf(stderr, "weft: cannot allocate a stack for task %llu; it is cancelled\n",
+        fprintf(stderr, "weft: cannot allocate a stack for task %llu; it does not run, its join reports -ENOMEM\n",
                 (unsigned long long)t->id);
+        t->stack_cls = WEFT_NO_STACK_CLS;
         drop_unstarted(t);
         return -ENOMEM;
     }
     return 0;
+}
+
+weft__task *weft__spawn_with_stack(weft_fn fn, void *arg)
+{
+    weft__worker *w = weft__cur_worker();
+    if (!w || !w->current) {
+        errno = EPERM;
+        return NULL;
+    }
+    if (atomic_load_explicit(&w->rt->shutdown, memory_order_relaxed)) {
+        errno = ESHUTDOWN;
+        return NULL;
+    }
+    int err = 0;
+    weft__task *t = weft__task_new(w->rt, w, fn, arg, NULL, &err);
+    if (!t) {
+        errno = err;
+        return NULL;
+    }
+    if (prepare_first_run(w, t) < 0) {
+        drop_unstarted(t);        /* the task's own reference */
+        weft__task_release(w, t); /* the handle's */
+        errno = ENOMEM;
+        return NULL;
+    }
+    weft__schedule(w->rt, t);
+    return t;
 }
 
 /* Starts loading the saved frame of the task queued next. A task resumed

@@ -148,8 +148,9 @@ static weft__slab *slab_new(unsigned cls)
     if (!sl)
         return NULL;
     size_t bytes = slot * n;
-    char *base = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    char *base = weft__fault() ? MAP_FAILED
+                               : mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (base == MAP_FAILED) {
         weft__free(sl);
         return NULL;
@@ -160,6 +161,11 @@ static weft__slab *slab_new(unsigned cls)
     sl->nslots = n;
 #ifdef WEFT_HAVE_VALGRIND
     sl->vg_ids = weft__calloc(n, sizeof(unsigned));
+    if (!sl->vg_ids) {
+        munmap(base, bytes);
+        weft__free(sl);
+        return NULL;
+    }
 #endif
     int mode = weft__stack_guard_mode();
     for (unsigned i = 0; i < n; i++) {

@@ -164,6 +164,19 @@ weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *
         *err = ENOMEM;
         return NULL;
     }
+    /* Names are rare: a heap copy (first 31 bytes) only when given. Made
+     * first, so that without memory for it the spawn fails whole. */
+    char *name = NULL;
+    if (opts && opts->name) {
+        size_t n = strnlen(opts->name, 31);
+        if (!(name = weft__malloc(n + 1))) {
+            tcb_free(rt, w, t);
+            *err = ENOMEM;
+            return NULL;
+        }
+        memcpy(name, opts->name, n);
+        name[n] = 0;
+    }
     weft__state_init(t);
     t->next = NULL;
     t->worker = w;
@@ -186,17 +199,8 @@ weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *
         t->id = (w->next_id++ * 64 + w->index) * 2;
     else
         t->id = atomic_fetch_add_explicit(&rt->ext_ids, 1, memory_order_relaxed) * 2 + 1;
-    /* Names are rare: a heap copy (first 31 bytes) only when given. */
     weft__free(t->name);
-    t->name = NULL;
-    if (opts && opts->name) {
-        size_t n = strnlen(opts->name, 31);
-        t->name = weft__malloc(n + 1);
-        if (t->name) {
-            memcpy(t->name, opts->name, n);
-            t->name[n] = 0;
-        }
-    }
+    t->name = name;
     return t;
 }
 

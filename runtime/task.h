@@ -34,6 +34,10 @@ enum { ACT_NONE = 0, ACT_YIELD, ACT_PARK, ACT_EXIT };
 #define JOIN_OPEN ((uintptr_t)0)
 #define JOIN_DONE ((uintptr_t)1)
 #define JOIN_DISCARDED ((uintptr_t)2)
+/* stack_cls of a task dropped at its first run because no stack could be
+ * had: its joins report -ENOMEM. Written before the join word's exchange to
+ * JOIN_DISCARDED (acq_rel), read after a joiner's acquire of it. */
+#define WEFT_NO_STACK_CLS 0xfe
 
 struct weft_runtime;
 struct weft__worker;

@@ -130,7 +130,7 @@ int weft__join(weft__task *t, void **result)
      * NULL there. */
     if (result)
         *result = t->result;
-    int rc = j == JOIN_DONE ? 0 : -ECANCELED;
+    int rc = j == JOIN_DONE ? 0 : t->stack_cls == WEFT_NO_STACK_CLS ? -ENOMEM : -ECANCELED;
     weft__handle_release(t);
     return rc;
 }
