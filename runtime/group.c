@@ -163,13 +163,14 @@ int weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
      * takes the stack at once: a child dropped at its first run for want
      * of one would never run child_main, and its record would stay
      * unfinished, so wait, next and free would wait for it forever. */
-    c->task = weft__spawn_with_stack(child_main, c);
-    if (!c->task) {
+    weft__task *t = weft__spawn_with_stack(child_main, c);
+    if (!t) {
         int e = errno;
         pthread_mutex_unlock(&g->lk);
         weft__free(c);
         return -e;
     }
+    c->task = weft__handle(t); /* the public calls below check its generation */
     c->id = g->next_id++;
     c->prev = NULL;
     c->next = g->live;

@@ -302,3 +302,41 @@ Test(group, gathering_from_a_plain_thread, .timeout = 30)
     cr_assert_eq((intptr_t)res[1], 30);
     weft_runtime_free(rt);
 }
+
+/* ------------------------------------------------------ reused blocks */
+
+static void *return_arg(void *arg) { return arg; }
+
+/* Group children on control blocks that earlier tasks used and released: the
+ * group keeps each child's handle with its block's current generation, so
+ * collecting them is not taken for a stale handle (a group child's handle
+ * once carried no generation, and collecting a child on a reused block
+ * aborted). */
+static void *reused_root(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 200; i++) { /* release blocks, bumping their generations */
+        weft_task *t = weft_spawn(return_arg, NULL);
+        TEST_EXPECT(t && weft_join(t, NULL) == 0, "spawn and join %d", i);
+    }
+    weft_group *g = weft_group_new(0);
+    for (intptr_t i = 1; i <= 50; i++)
+        TEST_EXPECT(weft_group_spawn(g, return_arg, (void *)i) >= 0, "group spawn %ld", (long)i);
+    intptr_t sum = 0;
+    for (int i = 0; i < 50; i++) {
+        void *r = NULL;
+        TEST_EXPECT(weft_group_next(g, &r, -1) >= 0, "next %d", i);
+        sum += (intptr_t)r;
+    }
+    TEST_EXPECT(sum == 50 * 51 / 2, "results sum to %ld", (long)sum);
+    /* A cancelled group's children are collected by free. */
+    for (int i = 0; i < 20; i++)
+        TEST_EXPECT(weft_group_spawn(g, sleeper, (void *)60000) >= 0, "spawn sleeper %d", i);
+    weft_group_free(g);
+    return NULL;
+}
+
+Test(group, children_on_reused_blocks_are_collected, .timeout = 30)
+{
+    test_run(1, reused_root, NULL);
+}
