@@ -172,6 +172,16 @@ static weft__task *next_local(weft__worker *w, int *from_lifo)
         if (t)
             return t;
     }
+    if (weft__unlikely(w->due_head != NULL)) {
+        /* Woken by this worker's timers (rescue.c): before the turn and the ring. */
+        t = w->due_head;
+        w->due_head = t->next;
+        if (!w->due_head)
+            w->due_tail = NULL;
+        w->ndue--;
+        t->next = NULL;
+        return t;
+    }
     if (weft__unlikely(w->global_turn != 0)) {
         t = global_pop_one(w);
         if (t)
