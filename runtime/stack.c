@@ -31,6 +31,7 @@
 #include "lock.h"
 #include "stack.h"
 #include "alloc.h"
+#include "weft_assert.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -281,6 +282,17 @@ static void cool(weft__stack_pool *p, unsigned cls, weft__stack **v, unsigned k)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* How many warm stacks of class cls the pool keeps (lock held): at least
+ * `floor`, and as many as are in use (neither warm nor cold in the pool:
+ * held by tasks, or in a worker's cache), so the pool never holds more
+ * warm pages than the tasks alive hold. `warm` is the warm count to judge by. */
+static size_t warm_cap(const weft__stack_pool *p, unsigned cls, size_t warm, size_t floor)
+{
+    WEFT__ASSERT(p->nslots[cls] >= warm + p->nfree[cls]);
+    size_t in_use = p->nslots[cls] - warm - p->nfree[cls];
+    return in_use > floor ? in_use : floor;
+}
+
 /* Moves n stacks (all of them if n is 0) of class cls from the cache to the
  * pool's warm list, pages and all, unless that list is past
  * WEFT_POOL_WARM_MAX: then their pages go back to the kernel at once. */
@@ -301,7 +313,9 @@ static void spill(weft__stack_cache *c, unsigned cls, unsigned n)
         pthread_mutex_lock(&p->lock);
         unsigned keep = 0;
         size_t warm = atomic_load_explicit(&p->nwarm[cls], memory_order_relaxed);
-        while (keep < k && warm + keep < WEFT_POOL_WARM_MAX) {
+        /* The k in hand count as warm already, being on their way in. */
+        size_t cap = warm_cap(p, cls, warm + k, WEFT_POOL_WARM_MAX);
+        while (keep < k && warm + keep < cap) {
             v[keep]->next = p->warm[cls];
             p->warm[cls] = v[keep++];
         }
@@ -325,7 +339,8 @@ void weft__stack_pool_trim(weft__stack_pool *p)
             unsigned k = 0;
             pthread_mutex_lock(&p->lock);
             size_t warm = atomic_load_explicit(&p->nwarm[cls], memory_order_relaxed);
-            while (k < 64 && warm - k > WEFT_POOL_WARM) {
+            size_t keep = warm_cap(p, cls, warm, WEFT_POOL_WARM);
+            while (k < 64 && warm - k > keep) {
                 v[k] = p->warm[cls];
                 p->warm[cls] = v[k]->next;
                 k++;
@@ -400,6 +415,7 @@ weft__stack *weft__stack_get(weft__stack_cache *c, unsigned cls)
             p->free[cls] = &sl->slots[i];
         }
         p->nfree[cls] += sl->nslots;
+        p->nslots[cls] += sl->nslots;
     }
     s = pool_pop(p, cls);
     while (want-- > 1) {
