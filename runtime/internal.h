@@ -28,7 +28,7 @@
 /* Fairness and tuning constants (reasoning in sched.c). */
 #define WEFT_EVENT_INTERVAL 61    /* ticks between maintenance passes */
 #define WEFT_MAX_LIFO_RUNS 3      /* consecutive LIFO-slot runs before the cap */
-#define WEFT_DUE_MAX 64           /* timer-woken tasks a worker's due list holds (rescue.c) */
+#define WEFT_DUE_MAX 32           /* timer-woken tasks a worker's due list holds (rescue.c) */
 #define WEFT_BUDGET 128           /* cooperative operations per slice */
 #define WEFT_TASK_POOL_MAX 1024   /* control blocks cached per worker */
 #define WEFT_TASK_CHUNK 64        /* control blocks per allocation */
