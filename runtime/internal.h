@@ -28,7 +28,6 @@
 /* Fairness and tuning constants (reasoning in sched.c). */
 #define WEFT_EVENT_INTERVAL 61    /* ticks between maintenance passes */
 #define WEFT_MAX_LIFO_RUNS 3      /* consecutive LIFO-slot runs before the cap */
-#define WEFT_DUE_MAX 32           /* timer-woken tasks a worker's due list holds (rescue.c) */
 #define WEFT_BUDGET 128           /* cooperative operations per slice */
 #define WEFT_TASK_POOL_MAX 1024   /* control blocks cached per worker */
 #define WEFT_TASK_CHUNK 64        /* control blocks per allocation */
@@ -66,8 +65,6 @@ typedef struct weft__worker {
         uint64_t next_id;
         uint64_t now_tick;      /* ms since runtime start, cached per loop iteration */
         weft__task *pinned_head, *pinned_tail; /* runnable pinned tasks */
-        weft__task *due_head, *due_tail;       /* woken by this worker's own timer polls */
-        uint32_t ndue;
     };
 
     /* ---- Shared with other threads. */

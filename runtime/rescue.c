@@ -16,56 +16,11 @@ static inline unsigned lq_room(weft__worker *w)
     return WEFT_LQ_SIZE - weft__lq_len(&w->lq);
 }
 
-/* A timer of this worker's own wheel wakes its task into the worker's due
- * list, which next_local (sched.c) serves before the global queue's turn and
- * the ring, when other work is queued there. A sleeper's deadline is a
- * promise; queued at the back of the ring, behind a flood of spawns that the
- * global queue's turn keeps feeding in, a woken sleeper waited seconds
- * (issue 19: 1,000,000 tasks sleeping 0-100 ms each, p99 lateness 1.4 s).
- * Go does the same: a goroutine its timer wakes goes to runnext. Pinned
- * tasks keep their own list (weft__wake). Owner only, under the poll lock. */
-static void due_cb(weft__task *t, uint64_t token, void *ctx)
-{
-    weft__worker *w = ctx;
-    if (!w || t->pinned) {
-        weft__wake(t, token);
-        return;
-    }
-    if (!weft__state_wake(t, token))
-        return;
-    WEFT__ASSERT(t->rt == w->rt && weft__cur_worker() == w && w->ndue < WEFT_DUE_MAX);
-    t->next = NULL;
-    if (w->due_tail)
-        w->due_tail->next = t;
-    else
-        w->due_head = t;
-    w->due_tail = t;
-    w->ndue++;
-}
-
-/* Where this poll's wakes go: the due list (returns 1) or the ring (0).
- * The ring when nothing is queued (it is empty, no turn runs, the due list
- * is empty): the woken run next anyway, and in the ring idle peers can steal
- * them, so a burst of timers spreads over the workers. Into the due list a
- * poll wakes at most WEFT_DUE_MAX - ndue, about half a maintenance interval
- * (WEFT_EVENT_INTERVAL runs), so that timers firing faster than the worker
- * runs them cannot starve the ring and the global queue: they keep the
- * other half of the picks, and the excess waits in the wheel, in deadline
- * order. Into the ring a poll wakes at most its room. */
-static int wake_to_due(weft__worker *w)
-{
-    return !weft__lq_empty(&w->lq) || w->global_turn != 0 || w->ndue != 0;
-}
-
 /* The poll lock is held by the caller. */
 static void poll_timers_locked(weft__worker *w)
 {
     w->now_tick = weft__now_tick(w->rt, weft__clock_ns());
-    WEFT__ASSERT(w->ndue <= WEFT_DUE_MAX);
-    if (wake_to_due(w))
-        weft__wheel_poll(&w->wheel, w->now_tick, WEFT_DUE_MAX - w->ndue, due_cb, w);
-    else
-        weft__wheel_poll(&w->wheel, w->now_tick, lq_room(w), due_cb, NULL);
+    weft__wheel_poll(&w->wheel, w->now_tick, lq_room(w), weft__wake_cb, NULL);
     atomic_store_explicit(&w->polled_tick, w->now_tick, memory_order_relaxed);
 }
 

@@ -133,6 +133,10 @@ static weft__task *global_pop_one(weft__worker *w)
     return b.head;
 }
 
+/* Global-queue tasks per worker beyond which the queue is a flood (see
+ * give_global_turn): four local queues' worth. */
+#define WEFT_FLOOD_PER_WORKER (4 * WEFT_LQ_SIZE)
+
 static void give_global_turn(weft__worker *w)
 {
     weft_runtime *rt = w->rt;
@@ -140,7 +144,19 @@ static void give_global_turn(weft__worker *w)
         return;
     size_t len = atomic_load_explicit(&rt->inject.len, memory_order_relaxed);
     size_t turn = len / rt->nworkers + 1;
-    w->global_turn = (uint16_t)(turn > WEFT_LQ_SIZE / 2 ? WEFT_LQ_SIZE / 2 : turn);
+    if (turn > WEFT_FLOOD_PER_WORKER) {
+        /* A flood: a spawner far ahead of the workers, more than a turn of
+         * every pass for many passes could get through. Turns would only
+         * hold back the local queue: sleepers woken into it waited behind
+         * 128 of the flood per pass (issue 19: 1,000,000 tasks sleeping
+         * 0-100 ms each, p99 lateness 1.4 s). The flood gets what Tokio and
+         * Go give the global queue: one pick per pass, and batches when the
+         * local queue runs dry. */
+        turn = 1;
+    } else if (turn > WEFT_LQ_SIZE / 2) {
+        turn = WEFT_LQ_SIZE / 2;
+    }
+    w->global_turn = (uint16_t)turn;
 }
 
 /* The next task from this worker's own sources, or NULL. `from_lifo` tells
@@ -171,16 +187,6 @@ static weft__task *next_local(weft__worker *w, int *from_lifo)
         t = inbox_take(w);
         if (t)
             return t;
-    }
-    if (weft__unlikely(w->due_head != NULL)) {
-        /* Woken by this worker's timers (rescue.c): before the turn and the ring. */
-        t = w->due_head;
-        w->due_head = t->next;
-        if (!w->due_head)
-            w->due_tail = NULL;
-        w->ndue--;
-        t->next = NULL;
-        return t;
     }
     if (weft__unlikely(w->global_turn != 0)) {
         t = global_pop_one(w);

@@ -282,15 +282,13 @@ static void cool(weft__stack_pool *p, unsigned cls, weft__stack **v, unsigned k)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* How many warm stacks of class cls the pool keeps (lock held): at least
- * `floor`, and as many as are in use (neither warm nor cold in the pool:
- * held by tasks, or in a worker's cache), so the pool never holds more
- * warm pages than the tasks alive hold. `warm` is the warm count to judge by. */
-static size_t warm_cap(const weft__stack_pool *p, unsigned cls, size_t warm, size_t floor)
+/* Stacks of class cls in use (lock held): neither warm nor cold in the
+ * pool, so held by tasks or in a worker's cache. `warm` is the warm count
+ * to judge by. */
+static size_t in_use(const weft__stack_pool *p, unsigned cls, size_t warm)
 {
     WEFT__ASSERT(p->nslots[cls] >= warm + p->nfree[cls]);
-    size_t in_use = p->nslots[cls] - warm - p->nfree[cls];
-    return in_use > floor ? in_use : floor;
+    return p->nslots[cls] - warm - p->nfree[cls];
 }
 
 /* Moves n stacks (all of them if n is 0) of class cls from the cache to the
@@ -313,8 +311,9 @@ static void spill(weft__stack_cache *c, unsigned cls, unsigned n)
         pthread_mutex_lock(&p->lock);
         unsigned keep = 0;
         size_t warm = atomic_load_explicit(&p->nwarm[cls], memory_order_relaxed);
-        /* The k in hand count as warm already, being on their way in. */
-        size_t cap = warm_cap(p, cls, warm + k, WEFT_POOL_WARM_MAX);
+        /* As many as were in use at once since the last trim: their pages
+         * were all in use then, so keeping them adds nothing to the peak. */
+        size_t cap = p->peak[cls] > WEFT_POOL_WARM_MAX ? p->peak[cls] : WEFT_POOL_WARM_MAX;
         while (keep < k && warm + keep < cap) {
             v[keep]->next = p->warm[cls];
             p->warm[cls] = v[keep++];
@@ -339,7 +338,9 @@ void weft__stack_pool_trim(weft__stack_pool *p)
             unsigned k = 0;
             pthread_mutex_lock(&p->lock);
             size_t warm = atomic_load_explicit(&p->nwarm[cls], memory_order_relaxed);
-            size_t keep = warm_cap(p, cls, warm, WEFT_POOL_WARM);
+            size_t used = in_use(p, cls, warm);
+            size_t keep = used > WEFT_POOL_WARM ? used : WEFT_POOL_WARM;
+            p->peak[cls] = used; /* a new period of watching the peak */
             while (k < 64 && warm - k > keep) {
                 v[k] = p->warm[cls];
                 p->warm[cls] = v[k]->next;
@@ -426,6 +427,9 @@ weft__stack *weft__stack_get(weft__stack_cache *c, unsigned cls)
         c->free[cls] = x;
         c->nfree[cls]++;
     }
+    size_t used = in_use(p, cls, atomic_load_explicit(&p->nwarm[cls], memory_order_relaxed));
+    if (used > p->peak[cls])
+        p->peak[cls] = used;
     pthread_mutex_unlock(&p->lock);
     s->next = NULL;
     return s;

@@ -40,6 +40,7 @@ typedef struct weft__stack_pool {
     weft__stack *warm[WEFT_STACK_CLASSES]; /* pages kept */
     _Atomic size_t nwarm[WEFT_STACK_CLASSES]; /* written under lock, read without */
     size_t nslots[WEFT_STACK_CLASSES];      /* stacks of all slabs (under lock) */
+    size_t peak[WEFT_STACK_CLASSES];        /* most in use at once since the last trim (under lock) */
 } weft__stack_pool;
 
 /* Stacks per class the shared pool keeps with their pages once trimmed.
@@ -50,13 +51,15 @@ typedef struct weft__stack_pool {
  * weft__stack_pool_trim, which workers call when they go idle (like
  * jemalloc's decay: memory is given back when nobody is waiting for the
  * CPU). Spills keep pages while the warm stacks number at most
- * WEFT_POOL_WARM_MAX or as many as are in use (taken out of the pool), and
- * return them at once past that: a program running tasks by the ten
- * thousand (issue 19: 1,000,000 sleepers of 0-100 ms, about 25,000 at a
- * time) reuses the stacks its finished tasks left instead of faulting fresh
- * pages in for each start, and the pool never holds more warm pages than
- * the tasks alive at the time hold (or 4,096 stacks' worth). 256 stacks
- * hold at most 256 x WEFT_STACK_WARM of memory, and usually one page each. */
+ * WEFT_POOL_WARM_MAX or as many as were in use (taken out of the pool) at
+ * once since the last trim, and return them at once past that: a program
+ * running tasks by the ten thousand (issue 19: 1,000,000 sleepers of
+ * 0-100 ms, over 10,000 at a time) reuses the stacks its finished tasks
+ * left instead of faulting fresh pages in for each start, and the pool
+ * never holds more warm pages than the tasks held at their peak (or
+ * 4,096 stacks' worth). A trim keeps as many as are in use now, at least
+ * WEFT_POOL_WARM, and starts watching the peak anew. 256 stacks hold at
+ * most 256 x WEFT_STACK_WARM of memory, and usually one page each. */
 #define WEFT_POOL_WARM 256u
 #define WEFT_POOL_WARM_MAX 4096u
 
