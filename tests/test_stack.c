@@ -234,11 +234,12 @@ Test(stack, pool_keeps_a_bounded_number_of_stacks_warm, .timeout = 60)
     weft__stack_pool_destroy(&pool);
 }
 
-/* A churn of tasks by the thousand (issue 19: about 25,000 sleepers alive
- * at a time) goes through the pool: spills and idle trims keep as many
- * stacks warm as are in use, so the next starts reuse their pages instead
- * of faulting fresh ones in after a madvise; once the tasks are gone, a
- * trim gives back all but WEFT_POOL_WARM. */
+/* A churn of tasks by the thousand (issue 19: over 10,000 sleepers alive
+ * at a time) goes through the pool: spills keep as many stacks warm as were
+ * in use at once since the last trim, and a trim as many as are in use, so
+ * the next starts reuse their pages instead of faulting fresh ones in after
+ * a madvise; once the tasks are gone, a trim gives back all but
+ * WEFT_POOL_WARM. */
 Test(stack, pool_keeps_as_many_warm_stacks_as_are_in_use, .timeout = 60)
 {
     if (test_scale_down())
