@@ -188,6 +188,26 @@ static int top_page_resident(const weft__stack *s)
     return v & 1;
 }
 
+/* n stacks of class 2 (64 KiB) from c, each with its top page touched as a
+ * task's first frame touches it. */
+static void take_touched(weft__stack_cache *c, weft__stack **v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        v[i] = weft__stack_get(c, 2);
+        cr_assert_not_null(v[i], "stack %d", i);
+        v[i]->lo[v[i]->size - 1] = 1;
+    }
+}
+
+/* How many stacks of a pool list still have their top page. */
+static int list_resident(const weft__stack *s)
+{
+    int n = 0;
+    for (; s; s = s->next)
+        n += top_page_resident(s);
+    return n;
+}
+
 /* Stacks that move between workers (a task spawned on one, ending on
  * another) pass through the shared pool with their pages, so reuse costs no
  * page fault; a trim (when a worker goes idle) returns the pages of all but
@@ -203,11 +223,7 @@ Test(stack, pool_keeps_a_bounded_number_of_stacks_warm, .timeout = 60)
     weft__stack_cache_init(&a, &pool);
     weft__stack_cache_init(&b, &pool);
     static weft__stack *held[N];
-    for (int i = 0; i < N; i++) {
-        held[i] = weft__stack_get(&a, 2);
-        cr_assert_not_null(held[i]);
-        held[i]->lo[held[i]->size - 1] = 1;
-    }
+    take_touched(&a, held, N);
     /* All end "on the other worker": cache b spills to the pool, which keeps
      * their pages until trimmed (a worker going idle trims). */
     for (int i = 0; i < N; i++)
@@ -218,11 +234,7 @@ Test(stack, pool_keeps_a_bounded_number_of_stacks_warm, .timeout = 60)
     weft__stack_cache_drain(&a);
     weft__stack_pool_trim(&pool);
     cr_assert_eq(pool.nwarm[2], WEFT_POOL_WARM);
-    int warm_resident = 0, cold_resident = 0;
-    for (weft__stack *s = pool.warm[2]; s; s = s->next)
-        warm_resident += top_page_resident(s);
-    for (weft__stack *s = pool.free[2]; s; s = s->next)
-        cold_resident += top_page_resident(s);
+    int warm_resident = list_resident(pool.warm[2]), cold_resident = list_resident(pool.free[2]);
     cr_assert_eq(warm_resident, (int)pool.nwarm[2], "warm stacks lost their pages");
     cr_assert_eq(cold_resident, 0, "%d stacks beyond the warm cap kept their pages", cold_resident);
     /* Cache a refills from the warm ones first. */
@@ -251,16 +263,8 @@ Test(stack, pool_keeps_as_many_warm_stacks_as_are_in_use, .timeout = 60)
     weft__stack_cache_init(&a, &pool);
     weft__stack_cache_init(&b, &pool);
     static weft__stack *held[M], *churn[M];
-    for (int i = 0; i < M; i++) {
-        held[i] = weft__stack_get(&a, 2);
-        cr_assert_not_null(held[i]);
-        held[i]->lo[held[i]->size - 1] = 1;
-    }
-    for (int i = 0; i < M; i++) {
-        churn[i] = weft__stack_get(&a, 2);
-        cr_assert_not_null(churn[i]);
-        churn[i]->lo[churn[i]->size - 1] = 1;
-    }
+    take_touched(&a, held, M);
+    take_touched(&a, churn, M);
     /* The churn ends "on the other worker": past WEFT_POOL_WARM_MAX, but
      * with M stacks still in use, every one stays warm. */
     for (int i = 0; i < M; i++)
@@ -270,10 +274,7 @@ Test(stack, pool_keeps_as_many_warm_stacks_as_are_in_use, .timeout = 60)
                   cap_b, M);
     weft__stack_pool_trim(&pool); /* a worker going idle while M are in use */
     cr_assert_geq(pool.nwarm[2] + cap_b, (size_t)M, "the trim dropped stacks while as many were in use");
-    int resident = 0;
-    for (weft__stack *s = pool.warm[2]; s; s = s->next)
-        resident += top_page_resident(s);
-    cr_assert_eq(resident, (int)pool.nwarm[2], "warm stacks lost their pages");
+    cr_assert_eq(list_resident(pool.warm[2]), (int)pool.nwarm[2], "warm stacks lost their pages");
     /* Every task gone: the trim gives back all but WEFT_POOL_WARM. */
     for (int i = 0; i < M; i++)
         weft__stack_put(&b, held[i], 0);
@@ -282,9 +283,7 @@ Test(stack, pool_keeps_as_many_warm_stacks_as_are_in_use, .timeout = 60)
     cr_assert_gt(pool.nwarm[2], WEFT_POOL_WARM_MAX);
     weft__stack_pool_trim(&pool);
     cr_assert_eq(pool.nwarm[2], WEFT_POOL_WARM);
-    int cold_resident = 0;
-    for (weft__stack *s = pool.free[2]; s; s = s->next)
-        cold_resident += top_page_resident(s);
+    int cold_resident = list_resident(pool.free[2]);
     cr_assert_eq(cold_resident, 0, "%d trimmed stacks kept their pages", cold_resident);
     weft__stack_pool_destroy(&pool);
 }
