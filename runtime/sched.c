@@ -119,7 +119,9 @@ static weft__task *global_take(weft__worker *w, unsigned max)
  * them. A pass that finds a turn still running does not renew it, so a
  * flood of spawns from outside threads cannot starve local tasks: they keep
  * at least the picks between the end of one turn and the next pass (about
- * 55 of every 183 when both queues are full). */
+ * 55 of every 183 when both queues are full). A queue longer than turns
+ * can drain (more than WEFT_FLOOD_PER_WORKER per worker) gets no turn,
+ * only one pick per pass (give_global_turn). */
 static weft__task *global_pop_one(weft__worker *w)
 {
     weft__batch b;
