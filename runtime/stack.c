@@ -330,10 +330,13 @@ static void spill(weft__stack_cache *c, unsigned cls, unsigned n)
     }
 }
 
-void weft__stack_pool_trim(weft__stack_pool *p)
+size_t weft__stack_pool_trim(weft__stack_pool *p)
 {
+    size_t cooled = 0;
     for (unsigned cls = 0; cls < WEFT_STACK_CLASSES; cls++) {
-        while (atomic_load_explicit(&p->nwarm[cls], memory_order_relaxed) > WEFT_POOL_WARM) {
+        size_t done = 0;
+        while (done < WEFT_POOL_TRIM_MAX &&
+               atomic_load_explicit(&p->nwarm[cls], memory_order_relaxed) > WEFT_POOL_WARM) {
             weft__stack *v[64];
             unsigned k = 0;
             pthread_mutex_lock(&p->lock);
@@ -351,8 +354,11 @@ void weft__stack_pool_trim(weft__stack_pool *p)
             if (!k)
                 break;
             cool(p, cls, v, k);
+            done += k;
         }
+        cooled += done;
     }
+    return cooled;
 }
 
 void weft__stack_cache_drain(weft__stack_cache *c)

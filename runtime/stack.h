@@ -77,9 +77,14 @@ void weft__stack_pool_destroy(weft__stack_pool *p);
 void weft__stack_cache_init(weft__stack_cache *c, weft__stack_pool *p);
 /* Gives every cached stack back to the pool. */
 void weft__stack_cache_drain(weft__stack_cache *c);
-/* Returns the pages of the pool's warm stacks beyond WEFT_POOL_WARM per
- * class to the kernel. Cheap when there is nothing to trim. */
-void weft__stack_pool_trim(weft__stack_pool *p);
+/* Returns the pages of the pool's warm stacks beyond those in use, and
+ * beyond WEFT_POOL_WARM, per class to the kernel: at most
+ * WEFT_POOL_TRIM_MAX stacks per class a call, so that a worker going idle
+ * after a million tasks ended is not held for seconds in madvise while its
+ * timers come due (later calls do the rest). Returns how many it returned;
+ * cheap when there is nothing to trim. */
+#define WEFT_POOL_TRIM_MAX 256u
+size_t weft__stack_pool_trim(weft__stack_pool *p);
 
 /* Empties the cache without handing its stacks anywhere: only right before
  * weft__stack_pool_destroy, which unmaps them all anyway (returning pages
