@@ -423,6 +423,11 @@ static void park(weft__worker *w)
         uint64_t now = weft__now_tick(rt, weft__clock_ns());
         timeout = next <= now ? 0 : (next - now > 60000 ? 60000 : (int)(next - now));
     }
+    /* The idle trim (idle.c) stopped at its bound: back soon for the next
+     * batch, or a burst's stacks would keep their pages while we sleep. */
+    if (atomic_load_explicit(&rt->stacks.trim_more, memory_order_relaxed) &&
+        (timeout < 0 || timeout > RESCUE_AFTER_MS))
+        timeout = RESCUE_AFTER_MS;
     /* While a peer is awake it may get stuck in a long task: one sleeping
      * worker at a time (the watcher) looks again every RESCUE_AFTER_MS
      * (rescue_stuck_peers), like Go's single sysmon, so that many idle

@@ -333,6 +333,7 @@ static void spill(weft__stack_cache *c, unsigned cls, unsigned n)
 size_t weft__stack_pool_trim(weft__stack_pool *p)
 {
     size_t cooled = 0;
+    int more = 0;
     for (unsigned cls = 0; cls < WEFT_STACK_CLASSES; cls++) {
         size_t done = 0;
         while (done < WEFT_POOL_TRIM_MAX &&
@@ -356,8 +357,10 @@ size_t weft__stack_pool_trim(weft__stack_pool *p)
             cool(p, cls, v, k);
             done += k;
         }
+        more |= done >= WEFT_POOL_TRIM_MAX;
         cooled += done;
     }
+    atomic_store_explicit(&p->trim_more, more, memory_order_relaxed);
     return cooled;
 }
 

@@ -41,6 +41,7 @@ typedef struct weft__stack_pool {
     _Atomic size_t nwarm[WEFT_STACK_CLASSES]; /* written under lock, read without */
     size_t nslots[WEFT_STACK_CLASSES];      /* stacks of all slabs (under lock) */
     size_t peak[WEFT_STACK_CLASSES];        /* most in use at once since the last trim (under lock) */
+    _Atomic int trim_more;                  /* the last trim stopped at WEFT_POOL_TRIM_MAX */
 } weft__stack_pool;
 
 /* Stacks per class the shared pool keeps with their pages once trimmed.
@@ -81,8 +82,9 @@ void weft__stack_cache_drain(weft__stack_cache *c);
  * beyond WEFT_POOL_WARM, per class to the kernel: at most
  * WEFT_POOL_TRIM_MAX stacks per class a call, so that a worker going idle
  * after a million tasks ended is not held for seconds in madvise while its
- * timers come due (later calls do the rest). Returns how many it returned;
- * cheap when there is nothing to trim. */
+ * timers come due. Later calls do the rest; `trim_more` says there is more
+ * (a worker about to sleep then sleeps briefly, so that it comes back to
+ * trim). Returns how many it returned; cheap when there is nothing to trim. */
 #define WEFT_POOL_TRIM_MAX 256u
 size_t weft__stack_pool_trim(weft__stack_pool *p);
 
