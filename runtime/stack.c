@@ -20,8 +20,9 @@
  * caller says so, or every 4096th reuse as a backstop for uses nobody saw)
  * returns everything below its top WEFT_STACK_WARM bytes to the kernel with
  * MADV_DONTNEED. A stack entering the shared pool keeps its pages (its next
- * user may be on another worker), until an idle worker trims the pool to
- * WEFT_POOL_WARM stacks per class; the rest return all their pages. Slabs
+ * user may be on another worker), up to the peak of stacks in use (stack.h),
+ * until an idle worker trims the pool to those in use now, at least
+ * WEFT_POOL_WARM per class; the rest return all their pages. Slabs
  * are MADV_NOHUGEPAGE so transparent huge pages never turn a 256 KiB stack
  * into 2 MiB of RSS.
  */
@@ -292,8 +293,9 @@ static size_t in_use(const weft__stack_pool *p, unsigned cls, size_t warm)
 }
 
 /* Moves n stacks (all of them if n is 0) of class cls from the cache to the
- * pool's warm list, pages and all, unless that list is past
- * WEFT_POOL_WARM_MAX: then their pages go back to the kernel at once. */
+ * pool's warm list, pages and all, unless that list is past its cap (the
+ * peak in use since the last trim, at least WEFT_POOL_WARM_MAX): then their
+ * pages go back to the kernel at once. */
 static void spill(weft__stack_cache *c, unsigned cls, unsigned n)
 {
     weft__stack_pool *p = c->pool;
