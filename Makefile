@@ -390,6 +390,7 @@ $(BUILD)/bench/async_vs_threads $(BUILD)/bench/scaling $(BUILD)/tests/test_bench
   CFLAGS_APP += $(AVT_CFLAGS)
 $(BUILD)/tests/test_bench_smoke.o: bench/avt.h bench/bench.h
 $(BUILD)/tests/test_chan_bench_smoke.o: bench/chan_bench.h bench/bench.h
+$(BUILD)/tests/test_timers_smoke.o: bench/timers_bench.h bench/bench.h
 
 # The tour (examples/tour.c): tasks, gather, the HTTP server under loadgen and
 # a reduced async-vs-threads comparison, in under a minute.

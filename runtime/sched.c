@@ -127,7 +127,9 @@ static weft__task *global_take(weft__worker *w, unsigned max)
  * them. A pass that finds a turn still running does not renew it, so a
  * flood of spawns from outside threads cannot starve local tasks: they keep
  * at least the picks between the end of one turn and the next pass (about
- * 55 of every 183 when both queues are full). */
+ * 55 of every 183 when both queues are full). A queue longer than turns
+ * can drain (more than WEFT_FLOOD_PER_WORKER per worker) gets no turn,
+ * only one pick per pass (give_global_turn). */
 static weft__task *global_pop_one(weft__worker *w)
 {
     weft__batch b;
@@ -141,6 +143,10 @@ static weft__task *global_pop_one(weft__worker *w)
     return b.head;
 }
 
+/* Global-queue tasks per worker beyond which the queue is a flood (see
+ * give_global_turn): four local queues' worth. */
+#define WEFT_FLOOD_PER_WORKER (4 * WEFT_LQ_SIZE)
+
 static void give_global_turn(weft__worker *w)
 {
     weft_runtime *rt = w->rt;
@@ -148,7 +154,19 @@ static void give_global_turn(weft__worker *w)
         return;
     size_t len = atomic_load_explicit(&rt->inject.len, memory_order_relaxed);
     size_t turn = len / rt->nworkers + 1;
-    w->global_turn = (uint16_t)(turn > WEFT_LQ_SIZE / 2 ? WEFT_LQ_SIZE / 2 : turn);
+    if (turn > WEFT_FLOOD_PER_WORKER) {
+        /* A flood: a spawner far ahead of the workers, more than a turn of
+         * every pass for many passes could get through. Turns would only
+         * hold back the local queue: sleepers woken into it waited behind
+         * 128 of the flood per pass (issue 19: 1,000,000 tasks sleeping
+         * 0-100 ms each, p99 lateness 1.4 s). The flood gets what Tokio and
+         * Go give the global queue: one pick per pass, and batches when the
+         * local queue runs dry. */
+        turn = 1;
+    } else if (turn > WEFT_LQ_SIZE / 2) {
+        turn = WEFT_LQ_SIZE / 2;
+    }
+    w->global_turn = (uint16_t)turn;
 }
 
 /* The next task from this worker's own sources, or NULL. `from_lifo` tells
@@ -445,6 +463,11 @@ static void park(weft__worker *w)
         uint64_t now = weft__now_tick(rt, weft__clock_ns());
         timeout = next <= now ? 0 : (next - now > 60000 ? 60000 : (int)(next - now));
     }
+    /* The idle trim (idle.c) stopped at its bound: back soon for the next
+     * batch, or a burst's stacks would keep their pages while we sleep. */
+    if (atomic_load_explicit(&rt->stacks.trim_more, memory_order_relaxed) &&
+        (timeout < 0 || timeout > RESCUE_AFTER_MS))
+        timeout = RESCUE_AFTER_MS;
     /* While a peer is awake it may get stuck in a long task: one sleeping
      * worker at a time (the watcher) looks again every RESCUE_AFTER_MS
      * (rescue_stuck_peers), like Go's single sysmon, so that many idle

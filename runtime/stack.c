@@ -20,8 +20,9 @@
  * caller says so, or every 4096th reuse as a backstop for uses nobody saw)
  * returns everything below its top WEFT_STACK_WARM bytes to the kernel with
  * MADV_DONTNEED. A stack entering the shared pool keeps its pages (its next
- * user may be on another worker), until an idle worker trims the pool to
- * WEFT_POOL_WARM stacks per class; the rest return all their pages. Slabs
+ * user may be on another worker), up to the peak of stacks in use (stack.h),
+ * until an idle worker trims the pool to those in use now, at least
+ * WEFT_POOL_WARM per class; the rest return all their pages. Slabs
  * are MADV_NOHUGEPAGE so transparent huge pages never turn a 256 KiB stack
  * into 2 MiB of RSS.
  */
@@ -31,6 +32,7 @@
 #include "lock.h"
 #include "stack.h"
 #include "alloc.h"
+#include "weft_assert.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -287,9 +289,19 @@ static void cool(weft__stack_pool *p, unsigned cls, weft__stack **v, unsigned k)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* Stacks of class cls in use (lock held): neither warm nor cold in the
+ * pool, so held by tasks or in a worker's cache. `warm` is the warm count
+ * to judge by. */
+static size_t in_use(const weft__stack_pool *p, unsigned cls, size_t warm)
+{
+    WEFT__ASSERT(p->nslots[cls] >= warm + p->nfree[cls]);
+    return p->nslots[cls] - warm - p->nfree[cls];
+}
+
 /* Moves n stacks (all of them if n is 0) of class cls from the cache to the
- * pool's warm list, pages and all, unless that list is past
- * WEFT_POOL_WARM_MAX: then their pages go back to the kernel at once. */
+ * pool's warm list, pages and all, unless that list is past its cap (the
+ * peak in use since the last trim, at least WEFT_POOL_WARM_MAX): then their
+ * pages go back to the kernel at once. */
 static void spill(weft__stack_cache *c, unsigned cls, unsigned n)
 {
     weft__stack_pool *p = c->pool;
@@ -307,7 +319,10 @@ static void spill(weft__stack_cache *c, unsigned cls, unsigned n)
         pthread_mutex_lock(&p->lock);
         unsigned keep = 0;
         size_t warm = atomic_load_explicit(&p->nwarm[cls], memory_order_relaxed);
-        while (keep < k && warm + keep < WEFT_POOL_WARM_MAX) {
+        /* As many as were in use at once since the last trim: their pages
+         * were all in use then, so keeping them adds nothing to the peak. */
+        size_t cap = p->peak[cls] > WEFT_POOL_WARM_MAX ? p->peak[cls] : WEFT_POOL_WARM_MAX;
+        while (keep < k && warm + keep < cap) {
             v[keep]->next = p->warm[cls];
             p->warm[cls] = v[keep++];
         }
@@ -323,15 +338,22 @@ static void spill(weft__stack_cache *c, unsigned cls, unsigned n)
     }
 }
 
-void weft__stack_pool_trim(weft__stack_pool *p)
+size_t weft__stack_pool_trim(weft__stack_pool *p)
 {
+    size_t cooled = 0;
+    int more = 0;
     for (unsigned cls = 0; cls < WEFT_STACK_CLASSES; cls++) {
-        while (atomic_load_explicit(&p->nwarm[cls], memory_order_relaxed) > WEFT_POOL_WARM) {
+        size_t done = 0;
+        while (done < WEFT_POOL_TRIM_MAX &&
+               atomic_load_explicit(&p->nwarm[cls], memory_order_relaxed) > WEFT_POOL_WARM) {
             weft__stack *v[64];
             unsigned k = 0;
             pthread_mutex_lock(&p->lock);
             size_t warm = atomic_load_explicit(&p->nwarm[cls], memory_order_relaxed);
-            while (k < 64 && warm - k > WEFT_POOL_WARM) {
+            size_t used = in_use(p, cls, warm);
+            size_t keep = used > WEFT_POOL_WARM ? used : WEFT_POOL_WARM;
+            p->peak[cls] = used; /* a new period of watching the peak */
+            while (k < 64 && warm - k > keep) {
                 v[k] = p->warm[cls];
                 p->warm[cls] = v[k]->next;
                 k++;
@@ -341,8 +363,13 @@ void weft__stack_pool_trim(weft__stack_pool *p)
             if (!k)
                 break;
             cool(p, cls, v, k);
+            done += k;
         }
+        more |= done >= WEFT_POOL_TRIM_MAX;
+        cooled += done;
     }
+    atomic_store_explicit(&p->trim_more, more, memory_order_relaxed);
+    return cooled;
 }
 
 void weft__stack_cache_drain(weft__stack_cache *c)
@@ -406,6 +433,7 @@ weft__stack *weft__stack_get(weft__stack_cache *c, unsigned cls)
             p->free[cls] = &sl->slots[i];
         }
         p->nfree[cls] += sl->nslots;
+        p->nslots[cls] += sl->nslots;
     }
     s = pool_pop(p, cls);
     while (want-- > 1) {
@@ -416,6 +444,9 @@ weft__stack *weft__stack_get(weft__stack_cache *c, unsigned cls)
         c->free[cls] = x;
         c->nfree[cls]++;
     }
+    size_t used = in_use(p, cls, atomic_load_explicit(&p->nwarm[cls], memory_order_relaxed));
+    if (used > p->peak[cls])
+        p->peak[cls] = used;
     pthread_mutex_unlock(&p->lock);
     s->next = NULL;
     return s;

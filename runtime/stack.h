@@ -39,6 +39,9 @@ typedef struct weft__stack_pool {
     size_t nfree[WEFT_STACK_CLASSES];
     weft__stack *warm[WEFT_STACK_CLASSES]; /* pages kept */
     _Atomic size_t nwarm[WEFT_STACK_CLASSES]; /* written under lock, read without */
+    size_t nslots[WEFT_STACK_CLASSES];      /* stacks of all slabs (under lock) */
+    size_t peak[WEFT_STACK_CLASSES];        /* most in use at once since the last trim (under lock) */
+    _Atomic int trim_more;                  /* the last trim stopped at WEFT_POOL_TRIM_MAX */
 } weft__stack_pool;
 
 /* Stacks per class the shared pool keeps with their pages once trimmed.
@@ -48,8 +51,16 @@ typedef struct weft__stack_pool {
  * pages, and the excess over WEFT_POOL_WARM is returned to the kernel by
  * weft__stack_pool_trim, which workers call when they go idle (like
  * jemalloc's decay: memory is given back when nobody is waiting for the
- * CPU), or at once past WEFT_POOL_WARM_MAX. 256 stacks hold at most
- * 256 x WEFT_STACK_WARM of memory, and usually one page each. */
+ * CPU). Spills keep pages while the warm stacks number at most
+ * WEFT_POOL_WARM_MAX or as many as were in use (taken out of the pool) at
+ * once since the last trim, and return them at once past that: a program
+ * running tasks by the ten thousand (issue 19: 1,000,000 sleepers of
+ * 0-100 ms, over 10,000 at a time) reuses the stacks its finished tasks
+ * left instead of faulting fresh pages in for each start, and the pool
+ * never holds more warm pages than the tasks held at their peak (or
+ * 4,096 stacks' worth). A trim keeps as many as are in use now, at least
+ * WEFT_POOL_WARM, and starts watching the peak anew. 256 stacks hold at
+ * most 256 x WEFT_STACK_WARM of memory, and usually one page each. */
 #define WEFT_POOL_WARM 256u
 #define WEFT_POOL_WARM_MAX 4096u
 
@@ -67,9 +78,15 @@ void weft__stack_pool_destroy(weft__stack_pool *p);
 void weft__stack_cache_init(weft__stack_cache *c, weft__stack_pool *p);
 /* Gives every cached stack back to the pool. */
 void weft__stack_cache_drain(weft__stack_cache *c);
-/* Returns the pages of the pool's warm stacks beyond WEFT_POOL_WARM per
- * class to the kernel. Cheap when there is nothing to trim. */
-void weft__stack_pool_trim(weft__stack_pool *p);
+/* Returns the pages of the pool's warm stacks beyond those in use, and
+ * beyond WEFT_POOL_WARM, per class to the kernel: at most
+ * WEFT_POOL_TRIM_MAX stacks per class a call, so that a worker going idle
+ * after a million tasks ended is not held for seconds in madvise while its
+ * timers come due. Later calls do the rest; `trim_more` says there is more
+ * (a worker about to sleep then sleeps briefly, so that it comes back to
+ * trim). Returns how many it returned; cheap when there is nothing to trim. */
+#define WEFT_POOL_TRIM_MAX 256u
+size_t weft__stack_pool_trim(weft__stack_pool *p);
 
 /* Empties the cache without handing its stacks anywhere: only right before
  * weft__stack_pool_destroy, which unmaps them all anyway (returning pages

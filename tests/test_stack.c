@@ -140,7 +140,8 @@ Test(stack, hundred_thousand_stacks_recycled_without_leaks, .timeout = 120)
             weft__stack_put(&cache, held[i], 0);
     }
     weft__stack_cache_drain(&cache);
-    weft__stack_pool_trim(&pool); /* what an idle worker does */
+    while (weft__stack_pool_trim(&pool)) /* what idle workers do */
+        ;
     if (test_scale_down()) {
         /* TSan keeps shadow pages for memory given back with MADV_DONTNEED
          * and valgrind does not model it: RSS says nothing there. */
@@ -188,6 +189,26 @@ static int top_page_resident(const weft__stack *s)
     return v & 1;
 }
 
+/* n stacks of class 2 (64 KiB) from c, each with its top page touched as a
+ * task's first frame touches it. */
+static void take_touched(weft__stack_cache *c, weft__stack **v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        v[i] = weft__stack_get(c, 2);
+        cr_assert_not_null(v[i], "stack %d", i);
+        v[i]->lo[v[i]->size - 1] = 1;
+    }
+}
+
+/* How many stacks of a pool list still have their top page. */
+static int list_resident(const weft__stack *s)
+{
+    int n = 0;
+    for (; s; s = s->next)
+        n += top_page_resident(s);
+    return n;
+}
+
 /* Stacks that move between workers (a task spawned on one, ending on
  * another) pass through the shared pool with their pages, so reuse costs no
  * page fault; a trim (when a worker goes idle) returns the pages of all but
@@ -203,11 +224,7 @@ Test(stack, pool_keeps_a_bounded_number_of_stacks_warm, .timeout = 60)
     weft__stack_cache_init(&a, &pool);
     weft__stack_cache_init(&b, &pool);
     static weft__stack *held[N];
-    for (int i = 0; i < N; i++) {
-        held[i] = weft__stack_get(&a, 2);
-        cr_assert_not_null(held[i]);
-        held[i]->lo[held[i]->size - 1] = 1;
-    }
+    take_touched(&a, held, N);
     /* All end "on the other worker": cache b spills to the pool, which keeps
      * their pages until trimmed (a worker going idle trims). */
     for (int i = 0; i < N; i++)
@@ -216,13 +233,14 @@ Test(stack, pool_keeps_a_bounded_number_of_stacks_warm, .timeout = 60)
     /* Cache a holds untouched stacks its last refill left: back to the pool
      * too, then the trim. */
     weft__stack_cache_drain(&a);
-    weft__stack_pool_trim(&pool);
+    /* One trim (one worker going idle) returns a bounded batch; the next
+     * ones the rest. */
+    size_t first = weft__stack_pool_trim(&pool);
+    cr_assert(first > 0 && first <= WEFT_POOL_TRIM_MAX, "one trim returned %zu", first);
+    while (weft__stack_pool_trim(&pool))
+        ;
     cr_assert_eq(pool.nwarm[2], WEFT_POOL_WARM);
-    int warm_resident = 0, cold_resident = 0;
-    for (weft__stack *s = pool.warm[2]; s; s = s->next)
-        warm_resident += top_page_resident(s);
-    for (weft__stack *s = pool.free[2]; s; s = s->next)
-        cold_resident += top_page_resident(s);
+    int warm_resident = list_resident(pool.warm[2]), cold_resident = list_resident(pool.free[2]);
     cr_assert_eq(warm_resident, (int)pool.nwarm[2], "warm stacks lost their pages");
     cr_assert_eq(cold_resident, 0, "%d stacks beyond the warm cap kept their pages", cold_resident);
     /* Cache a refills from the warm ones first. */
@@ -231,5 +249,92 @@ Test(stack, pool_keeps_a_bounded_number_of_stacks_warm, .timeout = 60)
     weft__stack_put(&a, s, 0);
     weft__stack_cache_drain(&a);
     weft__stack_cache_drain(&b);
+    weft__stack_pool_destroy(&pool);
+}
+
+/* A churn of tasks by the thousand (issue 19: over 10,000 sleepers alive
+ * at a time) goes through the pool: spills keep as many stacks warm as were
+ * in use at once since the last trim, and a trim as many as are in use, so
+ * the next starts reuse their pages instead of faulting fresh ones in after
+ * a madvise; once the tasks are gone, a trim gives back all but
+ * WEFT_POOL_WARM. */
+Test(stack, pool_keeps_as_many_warm_stacks_as_are_in_use, .timeout = 60)
+{
+    if (test_scale_down())
+        cr_skip_test("valgrind does not model page residency");
+    enum { M = WEFT_POOL_WARM_MAX + 2000 };
+    weft__stack_pool pool;
+    weft__stack_pool_init(&pool);
+    weft__stack_cache a, b;
+    weft__stack_cache_init(&a, &pool);
+    weft__stack_cache_init(&b, &pool);
+    static weft__stack *held[M], *churn[M];
+    take_touched(&a, held, M);
+    take_touched(&a, churn, M);
+    /* The churn ends "on the other worker": past WEFT_POOL_WARM_MAX, but
+     * with M stacks still in use, every one stays warm. */
+    for (int i = 0; i < M; i++)
+        weft__stack_put(&b, churn[i], 0);
+    size_t cap_b = b.nfree[2];
+    cr_assert_geq(pool.nwarm[2] + cap_b, (size_t)M, "%zu warm + %zu cached of %d", pool.nwarm[2],
+                  cap_b, M);
+    while (weft__stack_pool_trim(&pool)) /* workers going idle while M are in use */
+        ;
+    cr_assert_geq(pool.nwarm[2] + cap_b, (size_t)M, "the trim dropped stacks while as many were in use");
+    cr_assert_eq(list_resident(pool.warm[2]), (int)pool.nwarm[2], "warm stacks lost their pages");
+    /* Every task gone: the trim gives back all but WEFT_POOL_WARM. */
+    for (int i = 0; i < M; i++)
+        weft__stack_put(&b, held[i], 0);
+    weft__stack_cache_drain(&a);
+    weft__stack_cache_drain(&b);
+    cr_assert_gt(pool.nwarm[2], WEFT_POOL_WARM_MAX);
+    while (weft__stack_pool_trim(&pool))
+        ;
+    cr_assert_eq(pool.nwarm[2], WEFT_POOL_WARM);
+    int cold_resident = list_resident(pool.free[2]);
+    cr_assert_eq(cold_resident, 0, "%d trimmed stacks kept their pages", cold_resident);
+    weft__stack_pool_destroy(&pool);
+}
+
+static int pages_resident(const char *lo, size_t len)
+{
+    unsigned char v[256];
+    cr_assert_leq(len / 4096, sizeof v);
+    cr_assert_eq(mincore((void *)lo, len, v), 0);
+    int n = 0;
+    for (size_t i = 0; i < len / 4096; i++)
+        n += v[i] & 1;
+    return n;
+}
+
+/* The recycling rule of README's "Stacks" section: a stack that comes back
+ * from deep use returns everything below its top WEFT_STACK_WARM to the
+ * kernel; a shallow one keeps its page and is reused as it is (no system
+ * call: nothing below its top page was touched). */
+Test(stack, a_deep_stack_returns_its_pages_a_shallow_one_is_reused_warm)
+{
+    if (test_scale_down())
+        cr_skip_test("valgrind does not model page residency");
+    weft__stack_pool pool;
+    weft__stack_pool_init(&pool);
+    weft__stack_cache c;
+    weft__stack_cache_init(&c, &pool);
+    weft__stack *s = weft__stack_get(&c, 2); /* 64 KiB */
+    cr_assert_not_null(s);
+    memset(s->lo, 1, s->size); /* deep use: every page */
+    cr_assert_eq(pages_resident(s->lo, s->size), (int)(s->size / 4096));
+    weft__stack_put(&c, s, 1);
+    cr_assert_eq(pages_resident(s->lo, s->size - WEFT_STACK_WARM), 0,
+                 "a deep stack kept pages below its warm top");
+    cr_assert_eq(pages_resident(s->lo + s->size - WEFT_STACK_WARM, WEFT_STACK_WARM),
+                 WEFT_STACK_WARM / 4096, "the warm top was dropped too");
+    /* Reused from the cache at once, then used shallowly. */
+    weft__stack *again = weft__stack_get(&c, 2);
+    cr_assert_eq(again, s, "the cache is not LIFO");
+    cr_assert_eq(again->lo[again->size - 1], 1, "the top page lost its contents");
+    weft__stack_put(&c, again, 0);
+    cr_assert_eq(pages_resident(s->lo + s->size - 4096, 4096), 1, "a shallow stack lost its page");
+    cr_assert_eq(s->lo[s->size - 1], 1, "a shallow stack was scrubbed");
+    weft__stack_cache_drain(&c);
     weft__stack_pool_destroy(&pool);
 }

@@ -229,3 +229,75 @@ Test(timer, a_hundred_thousand_sleepers_wake_in_deadline_order, .timeout = 120)
     cr_assert_gt(pairs, test_scale_down() ? 5 : 100);
     cr_assert_eq(inversions, 0, "%d of %d pairs woke out of deadline order", inversions, pairs);
 }
+
+/* A sleeper whose deadline passes during a flood of spawned tasks (a
+ * spawner far ahead of the worker: thousands in the global queue) runs soon
+ * after its timer fires: behind at most the local queue's half that a
+ * batch from the global queue fills and a maintenance interval, not behind
+ * the global queue's turns, which before gave 128 of the flood a run first
+ * at every pass. Counted in task runs, not time: each flood task works 50
+ * µs, and only the runs between the poll that fires the timer and the
+ * sleeper's wake-up are counted, whatever the machine's speed. */
+#define FLOOD 4000
+static weft_time flood_start[FLOOD];
+static atomic_int flood_done;
+static weft_time due_deadline, due_woke;
+
+static void *flood_task(void *arg)
+{
+    uintptr_t i = (uintptr_t)arg;
+    flood_start[i] = weft_now();
+    while (weft_now() < flood_start[i] + 50000)
+        ;
+    atomic_fetch_add(&flood_done, 1);
+    return NULL;
+}
+
+static void *due_sleeper(void *arg)
+{
+    (void)arg;
+    due_deadline = weft_now() + 50 * 1000000; /* the ring's first fill has run by then */
+    TEST_EXPECT(weft_sleep_until(due_deadline) == 0, "sleep failed");
+    due_woke = weft_now();
+    return NULL;
+}
+
+static void *flood_root(void *arg)
+{
+    (void)arg;
+    weft_task *s = weft_spawn(due_sleeper, NULL);
+    TEST_EXPECT(s != NULL, "spawn failed");
+    weft_yield(); /* the sleeper arms its timer first */
+    for (uintptr_t i = 0; i < FLOOD; i++) {
+        weft_task *t = weft_spawn(flood_task, (void *)i);
+        TEST_EXPECT(t != NULL, "spawn %lu failed", (unsigned long)i);
+        weft_detach(t);
+    }
+    TEST_EXPECT(weft_join(s, NULL) == 0, "join failed");
+    while (atomic_load(&flood_done) < FLOOD)
+        weft_yield();
+    return NULL;
+}
+
+Test(timer, a_due_sleeper_is_not_held_back_by_a_flood, .timeout = 60)
+{
+    test_run(1, flood_root, NULL);
+    /* The timer fires at the first poll after its tick, at most 1 ms after
+     * the deadline; 1 ms more of slack for the tick's rounding. */
+    weft_time fired_by = due_deadline + 2 * 1000000;
+    int before = 0, between = 0, after = 0;
+    for (int i = 0; i < FLOOD; i++) {
+        if (flood_start[i] < due_deadline)
+            before++;
+        else if (flood_start[i] > fired_by && flood_start[i] < due_woke)
+            between++;
+        else if (flood_start[i] > due_woke)
+            after++;
+    }
+    cr_assert_geq(due_woke, due_deadline, "woke early");
+    /* Not vacuous: the flood ran on both sides of the wake-up. */
+    cr_assert_gt(before, 0, "the flood had not started at the deadline");
+    cr_assert_gt(after, 100, "the flood was over when the sleeper woke (%d after)", after);
+    cr_assert_leq(between, WEFT_LQ_SIZE / 2 + WEFT_EVENT_INTERVAL + 2,
+                  "%d queued tasks started between the timer's poll and the sleeper's wake-up", between);
+}
