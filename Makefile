@@ -76,7 +76,7 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out $(SKIPPED_S
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(filter-out $(SKIPPED_SRC),$(wildcard bench/*.c)))
 
 .PHONY: all lib deps build-deps demo-deps run-tests run-demo test test-asan test-tsan valgrind demo examples benches bench bench-quick \
-        install uninstall check-install clean help check-aarch64 soak
+        install uninstall check-install clean help check-aarch64 soak model
 .DEFAULT_GOAL := all
 
 all: build-deps lib examples
@@ -99,7 +99,8 @@ TEST_PKGS  := /usr/include/criterion/criterion.h:libcriterion-dev \
               /usr/include/*/curl/curl.h:libcurl4-openssl-dev \
               /usr/include/openssl/ssl.h:libssl-dev \
               /usr/bin/openssl:openssl \
-              /usr/bin/curl:curl
+              /usr/bin/curl:curl \
+              /usr/bin/spin:spin
 missing_pkgs = $(strip $(foreach d,$(1),$(if $(wildcard $(word 1,$(subst :, ,$(d)))),,$(word 2,$(subst :, ,$(d))))))
 MISSING_BUILD := $(call missing_pkgs,$(BUILD_PKGS))
 MISSING_TEST  := $(call missing_pkgs,$(BUILD_PKGS) $(TEST_PKGS))
@@ -259,12 +260,19 @@ test: deps
 	@$(MAKE) --no-print-directory run-tests
 run-tests: $(BUILD)/tests/weft_tests $(LTO_TESTS) $(BUILD)/tests/switch_check $(TEST_EXAMPLES)
 	@sh tests/arch/check_layers.sh $(BUILD)/obj
+	@if [ "$(BUILD)" = build ]; then $(MAKE) --no-print-directory model; fi
 	@$(MAKE) --no-print-directory check-man
 	@if [ "$(BUILD)" = build ]; then $(MAKE) --no-print-directory check-install; fi
 	@for t in $(LTO_TESTS); do echo "== $$t"; $(TEST_ENV) $$t $(CRITERION_FLAGS) || exit 1; done
 	@if [ "$(BUILD)" = build ] && [ "$(ARCH)" != aarch64 ]; then $(MAKE) --no-print-directory check-aarch64; fi
 	@echo "== $(BUILD)/tests/weft_tests"
 	@WEFT_EXAMPLES_DIR=$(BUILD)/examples $(TEST_ENV) $(BUILD)/tests/weft_tests $(CRITERION_FLAGS)
+
+# Exhaustive checks of the park protocol and the local ring (spin models in
+# tests/model/, README "Testing"): the models must pass and every mutant,
+# with a needed fence or step removed, must fail. MODEL_FULL=1: larger ones.
+model:
+	@sh tests/model/run.sh $(BUILD)/model
 
 # Instrumented runs of the same suite. Fiber annotations live in runtime/context.h.
 # --jobs 1: Criterion's parallel runner leaks a few bytes in its own parent
