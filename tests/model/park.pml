@@ -144,15 +144,15 @@ inline NOTIFY_PARKED(me, s, v, old)
 /* queue.c inject_push_batch + ready.c weft__schedule's !w branch */
 inline SPAWN_OUTSIDE(me, s, v, old)
 {
-    LOCK(me, L_SHARDLOCK); /* queue.c:116 */
-    injq++; /* queue.c:117-122 */
+    LOCK(me, L_SHARDLOCK); /* queue.c:122 */
+    injq++; /* queue.c:123-128 */
 #ifdef MUT_RELAXED_PUBLISH
     RMW(me, L_NONEMPTY, old, 1, REL);
 #else
-    RMW(me, L_NONEMPTY, old, 1, SC); /* queue.c:127 atomic_fetch_or, seq_cst */
+    RMW(me, L_NONEMPTY, old, 1, SC); /* queue.c:133 atomic_fetch_or, seq_cst */
 #endif
-    UNLOCK(me, L_SHARDLOCK); /* queue.c:128 */
-    NOTIFY_PARKED(me, s, v, old) /* ready.c:44 */
+    UNLOCK(me, L_SHARDLOCK); /* queue.c:134 */
+    NOTIFY_PARKED(me, s, v, old) /* ready.c:43 */
 }
 
 /* sched.c global_take / global_pop_one via queue.c weft__inject_pop (one
@@ -185,14 +185,14 @@ inline GLOBAL_TAKE(me, got, s, ok)
 /* queue.h weft__lq_pop (owner): a CAS on head from real to real + 1. */
 inline POP_OWN(me, got, h, tl, ok)
 {
-    LOAD(me, L_HEAD(me), h); /* queue.h:133 (acquire) */
+    LOAD(me, L_HEAD(me), h); /* queue.h:125 (acquire) */
     do
-    :: LOAD(me, L_TAIL(me), tl); /* queue.h:136 */
+    :: LOAD(me, L_TAIL(me), tl); /* queue.h:128 */
         if
-        :: h == tl -> break /* queue.h:137-138 */
+        :: h == tl -> break /* queue.h:129-130 */
         :: else
         fi;
-        CAS(me, L_HEAD(me), h, h + 1, REL, ok); /* queue.h:141 acq_rel */
+        CAS(me, L_HEAD(me), h, h + 1, REL, ok); /* queue.h:133 acq_rel */
         if
         :: ok -> got = 1; break
         :: else
@@ -204,14 +204,14 @@ inline POP_OWN(me, got, h, tl, ok)
 /* queue.c weft__lq_steal from victim v: one task (half of 1 or 2, rounded up). */
 inline STEAL_FROM(me, v, got, h, tl, ok)
 {
-    LOAD(me, L_HEAD(v), h); /* queue.c:44 (acquire) */
+    LOAD(me, L_HEAD(v), h); /* queue.c:45 (acquire) */
     do
-    :: LOAD(me, L_TAIL(v), tl); /* queue.c:51 (acquire) */
+    :: LOAD(me, L_TAIL(v), tl); /* queue.c:52 (acquire) */
         if
-        :: h == tl -> break /* queue.c:54-55 n == 0 */
+        :: h == tl -> break /* queue.c:55-56 n == 0 */
         :: else
         fi;
-        CAS(me, L_HEAD(v), h, h + 1, REL, ok); /* queue.c:59 acq_rel */
+        CAS(me, L_HEAD(v), h, h + 1, REL, ok); /* queue.c:60 acq_rel */
         if
         :: ok -> got = 1; break
         :: else
@@ -242,13 +242,13 @@ inline STEAL_ALL(me, got, h, tl, ok)
 inline TO_SEARCHING(me, ok, s)
 {
     if
-    :: srch -> ok = 1 /* idle.c:85-86 */
+    :: srch -> ok = 1 /* idle.c:86-87 */
     :: else ->
-        LOAD_SC(me, L_IDLE, s); /* idle.c:88 */
+        LOAD_SC(me, L_IDLE, s); /* idle.c:89 */
         if
-        :: 2 * SEARCHING(s) >= NW -> ok = 0 /* idle.c:89-90 */
+        :: 2 * SEARCHING(s) >= NW -> ok = 0 /* idle.c:90-91 */
         :: else ->
-            RMW(me, L_IDLE, s, s + 1, SC); /* idle.c:91 */
+            RMW(me, L_IDLE, s, s + 1, SC); /* idle.c:92 */
             srch = 1;
             ok = 1
         fi
@@ -261,11 +261,11 @@ inline FROM_SEARCHING(me, s, v, old)
 {
     if
     :: srch ->
-        srch = 0; /* idle.c:102 */
-        RMW(me, L_IDLE, s, s - 1, SC); /* idle.c:103 */
-        assert(SEARCHING(s) >= 1); /* idle.c:104 */
+        srch = 0; /* idle.c:103 */
+        RMW(me, L_IDLE, s, s - 1, SC); /* idle.c:104 */
+        assert(SEARCHING(s) >= 1); /* idle.c:105 */
         if
-        :: SEARCHING(s) == 1 -> NOTIFY_PARKED(me, s, v, old) /* idle.c:105-106 */
+        :: SEARCHING(s) == 1 -> NOTIFY_PARKED(me, s, v, old) /* idle.c:106-107 */
         :: else
         fi
     :: else
@@ -277,12 +277,12 @@ inline FROM_SEARCHING(me, s, v, old)
  * (weft__lq_len: head, then tail, both acquire). */
 inline WORK_ANYWHERE(me, found, s, h, tl)
 {
-    LOAD(me, L_NONEMPTY, s); /* idle.c:111 */
+    LOAD(me, L_NONEMPTY, s); /* idle.c:112 */
     found = (s != 0);
     wv = 0;
     do
     :: wv < NW && !found ->
-        LOAD(me, L_HEAD(wv), h); /* idle.c:114, queue.c:31 */
+        LOAD(me, L_HEAD(wv), h); /* idle.c:114-115, queue.c:31 */
         LOAD(me, L_TAIL(wv), tl); /* queue.c:32 */
         found = (h != tl);
         wv++
@@ -303,8 +303,8 @@ inline RUN_TASK(me, s, v, old, tl)
     if
     :: inside < NINSIDE ->
         inside++;
-        LOAD(me, L_TAIL(me), tl); /* queue.h:101 */
-        STORE(me, L_TAIL(me), tl + 1, REL); /* queue.h:104 (the slot store before it is ring.pml's) */
+        LOAD(me, L_TAIL(me), tl); /* queue.h:103 */
+        STORE(me, L_TAIL(me), tl + 1, REL); /* queue.h:106 (the slot store before it is ring.pml's) */
         LOAD(me, L_IDLE, s); /* scheduler.h:69 notify_parked_local, relaxed */
         if
         :: SEARCHING(s) != 0 || UNPARKED(s) >= NW -> skip /* scheduler.h:70-71 */
@@ -319,40 +319,40 @@ inline RUN_TASK(me, s, v, old, tl)
 inline PARK(me, s, v, old, h, tl, last, nobody, found)
 {
     /* idle_enter */
-    LOCK(me, L_IDLELOCK); /* idle.c:128 */
+    LOCK(me, L_IDLELOCK); /* idle.c:129 */
     last = 0;
     if
     :: srch ->
-        RMW(me, L_IDLE, s, s - 1, SC); /* idle.c:131 */
-        assert(SEARCHING(s) >= 1); /* idle.c:132 */
-        last = (SEARCHING(s) == 1); /* idle.c:133 */
-        srch = 0 /* idle.c:134 */
+        RMW(me, L_IDLE, s, s - 1, SC); /* idle.c:132 */
+        assert(SEARCHING(s) >= 1); /* idle.c:133 */
+        last = (SEARCHING(s) == 1); /* idle.c:134 */
+        srch = 0 /* idle.c:135 */
     :: else
     fi;
-    assert(!sleeping[me] && nsleepers < NW); /* idle.c:136 */
-    RMW(me, L_IDLE, s, s - ONE_UNPARKED, SC); /* idle.c:137 */
+    assert(!sleeping[me] && nsleepers < NW); /* idle.c:137 */
+    RMW(me, L_IDLE, s, s - ONE_UNPARKED, SC); /* idle.c:138 */
     d_step {
-        sleepers[nsleepers] = me; /* idle.c:138 */
+        sleepers[nsleepers] = me; /* idle.c:139 */
         nsleepers++;
-        assert(UNPARKED(LATEST(me, L_IDLE)) + nsleepers == NW); /* idle.c:139 */
-        sleeping[me] = 1; /* idle.c:141 */
+        assert(UNPARKED(LATEST(me, L_IDLE)) + nsleepers == NW); /* idle.c:140-141 */
+        sleeping[me] = 1; /* idle.c:142 */
         woken[me] = 0
     }
-    LOAD_SC(me, L_IDLE, s); /* idle.c:149-150 */
+    LOAD_SC(me, L_IDLE, s); /* idle.c:150-151 */
     nobody = (SEARCHING(s) == 0);
-    UNLOCK(me, L_IDLELOCK); /* idle.c:151 */
+    UNLOCK(me, L_IDLELOCK); /* idle.c:152 */
 #ifdef MUT_LAST_ONLY
     nobody = 0;
 #endif
 #ifndef MUT_NO_RECHECK
     if
-    :: last || nobody -> /* idle.c:153 */
+    :: last || nobody -> /* idle.c:154 */
 #ifndef MUT_NO_ENTER_FENCE
-        FENCE(me); /* idle.c:154 weft__fence() */
+        FENCE(me); /* idle.c:155 weft__fence() */
 #endif
-        WORK_ANYWHERE(me, found, s, h, tl); /* idle.c:155 */
+        WORK_ANYWHERE(me, found, s, h, tl); /* idle.c:156 */
         if
-        :: found -> NOTIFY_PARKED(me, s, v, old) /* idle.c:156 */
+        :: found -> NOTIFY_PARKED(me, s, v, old) /* idle.c:157 */
         :: else
         fi
     :: else
@@ -383,10 +383,10 @@ end_sleep:
             sleepers[i_] = sleepers[nsleepers];
             sleepers[nsleepers] = 0;
             i_ = 0;
-            sleeping[me] = 0 /* idle.c:175 */
+            sleeping[me] = 0 /* idle.c:176 */
         }
-        RMW(me, L_IDLE, s, s + ONE_UNPARKED, SC); /* idle.c:176 */
-        assert(UNPARKED(LATEST(me, L_IDLE)) + nsleepers == NW) /* idle.c:177 */
+        RMW(me, L_IDLE, s, s + ONE_UNPARKED, SC); /* idle.c:177 */
+        assert(UNPARKED(LATEST(me, L_IDLE)) + nsleepers == NW) /* idle.c:178-179 */
     :: !sleeping[me] && woken[me] -> /* idle.c:180-182 */
         srch = 1;
         woken[me] = 0
@@ -406,20 +406,20 @@ proctype worker(byte me)
     bit srch; /* w->searching, owned by the worker */
 loop:
     got = 0;
-    POP_OWN(me, got, h, tl, ok); /* sched.c:462 next_local -> sched.c:180 */
+    POP_OWN(me, got, h, tl, ok); /* sched.c:460 next_local -> sched.c:180 */
     if
-    :: !got -> GLOBAL_TAKE(me, got, s, ok) /* sched.c:464 */
+    :: !got -> GLOBAL_TAKE(me, got, s, ok) /* sched.c:462 */
     :: else
     fi;
 #if NW > 1
     if
-    :: !got -> /* sched.c:466-471 */
+    :: !got -> /* sched.c:463-469 */
         TO_SEARCHING(me, ok, s); /* sched.c:373 */
         if
         :: ok ->
             STEAL_ALL(me, got, h, tl, ok); /* sched.c:377-388 */
             if
-            :: !got -> GLOBAL_TAKE(me, got, s, ok) /* sched.c:390 */
+            :: !got -> GLOBAL_TAKE(me, got, s, ok) /* sched.c:389 */
             :: else
             fi
         :: else
@@ -427,7 +427,7 @@ loop:
     :: else
     fi;
     if
-    :: !got -> /* sched.c:472-479 */
+    :: !got -> /* sched.c:470-479 */
         if
         :: evfd[me] -> POLLER_CONSUME(me)
         :: else

@@ -68,7 +68,7 @@ inline TAKE(x)
     }
 }
 
-/* queue.h:102: room counted from steal (the slots a thief copies stay its own) */
+/* queue.h:104: room counted from steal (the slots a thief copies stay its own) */
 #ifdef MUT_FREE_FROM_REAL
 #define FREE_SLOT (tl - re < SIZE)
 #else
@@ -82,34 +82,34 @@ inline TAKE(x)
 inline PUSH(tk, h, st, re, tl, ok, x, i)
 {
     do
-    :: LOAD(0, L_HEAD, h); /* queue.h:99 (acquire) */
+    :: LOAD(0, L_HEAD, h); /* queue.h:101 (acquire) */
         st = STEAL_OF(h);
         re = REAL_OF(h);
-        LOAD(0, L_TAIL, tl); /* queue.h:101 */
+        LOAD(0, L_TAIL, tl); /* queue.h:103 */
         if
-        :: FREE_SLOT -> /* queue.h:102 */
-            STORE(0, SLOT(tl), tk, RLX); /* queue.h:103 */
+        :: FREE_SLOT -> /* queue.h:104 */
+            STORE(0, SLOT(tl), tk, RLX); /* queue.h:105 */
 #ifdef MUT_TAIL_RELAXED
             STORE(0, L_TAIL, tl + 1, RLX);
 #else
-            STORE(0, L_TAIL, tl + 1, REL); /* queue.h:104 */
+            STORE(0, L_TAIL, tl + 1, REL); /* queue.h:106 */
 #endif
             break
-        :: !FREE_SLOT && st != re -> /* queue.h:107-114: a thief at work: t alone to the global queue */
+        :: !FREE_SLOT && st != re -> /* queue.h:109-116: a thief at work: t alone to the global queue */
             TAKE(tk);
             spilled = 1;
             break
-        :: else -> /* queue.h:115 weft__lq_push_overflow(q, t, real) */
+        :: else -> /* queue.h:117 weft__lq_push_overflow(q, t, real) */
             h = PACK(re, re);
-            CAS(0, L_HEAD, h, PACK(re + HALF, re + HALF), REL, ok); /* queue.h:68 (release) */
+            CAS(0, L_HEAD, h, PACK(re + HALF, re + HALF), REL, ok); /* queue.h:73 (release) */
             if
             :: ok ->
                 i = 0;
-                do /* queue.h:74-83: the oldest half, read after the claim */
+                do /* queue.h:78-86: the oldest half, read after the claim */
                 :: i < HALF -> LOAD(0, SLOT(re + i), x); TAKE(x); i++
                 :: else -> break
                 od;
-                TAKE(tk); /* queue.h:84-88 */
+                TAKE(tk); /* queue.h:87-91 */
                 spilled = 1;
                 break
             :: else /* a thief moved the head: retry the push */
@@ -123,26 +123,26 @@ inline PUSH(tk, h, st, re, tl, ok, x, i)
 inline POP(got, x, h, st, re, tl, ok)
 {
     got = 0;
-    LOAD(0, L_HEAD, h); /* queue.h:127 (acquire) */
+    LOAD(0, L_HEAD, h); /* queue.h:125 (acquire) */
     do
     :: st = STEAL_OF(h);
         re = REAL_OF(h);
-        LOAD(0, L_TAIL, tl); /* queue.h:130 */
+        LOAD(0, L_TAIL, tl); /* queue.h:128 */
         if
-        :: re == tl -> break /* queue.h:131-132 */
+        :: re == tl -> break /* queue.h:129-130 */
         :: else
         fi;
 #ifdef MUT_POP_DROPS_STEAL
         CAS(0, L_HEAD, h, PACK(re + 1, re + 1), REL, ok);
 #else
-        if /* queue.h:133-134 */
+        if /* queue.h:131-132 */
         :: st == re -> CAS(0, L_HEAD, h, PACK(re + 1, re + 1), REL, ok)
         :: else -> CAS(0, L_HEAD, h, PACK(st, re + 1), REL, ok)
-        fi; /* queue.h:135 (acq_rel; a failure reloads h) */
+        fi; /* queue.h:133 (acq_rel; a failure reloads h) */
 #endif
         if
         :: ok ->
-            LOAD(0, SLOT(re), x); /* queue.h:137 */
+            LOAD(0, SLOT(re), x); /* queue.h:135 */
             TAKE(x);
             got = 1;
             break
@@ -183,25 +183,25 @@ proctype thief(byte me)
     do
     :: k < NSTEAL ->
         k++;
-        LOAD(me, L_HEAD, prev); /* queue.c:44 (acquire) */
+        LOAD(me, L_HEAD, prev); /* queue.c:45 (acquire) */
         do
         :: st = STEAL_OF(prev);
             re = REAL_OF(prev);
 #ifndef MUT_NO_THIEF_CHECK
             if
-            :: st != re -> n = 0; break /* queue.c:49-50: another thief at work */
+            :: st != re -> n = 0; break /* queue.c:50-51: another thief at work */
             :: else
             fi;
 #endif
-            LOAD(me, L_TAIL, tl); /* queue.c:51 (acquire) */
-            n = tl - re; /* queue.c:52-56 */
+            LOAD(me, L_TAIL, tl); /* queue.c:52 (acquire) */
+            n = tl - re; /* queue.c:53-58 */
             n = n - n / 2;
             if
             :: n == 0 -> break
             :: n > HALF -> n = HALF
             :: else
             fi;
-            CAS(me, L_HEAD, prev, PACK(st, re + n), REL, ok); /* queue.c:58-60 (acq_rel) */
+            CAS(me, L_HEAD, prev, PACK(st, re + n), REL, ok); /* queue.c:59-61 (acq_rel) */
             if
             :: ok -> break
             :: else
@@ -211,13 +211,13 @@ proctype thief(byte me)
         :: n > 0 ->
 #ifndef MUT_HANDBACK_FIRST
             i = 0;
-            do /* queue.c:62-66: copy the claimed slots */
+            do /* queue.c:64-68: copy the claimed slots */
             :: i < n -> LOAD(me, SLOT(re + i), x); TAKE(x); i++
             :: else -> break
             od;
 #endif
-            LOAD(me, L_HEAD, prev); /* queue.c:69 */
-            do /* queue.c:70-75: steal catches up with real */
+            LOAD(me, L_HEAD, prev); /* queue.c:71 */
+            do /* queue.c:72-76: steal catches up with real */
             :: CAS(me, L_HEAD, prev, PACK(REAL_OF(prev), REAL_OF(prev)), REL, ok);
                 if
                 :: ok -> break

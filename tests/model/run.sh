@@ -48,7 +48,7 @@ if [ "${1:-}" = --one ]; then
         $((t1 - t0)) "$verdict" "${why:+[$why]}"
     if [ "$got" = fail ] && { [ "$verdict" = WRONG ] || [ "${MODEL_TRAIL:-0}" = 1 ]; }; then
         # shellcheck disable=SC2086
-        (cd "$d" && spin -t -p -g -l -k pan.trail $defs "$model" >trail.txt 2>&1)
+        (cd "$d" && spin -t -p -g -l $defs "$model" >trail.txt 2>&1)
         echo "model: $name: counterexample in $d/trail.txt; its last steps:"
         grep -E '^ *[0-9]+:' "$d/trail.txt" | tail -30
     fi
@@ -57,6 +57,23 @@ if [ "${1:-}" = --one ]; then
     fi
     [ "$verdict" = ok ]
     exit $?
+fi
+
+# The code the models mirror must still be there (tests/model/mapping.txt).
+root=$(cd "$here/../.." && pwd)
+gone=0
+while IFS='|' read -r file frag; do
+    case "$file" in '#'* | '') continue ;; esac
+    file=$(echo "$file" | tr -d ' ')
+    frag=${frag# }
+    if ! grep -qF -- "$frag" "$root/$file"; then
+        echo "model: $file no longer has: $frag"
+        gone=1
+    fi
+done <"$here/mapping.txt"
+if [ $gone = 1 ]; then
+    echo "model: the code changed under the models: update tests/model/*.pml to match, then mapping.txt"
+    exit 1
 fi
 
 command -v spin >/dev/null 2>&1 || { echo "model: spin not found (Debian package spin; make test installs it)"; exit 1; }
