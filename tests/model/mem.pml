@@ -104,6 +104,15 @@ hidden MEMT v_;
     fi;                                    \
     sb[t].n++
 
+/* An RMW's write of v_ (inside a d_step): to memory on x86 (a locked
+ * instruction, the buffer already drained), else into the buffer, holding
+ * the location against other RMWs until it drains. */
+#ifdef X86
+#define RMW_WRITE(t, l, o) mem[l] = v_
+#else
+#define RMW_WRITE(t, l, o) SB_APPEND(t, l, o, 1); resv[l]++; resv_by[l] = t
+#endif
+
 inline LOAD(t, l, dst)
 {
     dst = LATEST(t, l)
@@ -144,13 +153,7 @@ inline RMW(t, l, old, newv, o)
         DRAINED(t) && sb[t].n < SBN && FREE_FOR(t, l);
         old = LATEST(t, l);
         v_ = newv;
-#ifdef X86
-        mem[l] = v_;
-#else
-        SB_APPEND(t, l, o, 1);
-        resv[l]++;
-        resv_by[l] = t;
-#endif
+        RMW_WRITE(t, l, o);
         v_ = 0
     }
 }
@@ -163,13 +166,7 @@ inline CAS(t, l, expect, desired, o, ok)
         if
         :: LATEST(t, l) == expect ->
             v_ = desired;
-#ifdef X86
-            mem[l] = v_;
-#else
-            SB_APPEND(t, l, o, 1);
-            resv[l]++;
-            resv_by[l] = t;
-#endif
+            RMW_WRITE(t, l, o);
             ok = 1
         :: else ->
             expect = LATEST(t, l);

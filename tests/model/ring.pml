@@ -174,6 +174,16 @@ proctype owner()
     finished++
 }
 
+/* queue.c:64-68: thief me copies (takes) slots re .. re + n - 1 */
+inline COPY(me, re, n, x, i)
+{
+    i = 0;
+    do
+    :: i < n -> LOAD(me, SLOT(re + i), x); TAKE(x); i++
+    :: else -> break
+    od
+}
+
 /* queue.c weft__lq_steal, as thief me (its dst abstracted: see the top) */
 proctype thief(byte me)
 {
@@ -210,11 +220,7 @@ proctype thief(byte me)
         if
         :: n > 0 ->
 #ifndef MUT_HANDBACK_FIRST
-            i = 0;
-            do /* queue.c:64-68: copy the claimed slots */
-            :: i < n -> LOAD(me, SLOT(re + i), x); TAKE(x); i++
-            :: else -> break
-            od;
+            COPY(me, re, n, x, i); /* queue.c:64-68: copy the claimed slots */
 #endif
             LOAD(me, L_HEAD, prev); /* queue.c:71 */
             do /* queue.c:72-76: steal catches up with real */
@@ -225,11 +231,7 @@ proctype thief(byte me)
                 fi
             od;
 #ifdef MUT_HANDBACK_FIRST
-            i = 0;
-            do
-            :: i < n -> LOAD(me, SLOT(re + i), x); TAKE(x); i++
-            :: else -> break
-            od;
+            COPY(me, re, n, x, i);
 #endif
             skip
         :: else
