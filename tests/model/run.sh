@@ -34,8 +34,8 @@ if [ "${1:-}" = --one ]; then
     errors=$(sed -n 's/.*errors: \([0-9][0-9]*\).*/\1/p' "$d/pan.log" | tail -1)
     states=$(sed -n 's/^ *\([0-9.e+]*\) states, stored.*/\1/p' "$d/pan.log" | tail -1)
     why=$(grep -m1 -E '^pan:[0-9]+: ' "$d/pan.log" | sed 's/^pan:[0-9]*: *//; s/ (at depth.*//')
-    if grep -q -E 'max search depth too small|out of memory|memory limit' "$d/pan.log"; then
-        echo "model: $name: search incomplete:"; grep -E 'depth too small|memory' "$d/pan.log" | head -3
+    if grep -q -E 'max search depth too small|out of memory|memory limit|MEMLIM bound|Search not completed' "$d/pan.log"; then
+        echo "model: $name: search incomplete:"; grep -E 'depth too small|memory|MEMLIM|not completed' "$d/pan.log" | head -3
         exit 1
     fi
     if [ -z "$errors" ]; then
@@ -107,7 +107,7 @@ ring-sanity     ring.pml -O0 fail -DMUT_SANITY
 '
 if [ "${MODEL_FULL:-0}" = 1 ]; then
     checks="$checks
-park-2w-spur    park.pml -O1 pass -DNW=2 -DNSPUR=1
+park-2w-spur    park.pml -O2 pass -DNW=2 -DNSPUR=1
 park-2w-2prod   park.pml -O1 pass -DNW=2 -DNPROD=2
 park-3w         park.pml -O1 pass -DNW=3 -DNINSIDE=0
 park-2w-x86     park.pml -O1 pass -DNW=2 -DX86
