@@ -111,19 +111,19 @@ inline POLLER_CONSUME(me)
 inline NOTIFY_PARKED(me, s, v, old)
 {
 #ifndef MUT_NO_NOTIFY_FENCE
-    FENCE(me); /* idle.c:56 weft__fence() */
+    FENCE(me); /* idle.c:79 weft__fence() */
 #endif
-    LOAD_SC(me, L_IDLE, s); /* idle.c:57 */
+    LOAD_SC(me, L_IDLE, s); /* idle.c:80 */
     if
-    :: SEARCHING(s) != 0 || UNPARKED(s) >= NW -> skip /* idle.c:58-59 */
+    :: SEARCHING(s) != 0 || UNPARKED(s) >= NW -> skip /* idle.c:81-82 */
     :: else ->
-        LOCK(me, L_IDLELOCK); /* idle.c:60 */
-        LOAD_SC(me, L_IDLE, s); /* idle.c:61 */
+        LOCK(me, L_IDLELOCK); /* idle.c:83 */
+        LOAD_SC(me, L_IDLE, s); /* idle.c:84 */
         if
-        :: SEARCHING(s) != 0 || UNPARKED(s) >= NW || nsleepers == 0 -> /* idle.c:62-65 */
+        :: SEARCHING(s) != 0 || UNPARKED(s) >= NW || nsleepers == 0 -> /* idle.c:85-88 */
             UNLOCK(me, L_IDLELOCK)
         :: else ->
-            d_step { /* idle.c:66-69 */
+            d_step { /* idle.c:89-92 */
                 nsleepers--;
                 v = sleepers[nsleepers];
                 sleepers[nsleepers] = 0;
@@ -131,10 +131,10 @@ inline NOTIFY_PARKED(me, s, v, old)
                 sleeping[v] = 0;
                 woken[v] = 1
             }
-            RMW(me, L_IDLE, s, s + ONE_UNPARKED + 1, SC); /* idle.c:70 */
-            assert(UNPARKED(LATEST(me, L_IDLE)) + nsleepers == NW); /* idle.c:72 */
-            UNLOCK(me, L_IDLELOCK); /* idle.c:74 */
-            POLLER_WAKE(me, v, old); /* idle.c:75 */
+            RMW(me, L_IDLE, s, s + ONE_UNPARKED + 1, SC); /* idle.c:93 */
+            assert(UNPARKED(LATEST(me, L_IDLE)) + nsleepers == NW); /* idle.c:95 */
+            UNLOCK(me, L_IDLELOCK); /* idle.c:97 */
+            POLLER_WAKE(me, v, old); /* idle.c:98 */
             v = 0
         fi
     fi;
@@ -160,7 +160,7 @@ inline SPAWN_OUTSIDE(me, s, v, old)
  * then pops like any other local task). */
 inline GLOBAL_TAKE(me, got, s, ok)
 {
-    LOAD(me, L_NONEMPTY, s); /* sched.c:81 inject_empty, queue.c:148 (acquire) */
+    LOAD(me, L_NONEMPTY, s); /* sched.c:89 inject_empty, queue.c:148 (acquire) */
     if
     :: s != 0 ->
         TRYLOCK(me, L_SHARDLOCK, ok); /* queue.c:156 */
@@ -242,13 +242,13 @@ inline STEAL_ALL(me, got, h, tl, ok)
 inline TO_SEARCHING(me, ok, s)
 {
     if
-    :: srch -> ok = 1 /* idle.c:86-87 */
+    :: srch -> ok = 1 /* idle.c:109-110 */
     :: else ->
-        LOAD_SC(me, L_IDLE, s); /* idle.c:89 */
+        LOAD_SC(me, L_IDLE, s); /* idle.c:112 */
         if
-        :: 2 * SEARCHING(s) >= NW -> ok = 0 /* idle.c:90-91 */
+        :: 2 * SEARCHING(s) >= NW -> ok = 0 /* idle.c:113-114 */
         :: else ->
-            RMW(me, L_IDLE, s, s + 1, SC); /* idle.c:92 */
+            RMW(me, L_IDLE, s, s + 1, SC); /* idle.c:115 */
             srch = 1;
             ok = 1
         fi
@@ -261,11 +261,11 @@ inline FROM_SEARCHING(me, s, v, old)
 {
     if
     :: srch ->
-        srch = 0; /* idle.c:103 */
-        RMW(me, L_IDLE, s, s - 1, SC); /* idle.c:104 */
-        assert(SEARCHING(s) >= 1); /* idle.c:105 */
+        srch = 0; /* idle.c:126 */
+        RMW(me, L_IDLE, s, s - 1, SC); /* idle.c:127 */
+        assert(SEARCHING(s) >= 1); /* idle.c:128 */
         if
-        :: SEARCHING(s) == 1 -> NOTIFY_PARKED(me, s, v, old) /* idle.c:106-107 */
+        :: SEARCHING(s) == 1 -> NOTIFY_PARKED(me, s, v, old) /* idle.c:129-130 */
         :: else
         fi
     :: else
@@ -277,12 +277,12 @@ inline FROM_SEARCHING(me, s, v, old)
  * (weft__lq_len: head, then tail, both acquire). */
 inline WORK_ANYWHERE(me, found, s, h, tl)
 {
-    LOAD(me, L_NONEMPTY, s); /* idle.c:112 */
+    LOAD(me, L_NONEMPTY, s); /* idle.c:135 */
     found = (s != 0);
     wv = 0;
     do
     :: wv < NW && !found ->
-        LOAD(me, L_HEAD(wv), h); /* idle.c:114-115, queue.c:31 */
+        LOAD(me, L_HEAD(wv), h); /* idle.c:137-138, queue.c:31 */
         LOAD(me, L_TAIL(wv), tl); /* queue.c:32 */
         found = (h != tl);
         wv++
@@ -294,7 +294,8 @@ inline WORK_ANYWHERE(me, found, s, h, tl)
 /* Running a task: ran++; the first NINSIDE tasks run spawn a task from
  * inside (ready.c weft__schedule's last lines: push_local, which is
  * queue.h weft__lq_push's slot store and release store of tail, then
- * scheduler.h notify_parked_local). The LIFO slot is left out: a task in it
+ * scheduler.h notify_parked_local_unless_polling, with w->polling 0: a
+ * running task, not the worker's own poll). The LIFO slot is left out: a task in it
  * is run by the same worker next, with no wake to lose; this is the case
  * where the slot was taken and its previous occupant moves to the queue. */
 inline RUN_TASK(me, s, v, old, tl)
@@ -305,10 +306,10 @@ inline RUN_TASK(me, s, v, old, tl)
         inside++;
         LOAD(me, L_TAIL(me), tl); /* queue.h:103 */
         STORE(me, L_TAIL(me), tl + 1, REL); /* queue.h:106 (the slot store before it is ring.pml's) */
-        LOAD(me, L_IDLE, s); /* scheduler.h:69 notify_parked_local, relaxed */
+        LOAD(me, L_IDLE, s); /* scheduler.h:80 notify_parked_local_unless_polling, relaxed */
         if
-        :: SEARCHING(s) != 0 || UNPARKED(s) >= NW -> skip /* scheduler.h:70-71 */
-        :: else -> NOTIFY_PARKED(me, s, v, old) /* scheduler.h:72 */
+        :: SEARCHING(s) != 0 || UNPARKED(s) >= NW -> skip /* scheduler.h:81-82 */
+        :: else -> NOTIFY_PARKED(me, s, v, old) /* scheduler.h:83 */
         fi
     :: else
     fi;
@@ -319,47 +320,47 @@ inline RUN_TASK(me, s, v, old, tl)
 inline PARK(me, s, v, old, h, tl, last, nobody, found)
 {
     /* idle_enter */
-    LOCK(me, L_IDLELOCK); /* idle.c:129 */
+    LOCK(me, L_IDLELOCK); /* idle.c:152 */
     last = 0;
     if
     :: srch ->
-        RMW(me, L_IDLE, s, s - 1, SC); /* idle.c:132 */
-        assert(SEARCHING(s) >= 1); /* idle.c:133 */
-        last = (SEARCHING(s) == 1); /* idle.c:134 */
-        srch = 0 /* idle.c:135 */
+        RMW(me, L_IDLE, s, s - 1, SC); /* idle.c:155 */
+        assert(SEARCHING(s) >= 1); /* idle.c:156 */
+        last = (SEARCHING(s) == 1); /* idle.c:157 */
+        srch = 0 /* idle.c:158 */
     :: else
     fi;
-    assert(!sleeping[me] && nsleepers < NW); /* idle.c:137 */
-    RMW(me, L_IDLE, s, s - ONE_UNPARKED, SC); /* idle.c:138 */
+    assert(!sleeping[me] && nsleepers < NW); /* idle.c:160 */
+    RMW(me, L_IDLE, s, s - ONE_UNPARKED, SC); /* idle.c:161 */
     d_step {
-        sleepers[nsleepers] = me; /* idle.c:139 */
+        sleepers[nsleepers] = me; /* idle.c:162 */
         nsleepers++;
-        assert(UNPARKED(LATEST(me, L_IDLE)) + nsleepers == NW); /* idle.c:140-141 */
-        sleeping[me] = 1; /* idle.c:142 */
+        assert(UNPARKED(LATEST(me, L_IDLE)) + nsleepers == NW); /* idle.c:163-164 */
+        sleeping[me] = 1; /* idle.c:165 */
         woken[me] = 0
     }
-    LOAD_SC(me, L_IDLE, s); /* idle.c:150-151 */
+    LOAD_SC(me, L_IDLE, s); /* idle.c:173-174 */
     nobody = (SEARCHING(s) == 0);
-    UNLOCK(me, L_IDLELOCK); /* idle.c:152 */
+    UNLOCK(me, L_IDLELOCK); /* idle.c:175 */
 #ifdef MUT_LAST_ONLY
     nobody = 0;
 #endif
 #ifndef MUT_NO_RECHECK
     if
-    :: last || nobody -> /* idle.c:154 */
+    :: last || nobody -> /* idle.c:177 */
 #ifndef MUT_NO_ENTER_FENCE
-        FENCE(me); /* idle.c:155 weft__fence() */
+        FENCE(me); /* idle.c:178 weft__fence() */
 #endif
-        WORK_ANYWHERE(me, found, s, h, tl); /* idle.c:156 */
+        WORK_ANYWHERE(me, found, s, h, tl); /* idle.c:179 */
         if
-        :: found -> NOTIFY_PARKED(me, s, v, old) /* idle.c:157 */
+        :: found -> NOTIFY_PARKED(me, s, v, old) /* idle.c:180 */
         :: else
         fi
     :: else
     fi;
 #endif
     last = 0; nobody = 0; found = 0;
-    /* sched.c:395-430 park: the poll. The watcher's 10 ms timeout is left
+    /* sched.c:407-442 park: the poll. The watcher's 10 ms timeout is left
      * out (it only adds wake-ups, and it is off once all workers sleep);
      * NSPUR covers returns for a timer or the worker's own I/O. */
     inpoll[me] = 1;
@@ -368,10 +369,11 @@ end_sleep:
     :: evfd[me] -> inpoll[me] = 0; POLLER_CONSUME(me)
     :: spur < NSPUR -> spur++; inpoll[me] = 0
     fi;
-    /* idle_leave */
-    LOCK(me, L_IDLELOCK); /* idle.c:167 */
+    /* idle_leave (then sched.c:443 poll_backlog_wake, which only wakes a
+     * peer for tasks this worker's own poll readied: no I/O here) */
+    LOCK(me, L_IDLELOCK); /* idle.c:190 */
     if
-    :: sleeping[me] -> /* idle.c:168-179: woken by our own I/O or a timer */
+    :: sleeping[me] -> /* idle.c:191-202: woken by our own I/O or a timer */
         d_step {
             i_ = 0;
             do
@@ -383,16 +385,16 @@ end_sleep:
             sleepers[i_] = sleepers[nsleepers];
             sleepers[nsleepers] = 0;
             i_ = 0;
-            sleeping[me] = 0 /* idle.c:176 */
+            sleeping[me] = 0 /* idle.c:199 */
         }
-        RMW(me, L_IDLE, s, s + ONE_UNPARKED, SC); /* idle.c:177 */
-        assert(UNPARKED(LATEST(me, L_IDLE)) + nsleepers == NW) /* idle.c:178-179 */
-    :: !sleeping[me] && woken[me] -> /* idle.c:180-182 */
+        RMW(me, L_IDLE, s, s + ONE_UNPARKED, SC); /* idle.c:200 */
+        assert(UNPARKED(LATEST(me, L_IDLE)) + nsleepers == NW) /* idle.c:201-202 */
+    :: !sleeping[me] && woken[me] -> /* idle.c:203-205 */
         srch = 1;
         woken[me] = 0
     :: else
     fi;
-    UNLOCK(me, L_IDLELOCK); /* idle.c:184 */
+    UNLOCK(me, L_IDLELOCK); /* idle.c:207 */
     s = 0
 }
 
@@ -406,41 +408,32 @@ proctype worker(byte me)
     bit srch; /* w->searching, owned by the worker */
 loop:
     got = 0;
-    POP_OWN(me, got, h, tl, ok); /* sched.c:460 next_local -> sched.c:180 */
+    POP_OWN(me, got, h, tl, ok); /* sched.c:475 next_local -> sched.c:188 */
     if
-    :: !got -> GLOBAL_TAKE(me, got, s, ok) /* sched.c:462 */
+    :: !got -> GLOBAL_TAKE(me, got, s, ok) /* sched.c:477 */
     :: else
     fi;
 #if NW > 1
     if
-    :: !got -> /* sched.c:463-469 */
-        TO_SEARCHING(me, ok, s); /* sched.c:373 */
+    :: !got -> /* sched.c:479-485 */
+        TO_SEARCHING(me, ok, s); /* sched.c:385 */
         if
         :: ok ->
-            STEAL_ALL(me, got, h, tl, ok); /* sched.c:377-388 */
+            STEAL_ALL(me, got, h, tl, ok); /* sched.c:389-400 */
             if
-            :: !got -> GLOBAL_TAKE(me, got, s, ok) /* sched.c:389 */
+            :: !got -> GLOBAL_TAKE(me, got, s, ok) /* sched.c:401 */
             :: else
             fi
         :: else
         fi
     :: else
     fi;
-    if
-    :: !got -> /* sched.c:470-479 */
-        if
-        :: evfd[me] -> POLLER_CONSUME(me)
-        :: else
-        fi;
-        POP_OWN(me, got, h, tl, ok)
-    :: else
-    fi;
 #endif
     if
-    :: got -> /* sched.c:484-487 */
+    :: got -> /* sched.c:496-499 */
         FROM_SEARCHING(me, s, v, old);
         RUN_TASK(me, s, v, old, tl)
-    :: else -> PARK(me, s, v, old, h, tl, last, nobody, found) /* sched.c:489 */
+    :: else -> PARK(me, s, v, old, h, tl, last, nobody, found) /* sched.c:501 */
     fi;
     goto loop
 }

@@ -34,8 +34,9 @@ if [ "${1:-}" = --one ]; then
     errors=$(sed -n 's/.*errors: \([0-9][0-9]*\).*/\1/p' "$d/pan.log" | tail -1)
     states=$(sed -n 's/^ *\([0-9.e+]*\) states, stored.*/\1/p' "$d/pan.log" | tail -1)
     why=$(grep -m1 -E '^pan:[0-9]+: ' "$d/pan.log" | sed 's/^pan:[0-9]*: *//; s/ (at depth.*//')
-    if grep -q -E 'max search depth too small|out of memory|memory limit|MEMLIM bound|Search not completed' "$d/pan.log"; then
-        echo "model: $name: search incomplete:"; grep -E 'depth too small|memory|MEMLIM|not completed' "$d/pan.log" | head -3
+    # A pass counts only for a whole search (a found error ends one early).
+    if [ "$errors" = 0 ] && grep -q -E 'Search not completed|MEMLIM bound|max search depth too small|out of memory' "$d/pan.log"; then
+        echo "model: $name: search incomplete:"; grep -E 'MEMLIM|depth too small|out of memory' "$d/pan.log" | head -3
         exit 1
     fi
     if [ -z "$errors" ]; then
