@@ -77,7 +77,7 @@ EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(filter-out $(SKIPPED_S
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(filter-out $(SKIPPED_SRC),$(wildcard bench/*.c)))
 
 .PHONY: all lib deps build-deps demo-deps run-tests run-demo test test-asan test-tsan valgrind demo examples benches bench bench-quick \
-        install uninstall check-install clean help check-aarch64 soak test-faults soak-net
+        install uninstall check-install clean help check-aarch64 soak test-faults soak-net model
 .DEFAULT_GOAL := all
 
 all: build-deps lib examples
@@ -100,7 +100,8 @@ TEST_PKGS  := /usr/include/criterion/criterion.h:libcriterion-dev \
               /usr/include/*/curl/curl.h:libcurl4-openssl-dev \
               /usr/include/openssl/ssl.h:libssl-dev \
               /usr/bin/openssl:openssl \
-              /usr/bin/curl:curl
+              /usr/bin/curl:curl \
+              /usr/bin/spin:spin
 missing_pkgs = $(strip $(foreach d,$(1),$(if $(wildcard $(word 1,$(subst :, ,$(d)))),,$(word 2,$(subst :, ,$(d))))))
 MISSING_BUILD := $(call missing_pkgs,$(BUILD_PKGS))
 MISSING_TEST  := $(call missing_pkgs,$(BUILD_PKGS) $(TEST_PKGS))
@@ -260,6 +261,7 @@ test: deps
 	@$(MAKE) --no-print-directory run-tests
 run-tests: $(BUILD)/tests/weft_tests $(LTO_TESTS) $(BUILD)/tests/switch_check $(TEST_EXAMPLES)
 	@sh tests/arch/check_layers.sh $(BUILD)/obj
+	@if [ "$(BUILD)" = build ]; then $(MAKE) --no-print-directory model; fi
 	@$(MAKE) --no-print-directory check-man
 	@if [ "$(BUILD)" = build ]; then $(MAKE) --no-print-directory check-install; fi
 	@if [ "$(BUILD)" = build ]; then $(MAKE) --no-print-directory test-faults; fi
@@ -267,6 +269,12 @@ run-tests: $(BUILD)/tests/weft_tests $(LTO_TESTS) $(BUILD)/tests/switch_check $(
 	@if [ "$(BUILD)" = build ] && [ "$(ARCH)" != aarch64 ]; then $(MAKE) --no-print-directory check-aarch64; fi
 	@echo "== $(BUILD)/tests/weft_tests"
 	@WEFT_EXAMPLES_DIR=$(BUILD)/examples $(TEST_ENV) $(BUILD)/tests/weft_tests $(CRITERION_FLAGS)
+
+# Exhaustive checks of the park protocol and the local ring (spin models in
+# tests/model/, README "Testing"): the models must pass and every mutant,
+# with a needed fence or step removed, must fail. MODEL_FULL=1: larger ones.
+model:
+	@sh tests/model/run.sh $(BUILD)/model
 
 # Instrumented runs of the same suite. Fiber annotations live in runtime/context.h.
 # --jobs 1: Criterion's parallel runner leaks a few bytes in its own parent
