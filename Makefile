@@ -25,7 +25,12 @@ ASSERTS ?=
 ALLOC_LIB ?= -ljemalloc
 # -MMD -MP: every object and program also depends on the headers it includes.
 DEPFLAGS   = -MMD -MP -MF $@.d
-CFLAGS_LIB := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) $(ASSERTS) -fPIC -fvisibility=hidden -pthread \
+# -fno-omit-frame-pointer: task dumps walk suspended stacks by frame
+# pointers (runtime/obs.c). The library has them; of the programs only the
+# tests (their dump assertions name test functions), so benchmarks and
+# examples cost what they did (a walk stops at the first frame without one).
+FRAMEPTR   := -fno-omit-frame-pointer
+CFLAGS_LIB := $(CSTD) $(WARN) $(OPT) $(FRAMEPTR) $(SANFLAGS) $(ASSERTS) -fPIC -fvisibility=hidden -pthread \
               -D_GNU_SOURCE -Iinclude
 # common/: header-only code that examples, benchmarks and tests share (the HTTP
 # request parser); not part of libweft.
@@ -228,10 +233,10 @@ benches: $(BENCHES)
 # is missing, so the one binary always links.
 $(BUILD)/tests/%.o: tests/%.c $(CRITERION_DEPS) | build-deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CRITERION_INC) $(CFLAGS_APP) $(PQ_CFLAGS) $(CURL_CFLAGS) $(TLS_CFLAGS) $(DEPFLAGS) -c $< -o $@
+	$(CC) $(CRITERION_INC) $(CFLAGS_APP) $(FRAMEPTR) $(PQ_CFLAGS) $(CURL_CFLAGS) $(TLS_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(BUILD)/tests/weft_tests: $(TEST_OBJ) $(TLS_LIBS) $(BUILD)/libweft.a $(CRITERION_OBJ)
-	$(CC) $(SANFLAGS) -o $@ $(TEST_OBJ) $(TLS_LIBS) $(BUILD)/libweft.a $(CRITERION_LIB) $(PQ_LIBS) $(CURL_LIBS) \
+	$(CC) $(SANFLAGS) -rdynamic -o $@ $(TEST_OBJ) $(TLS_LIBS) $(BUILD)/libweft.a $(CRITERION_LIB) $(PQ_LIBS) $(CURL_LIBS) \
 	  $(TLS_SYSLIBS) $(LDLIBS_APP)
 
 # The migration test compiles the runtime into itself under LTO, so the

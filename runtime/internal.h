@@ -32,10 +32,26 @@
 #define WEFT_TASK_POOL_MAX 1024   /* control blocks cached per worker */
 #define WEFT_TASK_CHUNK 64        /* control blocks per allocation */
 
+#define WEFT__HIST_BUCKETS 32 /* log2 buckets of ns: [2^i, 2^(i+1)), the last open */
+/* Slices and schedule latencies are timed on one in WEFT__SAMPLE_EVERY runs
+ * (a clock read per switch would cost more than the 2% allowed). */
+#define WEFT__SAMPLE_EVERY 64
+
 typedef struct weft__stats {
     _Atomic uint64_t tasks_run, steals, tasks_stolen, parks, global_pulls, overflows, lifo_capped,
         timers_rescued, events_rescued;
+    /* Metrics (obs.c reads them): */
+    _Atomic uint64_t polls, forced_yields, parked_ns;
+    _Atomic uint64_t hist_slice[WEFT__HIST_BUCKETS], hist_latency[WEFT__HIST_BUCKETS];
 } weft__stats;
+
+/* What a task waits on (weft__wait_note; obs.c names them). */
+enum {
+    WEFT__WAIT_NONE = 0, WEFT__WAIT_FD, WEFT__WAIT_SLEEP, WEFT__WAIT_JOIN, WEFT__WAIT_CHAN_SEND,
+    WEFT__WAIT_CHAN_RECV, WEFT__WAIT_SELECT, WEFT__WAIT_MUTEX, WEFT__WAIT_COND, WEFT__WAIT_SEM,
+    WEFT__WAIT_EVENT, WEFT__WAIT_WG, WEFT__WAIT_ONCE, WEFT__WAIT_GROUP, WEFT__WAIT_BLOCKING,
+    WEFT__WAIT_SIGNAL, WEFT__WAIT_KINDS
+};
 
 /* A worker: one thread, its queues, its poller and timer wheel. The fields
  * fall in two parts. The first only the worker's own thread touches (its
@@ -65,6 +81,16 @@ typedef struct weft__worker {
         uint64_t next_id;
         uint64_t now_tick;      /* ms since runtime start, cached per loop iteration */
         weft__task *pinned_head, *pinned_tail; /* runnable pinned tasks */
+        /* Metrics sampling (owner-only): one schedule in WEFT__SAMPLE_EVERY
+         * on this worker makes its task the probe (probe_left counts down,
+         * probe_ns is when it became ready); when this worker runs the probe,
+         * mark_running records its schedule latency and times its slice
+         * (slice_t0, 0 when no slice is timed). A probe run elsewhere is
+         * replaced at the next sample. No clock read on unsampled runs. */
+        weft__task *probe;
+        int64_t probe_ns;
+        int64_t slice_t0;
+        uint32_t probe_left;
     };
 
     /* ---- Shared with other threads. */
@@ -106,6 +132,10 @@ typedef struct weft__worker {
         /* Written by the owner alone (stat_inc: a relaxed load and store),
          * read with relaxed loads by weft_runtime_stats on any thread. */
         weft__stats stats;
+        /* The long-slice check's memory of this worker, written by a peer
+         * while it holds this worker's poll_busy (rescue.c): the run count
+         * it last saw, when it first saw it, and the run it warned for. */
+        uint64_t obs_runs, obs_tick, obs_warned;
         /* Written by pthread_create in weft_runtime_new, read by
          * pthread_join in weft_runtime_free (the creating and the freeing
          * thread; the worker itself never reads it). */
@@ -113,11 +143,36 @@ typedef struct weft__worker {
     };
 } __attribute__((aligned(64))) weft__worker;
 
+/* Observability (obs.c), one per control block, beside the blocks in their
+ * chunk so the block keeps its two lines: written by the task itself when a
+ * wait begins (weft__wait_note) and at spawn (spawn_site, a relaxed atomic
+ * store); a dump reads the wait fields only while it holds the task off the
+ * run path (obs.c's protocol), spawn_site with relaxed atomic loads. */
+typedef struct weft__task_obs {
+    const void *spawn_site;        /* return address of the spawn call */
+    uint64_t wait_token;           /* the wait (state seq) the note describes; 0: none */
+    uint64_t wait_obj;             /* fd, deadline (ns), task id, object address */
+    uint64_t wait_tick;            /* worker's now_tick when the wait began */
+    uint8_t wait_kind;             /* WEFT__WAIT_* */
+    uint8_t wait_ev;               /* fd waits: WEFT_READ/WEFT_WRITE bits */
+} weft__task_obs;
+
+/* A chunk is allocated aligned to its (power of two) size class, so a
+ * block finds its side record by address arithmetic, with no pointer. */
+#define WEFT__CHUNK_ALIGN 16384
 typedef struct weft__task_chunk {
     struct weft__task_chunk *next;
     _Atomic unsigned orphans; /* handles still held after the runtime was freed */
     weft__task tasks[WEFT_TASK_CHUNK];
+    weft__task_obs obs[WEFT_TASK_CHUNK];
 } weft__task_chunk;
+_Static_assert(sizeof(weft__task_chunk) <= WEFT__CHUNK_ALIGN, "a chunk fits its alignment");
+
+static inline weft__task_obs *weft__obs_of(weft__task *t)
+{
+    weft__task_chunk *c = (weft__task_chunk *)((uintptr_t)t & ~(uintptr_t)(WEFT__CHUNK_ALIGN - 1));
+    return &c->obs[t - c->tasks];
+}
 
 struct weft_runtime {
     uint64_t id;                /* unique per runtime made in this process */
@@ -153,6 +208,10 @@ struct weft_runtime {
     pthread_mutex_t services_lock;           /* guards making `blocking` and friends */
 
     int64_t start_ns;
+    /* Debug mode (WEFT_DEBUG=1 or weft_runtime_set_debug): the long-slice
+     * threshold in ms, 0 when off. Relaxed: workers copy it per loop. */
+    _Atomic uint32_t debug_ms;
+    int dump_signal;            /* SIGQUIT dumps this runtime (obs.c) */
     pthread_mutex_t start_lock;
     pthread_cond_t start_cond;
     unsigned started;
@@ -183,6 +242,31 @@ static inline void weft__fence(void)
     atomic_thread_fence(memory_order_seq_cst);
 #endif
 }
+
+/* Records what the running task t waits on, for the wait it has just
+ * begun (weft__wait_prepare / waiter_init / wnode_init bumped its token).
+ * Plain stores to t's own observability line: a dump reads them only after
+ * taking the task off the run path with an acquire CAS of its state word,
+ * which the park's release publishes (obs.c). A wait without a note shows
+ * as "waiting (other)": the token no longer matches. */
+static inline void weft__wait_note(weft__task *t, unsigned kind, uint64_t obj, unsigned ev)
+{
+    if (!t)
+        return;
+    weft__task_obs *o = weft__obs_of(t);
+    o->wait_token = T_SEQ(atomic_load_explicit(&t->state, memory_order_relaxed));
+    o->wait_kind = (uint8_t)kind;
+    o->wait_obj = obj;
+    o->wait_ev = (uint8_t)ev;
+    o->wait_tick = t->worker->now_tick;
+}
+
+/* ---- ready.c: a sampled schedule makes t the worker's metrics probe. */
+void weft__probe_set(weft__worker *w, weft__task *t);
+
+/* ---- symbol.c: "name+0xoff (module)", or "module+0xoff", into buf; the
+ * length snprintf reports. */
+int weft__symbolize(const void *pc, char *buf, size_t n);
 
 /* ---- tls.c */
 
@@ -216,8 +300,9 @@ void weft__task_entry(void *arg, void *data);
 /* ---- task.c (lifetime, and the waking side of waits) and suspend.c (the
  * waiting side: wait_prepare, park, waiter_init/wait, join, yield) */
 
+/* site: the spawn call's return address (a dump shows it), or NULL. */
 weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *arg,
-                           const weft_spawn_opts *opts, int *err);
+                           const weft_spawn_opts *opts, const void *site, int *err);
 void weft__task_finish(weft__worker *w, weft__task *t);
 void weft__task_release(weft__worker *w, weft__task *t);
 /* A control block for work that runs outside the workers (the blocking
@@ -326,7 +411,14 @@ int weft__fd_is_blocking(int fd);
  * the caller was cancelled before the job started (it then never runs).
  * weft__blocking_remove withdraws a queued job (1 if it did). */
 int weft__blocking_call(weft_fn fn, void *arg);
+/* Pool sizes for weft_runtime_metrics: threads, idle threads, queued jobs. */
+void weft__blocking_metrics(weft_runtime *rt, int compute, unsigned *threads, unsigned *idle, size_t *queued);
 int weft__blocking_remove(weft__task *t);
+
+/* ---- obs.c: debug mode and SIGQUIT from the environment at
+ * weft_runtime_new; the never-joined check at weft_runtime_free. */
+void weft__obs_runtime_new(weft_runtime *rt);
+void weft__obs_runtime_free(weft_runtime *rt);
 
 /* Cooperative budget: every service operation that completes without
  * suspending calls this; when the slice's budget is spent it yields. */

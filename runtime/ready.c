@@ -23,12 +23,25 @@ static void inbox_push(weft__worker *owner, weft__task *t)
     weft__poller_wake(&owner->poller);
 }
 
+/* A sampled schedule (metrics): t becomes this worker's probe, replacing
+ * one that ran elsewhere or not yet. */
+__attribute__((noinline)) void weft__probe_set(weft__worker *w, weft__task *t)
+{
+    w->probe_left = WEFT__SAMPLE_EVERY;
+    w->probe = t;
+    w->probe_ns = weft__clock_ns();
+}
+
 void weft__schedule(weft_runtime *rt, weft__task *t)
 {
     WEFT__ASSERT(t->stack_cls != WEFT_EXTERNAL_CLS); /* blocking-pool jobs never queue */
     weft__worker *w = weft__cur_worker();
     if (w && w->rt != rt)
         w = NULL;
+    /* Schedule latency (metrics): one schedule in WEFT__SAMPLE_EVERY on
+     * this worker makes t its probe; mark_running (sched.c) closes it. */
+    if (w && weft__unlikely(--w->probe_left == 0))
+        weft__probe_set(w, t);
     if (weft__unlikely(t->pinned)) {
         if (w == t->worker)
             pinned_push(w, t);

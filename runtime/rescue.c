@@ -9,6 +9,50 @@
 #endif
 #include "scheduler.h"
 
+#include <stdio.h>
+
+/* Debug mode's long-slice check (Go's sysmon, asyncio's slow-callback
+ * warning): x has not polled for RESCUE_AFTER_MS, so it is in a long task or
+ * in a blocking call; the caller holds x's poll_busy, which makes the obs_*
+ * fields its own. The run count (stats.tasks_run) tells one slice from the
+ * next without a clock read per switch: the same count on two passes
+ * `threshold` ms apart is one slice that long. One warning per slice (the
+ * episode). The running task is the owner's relaxed store of `current`
+ * before its release store of the count; a pass that sees the count move
+ * while it reads the task ignores what it read. No per-switch work. */
+static void check_long_slice(weft__worker *x, uint64_t now, uint32_t threshold)
+{
+    uint64_t r1 = atomic_load_explicit(&x->stats.tasks_run, memory_order_acquire);
+    weft__task *cur = __atomic_load_n(&x->current, __ATOMIC_RELAXED);
+    if (!cur)
+        return;
+    /* Blocks are never freed while the runtime lives; id, fn and spawn_site
+     * are relaxed atomic stores at spawn (task.c). */
+    uint64_t id = __atomic_load_n(&cur->id, __ATOMIC_RELAXED);
+    const void *site = __atomic_load_n(&weft__obs_of(cur)->spawn_site, __ATOMIC_RELAXED);
+    const void *fn = (const void *)__atomic_load_n(&cur->fn, __ATOMIC_RELAXED);
+    atomic_thread_fence(memory_order_acquire);
+    uint64_t r2 = atomic_load_explicit(&x->stats.tasks_run, memory_order_relaxed);
+    if (r1 != r2 || r1 == 0)
+        return;
+    if (r1 != x->obs_runs) {
+        x->obs_runs = r1;
+        x->obs_tick = now;
+        return;
+    }
+    if (x->obs_warned == r1 || now - x->obs_tick < threshold)
+        return;
+    x->obs_warned = r1;
+    char fs[160], ss[160];
+    weft__symbolize(fn, fs, sizeof fs);
+    weft__symbolize(site, ss, sizeof ss);
+    fprintf(stderr,
+            "weft: debug: task %llu (%s, spawned at %s) has run on worker %u for at least %llu ms "
+            "without suspending (threshold %u ms; at %.3f s since the runtime started)\n",
+            (unsigned long long)id, fs, ss, x->index, (unsigned long long)(now - x->obs_tick), threshold,
+            (double)now / 1000.0);
+}
+
 /* Room left in the local queue: what a poll may wake without spilling. */
 static inline unsigned lq_room(weft__worker *w)
 {
@@ -37,6 +81,7 @@ void weft__poll_timers(weft__worker *w)
 void weft__poll_events(weft__worker *w, int timeout_ms)
 {
     weft__fired fired[WEFT__POLL_MAX];
+    stat_inc(&w->stats.polls, 1);
     weft__poll_lock(w);
     int n = weft__poller_poll(&w->poller, timeout_ms, (int)lq_room(w), fired);
     weft__fd_fired(&w->poller, fired, n, weft__wake_cb, NULL);
@@ -68,6 +113,9 @@ void weft__rescue_stuck_peers(weft__worker *w)
         if (atomic_load_explicit(&x->poll_busy, memory_order_relaxed) ||
             atomic_exchange_explicit(&x->poll_busy, 1, memory_order_acquire))
             continue;
+        uint32_t dbg = atomic_load_explicit(&rt->debug_ms, memory_order_relaxed);
+        if (weft__unlikely(dbg != 0))
+            check_long_slice(x, now, dbg);
         unsigned n = 0, room = lq_room(w);
         if (room) {
             weft__fired fired[WEFT__POLL_MAX];

@@ -100,6 +100,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
         if (!w)
             goto fail;
         memset(w, 0, sizeof *w);
+        w->probe_left = WEFT__SAMPLE_EVERY; /* metrics sampling (ready.c) */
         w->index = made;
         w->rt = rt;
         w->until_event = WEFT_EVENT_INTERVAL;
@@ -139,6 +140,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
     while (rt->started < n)
         pthread_cond_wait(&rt->start_cond, &rt->start_lock);
     pthread_mutex_unlock(&rt->start_lock);
+    weft__obs_runtime_new(rt);
     return rt;
 fail:
     free_workers(rt, made);
@@ -201,6 +203,7 @@ void weft_runtime_free(weft_runtime *rt)
                 fire[nfire++] = (weft__waiter *)j;
             }
         }
+    weft__obs_runtime_free(rt);
     weft__task_orphan_handles(rt);
     for (size_t i = 0; i < nfire; i++)
         weft__waiter_fire(fire[i]);

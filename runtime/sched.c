@@ -182,15 +182,48 @@ static weft__task *next_local(weft__worker *w, int *from_lifo)
 
 /* ------------------------------------------------------------ switching */
 
+/* Log2 bucket of a duration in ns (metrics histograms). */
+static inline unsigned hist_bucket(int64_t ns)
+{
+    unsigned b = ns <= 1 ? 0 : 63u - (unsigned)__builtin_clzll((uint64_t)ns);
+    return b < WEFT__HIST_BUCKETS ? b : WEFT__HIST_BUCKETS - 1;
+}
+
+/* The run of this worker's probe (metrics sampling, internal.h): its
+ * schedule latency, and the start of its timed slice. Out of line: the
+ * common path is one compare. */
+static __attribute__((noinline)) void mark_running_sampled(weft__worker *w)
+{
+    int64_t now = weft__clock_ns();
+    stat_inc(&w->stats.hist_latency[hist_bucket(now - w->probe_ns)], 1);
+    w->probe = NULL;
+    w->slice_t0 = now;
+}
+
 static inline void mark_running(weft__worker *w, weft__task *t, int from_lifo)
 {
     WEFT__ASSERT(t->stack != NULL); /* first_run gave it one */
     weft__state_run(t);
-    t->worker = w;
+    /* Relaxed atomic: a dump reads which worker a running task is on. */
+    __atomic_store_n(&t->worker, w, __ATOMIC_RELAXED);
     if (!from_lifo)
         t->budget = WEFT_BUDGET;
-    w->current = t;
-    stat_inc(&w->stats.tasks_run, 1);
+    /* Relaxed atomic store of current, release store of the run count
+     * (plain moves on x86): debug mode's long-slice check (rescue.c) reads
+     * the count, current and the count again. */
+    __atomic_store_n(&w->current, t, __ATOMIC_RELAXED);
+    if (weft__unlikely(t == w->probe))
+        mark_running_sampled(w);
+    atomic_store_explicit(&w->stats.tasks_run, atomic_load_explicit(&w->stats.tasks_run, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
+/* The end of a sampled slice (the running task switches away). */
+static __attribute__((noinline)) void slice_end_sampled(weft__worker *w)
+{
+    int64_t d = weft__clock_ns() - w->slice_t0;
+    w->slice_t0 = 0;
+    stat_inc(&w->stats.hist_slice[hist_bucket(d)], 1);
 }
 
 /* Gives a task that has never run its stack and first frame. */
@@ -261,6 +294,8 @@ static inline void prefetch_following(weft__worker *w)
 
 weft__worker *weft__switch_out(weft__worker *w, weft__task *self, int action)
 {
+    if (weft__unlikely(w->slice_t0 != 0))
+        slice_end_sampled(w);
     self->action = (uint8_t)action;
     w->prev = self;
     char here;
@@ -292,7 +327,7 @@ weft__worker *weft__switch_out(weft__worker *w, weft__task *self, int action)
         prefetch_following(w);
         nw = weft__ctx_jump(&self->ctx, &next->ctx, w, dying);
     } else {
-        w->current = NULL;
+        __atomic_store_n(&w->current, (weft__task *)NULL, __ATOMIC_RELAXED);
         nw = weft__ctx_jump(&self->ctx, &w->sched_ctx, w, dying);
     }
     /* Resumed, perhaps on another worker: nw is where we are now. */
@@ -310,6 +345,10 @@ void weft__after_switch(weft__worker *w)
     switch (p->action) {
     case ACT_YIELD: {
         weft__state_yield(p);
+        /* A yield re-queues without weft__schedule: it counts toward the
+         * metrics sample (ready.c) the same way. */
+        if (weft__unlikely(--w->probe_left == 0))
+            weft__probe_set(w, p);
         /* No peer is woken for a yield: this worker is awake and the task
          * was runnable already; waking someone per yield would cost a
          * fence each time. */
@@ -422,7 +461,9 @@ static void park(weft__worker *w)
     if (!atomic_load_explicit(&rt->shutdown, memory_order_acquire) &&
         !atomic_load_explicit(&w->inbox_n, memory_order_relaxed)) {
         stat_inc(&w->stats.parks, 1);
+        int64_t t0 = weft__clock_ns();
         weft__poll_events(w, timeout);
+        stat_inc(&w->stats.parked_ns, (uint64_t)(weft__clock_ns() - t0));
     }
     if (watching)
         atomic_store_explicit(&rt->watcher, 0, memory_order_release);

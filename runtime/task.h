@@ -71,6 +71,7 @@ struct weft_task {
     char *name;                    /* NULL unless spawned with a name (heap copy) */
     _Atomic int refs;              /* 1 for the running task + 1 for the handle */
     _Atomic int live;              /* spawned and not yet finished */
+
 } __attribute__((aligned(64)));
 
 typedef struct weft_task weft__task;
