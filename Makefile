@@ -25,12 +25,12 @@ ASSERTS ?=
 ALLOC_LIB ?= -ljemalloc
 # -MMD -MP: every object and program also depends on the headers it includes.
 DEPFLAGS   = -MMD -MP -MF $@.d
-# -fno-omit-frame-pointer: task dumps walk suspended stacks by frame
-# pointers (runtime/obs.c). The library has them; of the programs only the
-# tests (their dump assertions name test functions), so benchmarks and
-# examples cost what they did (a walk stops at the first frame without one).
-FRAMEPTR   := -fno-omit-frame-pointer
-CFLAGS_LIB := $(CSTD) $(WARN) $(OPT) $(FRAMEPTR) $(SANFLAGS) $(ASSERTS) -fPIC -fvisibility=hidden -pthread \
+# Task dumps walk suspended stacks with libunwind (runtime/dump.c), loaded
+# with dlopen at the first dump: only its header is needed here, and a
+# build without it dumps without backtraces (make test installs it).
+HAVE_LIBUNWIND := $(if $(wildcard /usr/include/libunwind.h /usr/include/*/libunwind.h),1)
+UNWIND_CFLAGS  := $(if $(HAVE_LIBUNWIND),-DWEFT_HAVE_LIBUNWIND)
+CFLAGS_LIB := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) $(ASSERTS) $(UNWIND_CFLAGS) -fPIC -fvisibility=hidden -pthread \
               -D_GNU_SOURCE -Iinclude
 # common/: header-only code that examples, benchmarks and tests share (the HTTP
 # request parser); not part of libweft.
@@ -104,7 +104,9 @@ TEST_PKGS  := /usr/include/criterion/criterion.h:libcriterion-dev \
               /usr/include/*/curl/curl.h:libcurl4-openssl-dev \
               /usr/include/openssl/ssl.h:libssl-dev \
               /usr/bin/openssl:openssl \
-              /usr/bin/curl:curl
+              /usr/bin/curl:curl \
+              /usr/include/*/libunwind.h:libunwind-dev \
+              /usr/bin/gdb:gdb
 missing_pkgs = $(strip $(foreach d,$(1),$(if $(wildcard $(word 1,$(subst :, ,$(d)))),,$(word 2,$(subst :, ,$(d))))))
 MISSING_BUILD := $(call missing_pkgs,$(BUILD_PKGS))
 MISSING_TEST  := $(call missing_pkgs,$(BUILD_PKGS) $(TEST_PKGS))
@@ -233,7 +235,7 @@ benches: $(BENCHES)
 # is missing, so the one binary always links.
 $(BUILD)/tests/%.o: tests/%.c $(CRITERION_DEPS) | build-deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CRITERION_INC) $(CFLAGS_APP) $(FRAMEPTR) $(PQ_CFLAGS) $(CURL_CFLAGS) $(TLS_CFLAGS) $(DEPFLAGS) -c $< -o $@
+	$(CC) $(CRITERION_INC) $(CFLAGS_APP) $(PQ_CFLAGS) $(CURL_CFLAGS) $(TLS_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(BUILD)/tests/weft_tests: $(TEST_OBJ) $(TLS_LIBS) $(BUILD)/libweft.a $(CRITERION_OBJ)
 	$(CC) $(SANFLAGS) -rdynamic -o $@ $(TEST_OBJ) $(TLS_LIBS) $(BUILD)/libweft.a $(CRITERION_LIB) $(PQ_LIBS) $(CURL_LIBS) \

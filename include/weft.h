@@ -261,16 +261,18 @@ WEFT_API unsigned weft_runtime_stats(const weft_runtime *rt, weft_worker_stats *
  * joining task M, on a channel, mutex, condition, semaphore, event, wait
  * group, group, signal, or a blocking job), how long it has been in that
  * wait, the worker it last ran on, its spawn site, and, for a suspended
- * (parked) task, a symbolized backtrace of its stack (a frame-pointer walk
- * from the saved context: libweft is built with -fno-omit-frame-pointer;
- * build the program so too, and link it with -rdynamic for its own names).
- * The workers keep running: each parked task is taken off the run path
- * only while its frames are copied (a wake in that moment is held and
+ * (parked) task, a symbolized backtrace of its stack, walked by libunwind
+ * from the registers the switch saved (no frame pointers needed; loaded
+ * with dlopen when a dump first needs it: without libunwind the dump says
+ * so and has no backtraces). Names come from dladdr: link the program with
+ * -rdynamic to see its own functions' names (else module+offset, for
+ * addr2line). The workers keep running: each parked task is held off the
+ * run path only while its stack is walked (a wake in that moment is
  * delivered right after). Queued and running tasks are listed without a
- * backtrace. From any thread, a task of rt included; does not suspend (it
- * may block briefly on the runtime's control-block lock). Returns the
- * number of tasks listed, or -EINVAL (rt or out NULL). Not from a signal
- * handler (see weft_runtime_dump_on_signal). */
+ * name or backtrace. From any thread, a task of rt included; does not
+ * suspend (it may block briefly on the runtime's control-block lock).
+ * Returns the number of tasks listed, or -EINVAL (rt or out NULL). Not from
+ * a signal handler (see weft_runtime_dump_on_signal). */
 WEFT_API int weft_runtime_dump(weft_runtime *rt, FILE *out);
 
 /* Makes SIGQUIT write weft_runtime_dump(rt, stderr) (on a helper thread,
@@ -312,22 +314,27 @@ typedef struct weft_metrics {
     uint64_t timers_pending; /* armed timers on all workers' wheels */
     uint64_t uptime_ns;
     /* Log-scale histograms: bucket i counts durations in [2^i, 2^(i+1)) ns
-     * (bucket 0 also below 1 ns, the last also above). Sampled: one slice
-     * in `sample_every` is timed, and one wake-up or spawn in as many. */
-    unsigned sample_every;
+     * (bucket 0 also below 1 ns, the last also above). Sampled, so that no
+     * clock is read on an ordinary switch: about one slice in
+     * slice_sample_every runs is timed (a slice timed includes its two
+     * switches, tens of ns), and one wake-up or spawn in
+     * latency_sample_every on each worker (a yield's requeue is not). */
+    unsigned slice_sample_every, latency_sample_every;
     uint64_t slice_ns[WEFT_HIST_BUCKETS];    /* task slice: run to suspension */
     uint64_t latency_ns[WEFT_HIST_BUCKETS];  /* schedule latency: ready to running */
 } weft_metrics;
 
 /* Fills *m (if not NULL) and up to n per-worker entries of w (if not
- * NULL); returns the number of workers, or -EINVAL (rt NULL). Read without
- * stopping anything: approximate while tasks run. Hot paths only touch
- * per-worker counters; this sums them (and scans the control blocks for
- * live_tasks). Any thread; does not suspend. */
+ * NULL); returns the number of workers, or -EINVAL (rt NULL). Always on:
+ * hot paths only touch their own worker's counters. Read without stopping
+ * anything: each counter is exact for some moment, the sums approximate
+ * while tasks run (it also scans the control blocks for live_tasks). Any
+ * thread; does not suspend. */
 WEFT_API int weft_runtime_metrics(const weft_runtime *rt, weft_metrics *m, weft_worker_metrics *w,
                                   unsigned n);
 
-/* Writes m readably to out: totals and both histograms as bars. */
+/* Writes m readably to out: totals and both histograms as bars. Nothing
+ * when m or out is NULL. Does not suspend. */
 WEFT_API void weft_metrics_print(const weft_metrics *m, FILE *out);
 
 /* ------------------------------------------------------------------ time */

@@ -33,19 +33,22 @@
 #define WEFT_TASK_CHUNK 64        /* control blocks per allocation */
 
 #define WEFT__HIST_BUCKETS 32 /* log2 buckets of ns: [2^i, 2^(i+1)), the last open */
-/* Slices and schedule latencies are timed on one in WEFT__SAMPLE_EVERY runs
- * (a clock read per switch would cost more than the 2% allowed). */
-#define WEFT__SAMPLE_EVERY 64
+/* Metrics sampling (sched.c, ready.c): no clock is read on the direct
+ * task-to-task switch. A slice is timed at one maintenance pass in
+ * WEFT__SLICE_PASSES (about one run in 61 * 4), and a schedule latency on one
+ * wake-up or spawn in WEFT__LATENCY_EVERY per worker. */
+#define WEFT__SLICE_PASSES 4
+#define WEFT__LATENCY_EVERY 64
 
 typedef struct weft__stats {
     _Atomic uint64_t tasks_run, steals, tasks_stolen, parks, global_pulls, overflows, lifo_capped,
         timers_rescued, events_rescued;
-    /* Metrics (obs.c reads them): */
+    /* Metrics (metrics.c reads them), the same rule: */
     _Atomic uint64_t polls, forced_yields, parked_ns;
     _Atomic uint64_t hist_slice[WEFT__HIST_BUCKETS], hist_latency[WEFT__HIST_BUCKETS];
 } weft__stats;
 
-/* What a task waits on (weft__wait_note; obs.c names them). */
+/* What a task waits on (weft__wait_note; dump.c names them). */
 enum {
     WEFT__WAIT_NONE = 0, WEFT__WAIT_FD, WEFT__WAIT_SLEEP, WEFT__WAIT_JOIN, WEFT__WAIT_CHAN_SEND,
     WEFT__WAIT_CHAN_RECV, WEFT__WAIT_SELECT, WEFT__WAIT_MUTEX, WEFT__WAIT_COND, WEFT__WAIT_SEM,
@@ -81,16 +84,11 @@ typedef struct weft__worker {
         uint64_t next_id;
         uint64_t now_tick;      /* ms since runtime start, cached per loop iteration */
         weft__task *pinned_head, *pinned_tail; /* runnable pinned tasks */
-        /* Metrics sampling (owner-only): one schedule in WEFT__SAMPLE_EVERY
-         * on this worker makes its task the probe (probe_left counts down,
-         * probe_ns is when it became ready); when this worker runs the probe,
-         * mark_running records its schedule latency and times its slice
-         * (slice_t0, 0 when no slice is timed). A probe run elsewhere is
-         * replaced at the next sample. No clock read on unsampled runs. */
-        weft__task *probe;
-        int64_t probe_ns;
-        int64_t slice_t0;
-        uint32_t probe_left;
+        /* Metrics sampling (owner-only; internal.h's WEFT__SLICE_PASSES):
+         * latency_left counts schedules down to the next latency probe
+         * (ready.c), slice_pass counts maintenance passes (sched.c). */
+        uint32_t latency_left;
+        uint32_t slice_pass;
     };
 
     /* ---- Shared with other threads. */
@@ -132,7 +130,7 @@ typedef struct weft__worker {
         /* Written by the owner alone (stat_inc: a relaxed load and store),
          * read with relaxed loads by weft_runtime_stats on any thread. */
         weft__stats stats;
-        /* The long-slice check's memory of this worker, written by a peer
+        /* Debug mode's long-slice check's memory of this worker, written by a peer
          * while it holds this worker's poll_busy (rescue.c): the run count
          * it last saw, when it first saw it, and the run it warned for. */
         uint64_t obs_runs, obs_tick, obs_warned;
@@ -143,36 +141,11 @@ typedef struct weft__worker {
     };
 } __attribute__((aligned(64))) weft__worker;
 
-/* Observability (obs.c), one per control block, beside the blocks in their
- * chunk so the block keeps its two lines: written by the task itself when a
- * wait begins (weft__wait_note) and at spawn (spawn_site, a relaxed atomic
- * store); a dump reads the wait fields only while it holds the task off the
- * run path (obs.c's protocol), spawn_site with relaxed atomic loads. */
-typedef struct weft__task_obs {
-    const void *spawn_site;        /* return address of the spawn call */
-    uint64_t wait_token;           /* the wait (state seq) the note describes; 0: none */
-    uint64_t wait_obj;             /* fd, deadline (ns), task id, object address */
-    uint64_t wait_tick;            /* worker's now_tick when the wait began */
-    uint8_t wait_kind;             /* WEFT__WAIT_* */
-    uint8_t wait_ev;               /* fd waits: WEFT_READ/WEFT_WRITE bits */
-} weft__task_obs;
-
-/* A chunk is allocated aligned to its (power of two) size class, so a
- * block finds its side record by address arithmetic, with no pointer. */
-#define WEFT__CHUNK_ALIGN 16384
 typedef struct weft__task_chunk {
     struct weft__task_chunk *next;
     _Atomic unsigned orphans; /* handles still held after the runtime was freed */
     weft__task tasks[WEFT_TASK_CHUNK];
-    weft__task_obs obs[WEFT_TASK_CHUNK];
 } weft__task_chunk;
-_Static_assert(sizeof(weft__task_chunk) <= WEFT__CHUNK_ALIGN, "a chunk fits its alignment");
-
-static inline weft__task_obs *weft__obs_of(weft__task *t)
-{
-    weft__task_chunk *c = (weft__task_chunk *)((uintptr_t)t & ~(uintptr_t)(WEFT__CHUNK_ALIGN - 1));
-    return &c->obs[t - c->tasks];
-}
 
 struct weft_runtime {
     uint64_t id;                /* unique per runtime made in this process */
@@ -211,7 +184,7 @@ struct weft_runtime {
     /* Debug mode (WEFT_DEBUG=1 or weft_runtime_set_debug): the long-slice
      * threshold in ms, 0 when off. Relaxed: workers copy it per loop. */
     _Atomic uint32_t debug_ms;
-    int dump_signal;            /* SIGQUIT dumps this runtime (obs.c) */
+    int dump_signal;            /* SIGQUIT dumps this runtime (dump.c) */
     pthread_mutex_t start_lock;
     pthread_cond_t start_cond;
     unsigned started;
@@ -244,29 +217,27 @@ static inline void weft__fence(void)
 }
 
 /* Records what the running task t waits on, for the wait it has just
- * begun (weft__wait_prepare / waiter_init / wnode_init bumped its token).
- * Plain stores to t's own observability line: a dump reads them only after
- * taking the task off the run path with an acquire CAS of its state word,
- * which the park's release publishes (obs.c). A wait without a note shows
- * as "waiting (other)": the token no longer matches. */
+ * begun (weft__wait_prepare / waiter_init / wnode_init bumped its sequence):
+ * three plain stores to t's own cold line (task.h's weft__task_obs). A dump
+ * reads them only after holding the task (weft__state_hold's acquire, which
+ * the park's release publishes). A wait without a note shows as "waiting
+ * (other)": the sequence in `wait` no longer matches. */
 static inline void weft__wait_note(weft__task *t, unsigned kind, uint64_t obj, unsigned ev)
 {
     if (!t)
         return;
-    weft__task_obs *o = weft__obs_of(t);
-    o->wait_token = T_SEQ(atomic_load_explicit(&t->state, memory_order_relaxed));
-    o->wait_kind = (uint8_t)kind;
-    o->wait_obj = obj;
-    o->wait_ev = (uint8_t)ev;
-    o->wait_tick = t->worker->now_tick;
+    uint64_t seq = T_SEQ(atomic_load_explicit(&t->state, memory_order_relaxed));
+    t->obs.wait = seq << 16 | (uint64_t)(ev & 0xff) << 8 | kind;
+    t->obs.wait_obj = obj;
+    t->obs.wait_tick = t->worker->now_tick;
 }
 
-/* ---- ready.c: a sampled schedule makes t the worker's metrics probe. */
-void weft__probe_set(weft__worker *w, weft__task *t);
-
 /* ---- symbol.c: "name+0xoff (module)", or "module+0xoff", into buf; the
- * length snprintf reports. */
+ * length snprintf reports. weft__peek_word: an aligned word of another
+ * thread's data read as a snapshot outside the tools' view (a debugging
+ * read that may race by design: the caller validates what it read). */
 int weft__symbolize(const void *pc, char *buf, size_t n);
+uint64_t weft__peek_word(const void *p);
 
 /* ---- tls.c */
 
@@ -300,10 +271,12 @@ void weft__task_entry(void *arg, void *data);
 /* ---- task.c (lifetime, and the waking side of waits) and suspend.c (the
  * waiting side: wait_prepare, park, waiter_init/wait, join, yield) */
 
-/* site: the spawn call's return address (a dump shows it), or NULL. */
 weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *arg,
-                           const weft_spawn_opts *opts, const void *site, int *err);
+                           const weft_spawn_opts *opts, int *err);
 void weft__task_finish(weft__worker *w, weft__task *t);
+/* weft_spawn_on_ex (rt given) or weft_spawn_ex (rt NULL) with `site` as the
+ * spawn site a dump shows (create.c's spawns pass their caller's). */
+weft_task *weft__spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts, const void *site);
 void weft__task_release(weft__worker *w, weft__task *t);
 /* A control block for work that runs outside the workers (the blocking
  * pool): it has a handle and a join state like any task, but never gets a
@@ -415,9 +388,11 @@ int weft__blocking_call(weft_fn fn, void *arg);
 void weft__blocking_metrics(weft_runtime *rt, int compute, unsigned *threads, unsigned *idle, size_t *queued);
 int weft__blocking_remove(weft__task *t);
 
-/* ---- obs.c: debug mode and SIGQUIT from the environment at
- * weft_runtime_new; the never-joined check at weft_runtime_free. */
+/* ---- dump.c: debug mode and SIGQUIT from the environment, and the list
+ * of runtimes the gdb extension reads, at weft_runtime_new; the
+ * never-joined check at weft_runtime_free. */
 void weft__obs_runtime_new(weft_runtime *rt);
+void weft__obs_runtime_leave(weft_runtime *rt);
 void weft__obs_runtime_free(weft_runtime *rt);
 
 /* Cooperative budget: every service operation that completes without

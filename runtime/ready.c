@@ -23,13 +23,21 @@ static void inbox_push(weft__worker *owner, weft__task *t)
     weft__poller_wake(&owner->poller);
 }
 
-/* A sampled schedule (metrics): t becomes this worker's probe, replacing
- * one that ran elsewhere or not yet. */
-__attribute__((noinline)) void weft__probe_set(weft__worker *w, weft__task *t)
+/* A sampled schedule (metrics): t becomes a latency probe. Its queue time
+ * goes on its cold line; a task that has run before lends its stack to
+ * obs.probe_stack, so that the scheduler's existing check for a task
+ * without a stack (first_run, sched.c) is where its run is noticed, and
+ * the direct switch pays nothing. Safe: t is queued by nobody but us yet,
+ * and the push below publishes these stores to whoever pops it. */
+static __attribute__((noinline)) void latency_probe(weft__worker *w, weft__task *t)
 {
-    w->probe_left = WEFT__SAMPLE_EVERY;
-    w->probe = t;
-    w->probe_ns = weft__clock_ns();
+    w->latency_left = WEFT__LATENCY_EVERY;
+    int64_t now = weft__clock_ns();
+    t->obs.ready_ns = now > 0 ? now : 1;
+    if (t->stack) {
+        t->obs.probe_stack = t->stack;
+        t->stack = NULL;
+    }
 }
 
 void weft__schedule(weft_runtime *rt, weft__task *t)
@@ -38,10 +46,6 @@ void weft__schedule(weft_runtime *rt, weft__task *t)
     weft__worker *w = weft__cur_worker();
     if (w && w->rt != rt)
         w = NULL;
-    /* Schedule latency (metrics): one schedule in WEFT__SAMPLE_EVERY on
-     * this worker makes t its probe; mark_running (sched.c) closes it. */
-    if (w && weft__unlikely(--w->probe_left == 0))
-        weft__probe_set(w, t);
     if (weft__unlikely(t->pinned)) {
         if (w == t->worker)
             pinned_push(w, t);
@@ -56,6 +60,8 @@ void weft__schedule(weft_runtime *rt, weft__task *t)
         weft__notify_parked(rt);
         return;
     }
+    if (weft__unlikely(--w->latency_left == 0))
+        latency_probe(w, t);
     if (w->current) {
         /* Woken or spawned by the running task: it runs next here (a message
          * hand-off or a spawn chain stays on this core, warm in its cache).

@@ -14,26 +14,25 @@
 /* Debug mode's long-slice check (Go's sysmon, asyncio's slow-callback
  * warning): x has not polled for RESCUE_AFTER_MS, so it is in a long task or
  * in a blocking call; the caller holds x's poll_busy, which makes the obs_*
- * fields its own. The run count (stats.tasks_run) tells one slice from the
- * next without a clock read per switch: the same count on two passes
- * `threshold` ms apart is one slice that long. One warning per slice (the
- * episode). The running task is the owner's relaxed store of `current`
- * before its release store of the count; a pass that sees the count move
- * while it reads the task ignores what it read. No per-switch work. */
+ * fields its own. The run count (stats.tasks_run, a relaxed atomic) tells
+ * one slice from the next without a clock read per switch: the same count
+ * on two passes `threshold` ms apart is one slice at least that long. One
+ * warning per slice (the episode). The running task and its fields are read
+ * as snapshots (weft__peek_word: the owner stores them plainly, and the
+ * block may be reused meanwhile), between two reads of the count: a count
+ * that moved means the snapshot may mix two tasks, and it is dropped. */
 static void check_long_slice(weft__worker *x, uint64_t now, uint32_t threshold)
 {
     uint64_t r1 = atomic_load_explicit(&x->stats.tasks_run, memory_order_acquire);
-    weft__task *cur = __atomic_load_n(&x->current, __ATOMIC_RELAXED);
-    if (!cur)
+    weft__task *cur = (weft__task *)(uintptr_t)weft__peek_word(&x->current);
+    if (!cur || r1 == 0)
         return;
-    /* Blocks are never freed while the runtime lives; id, fn and spawn_site
-     * are relaxed atomic stores at spawn (task.c). */
-    uint64_t id = __atomic_load_n(&cur->id, __ATOMIC_RELAXED);
-    const void *site = __atomic_load_n(&weft__obs_of(cur)->spawn_site, __ATOMIC_RELAXED);
-    const void *fn = (const void *)__atomic_load_n(&cur->fn, __ATOMIC_RELAXED);
+    /* Blocks are never freed while the runtime lives. */
+    uint64_t id = weft__peek_word(&cur->id);
+    const void *site = (const void *)(uintptr_t)weft__peek_word(&cur->obs.site);
+    const void *fn = (const void *)(uintptr_t)weft__peek_word(&cur->fn);
     atomic_thread_fence(memory_order_acquire);
-    uint64_t r2 = atomic_load_explicit(&x->stats.tasks_run, memory_order_relaxed);
-    if (r1 != r2 || r1 == 0)
+    if (atomic_load_explicit(&x->stats.tasks_run, memory_order_relaxed) != r1)
         return;
     if (r1 != x->obs_runs) {
         x->obs_runs = r1;
@@ -45,7 +44,7 @@ static void check_long_slice(weft__worker *x, uint64_t now, uint32_t threshold)
     x->obs_warned = r1;
     char fs[160], ss[160];
     weft__symbolize(fn, fs, sizeof fs);
-    weft__symbolize(site, ss, sizeof ss);
+    weft__symbolize(site ? (const char *)site - 1 : NULL, ss, sizeof ss);
     fprintf(stderr,
             "weft: debug: task %llu (%s, spawned at %s) has run on worker %u for at least %llu ms "
             "without suspending (threshold %u ms; at %.3f s since the runtime started)\n",

@@ -100,7 +100,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
         if (!w)
             goto fail;
         memset(w, 0, sizeof *w);
-        w->probe_left = WEFT__SAMPLE_EVERY; /* metrics sampling (ready.c) */
+        w->latency_left = WEFT__LATENCY_EVERY; /* metrics sampling (ready.c) */
         w->index = made;
         w->rt = rt;
         w->until_event = WEFT_EVENT_INTERVAL;
@@ -166,6 +166,7 @@ void weft_runtime_free(weft_runtime *rt)
         (void)r;
         abort();
     }
+    weft__obs_runtime_leave(rt);
     atomic_store_explicit(&rt->shutdown, 1, memory_order_seq_cst);
     weft__wake_sleepers(rt);
     for (unsigned i = 0; i < rt->nworkers; i++)
@@ -188,7 +189,7 @@ void weft_runtime_free(weft_runtime *rt)
             if (!atomic_load(&t->live))
                 continue;
             atomic_store(&t->live, 0);
-            if (t->stack)
+            if (t->stack || t->obs.probe_stack) /* a latency probe lends its stack (ready.c) */
                 weft__ctx_destroy(&t->ctx);
             atomic_fetch_sub(&t->refs, 1); /* the task's own reference */
             uintptr_t j = atomic_exchange(&t->join, JOIN_DISCARDED);

@@ -51,25 +51,19 @@ static weft__task *tfree_take(weft_runtime *rt, unsigned *got)
         pthread_mutex_unlock(&rt->tfree_lock);
         return head;
     }
-    weft__task_chunk *c = weft__aligned(WEFT__CHUNK_ALIGN, sizeof *c);
+    weft__task_chunk *c = weft__aligned(64, sizeof *c);
     if (!c) {
         pthread_mutex_unlock(&rt->tfree_lock);
         *got = 0;
         return NULL;
     }
-    /* Initialized before it is linked: a dump (obs.c) walks rt->chunks,
-     * taken under tfree_lock, and reads each block's `live`. */
-    memset(c->tasks, 0, sizeof c->tasks);
-    atomic_init(&c->orphans, 0);
-    /* The side records are not zeroed: a block's first life has state seq
-     * 1, so wait_token 0 matches no wait; spawn_site is set at every spawn. */
-    for (unsigned i = WEFT_TASK_CHUNK; i-- > 0;) {
-        c->tasks[i].free_next = i + 1 < WEFT_TASK_CHUNK ? &c->tasks[i + 1] : NULL;
-        c->obs[i].wait_token = 0;
-    }
     c->next = rt->chunks;
     rt->chunks = c;
     pthread_mutex_unlock(&rt->tfree_lock);
+    memset(c->tasks, 0, sizeof c->tasks);
+    atomic_init(&c->orphans, 0);
+    for (unsigned i = WEFT_TASK_CHUNK; i-- > 0;)
+        c->tasks[i].free_next = i + 1 < WEFT_TASK_CHUNK ? &c->tasks[i + 1] : NULL;
     *got = WEFT_TASK_CHUNK;
     return &c->tasks[0];
 }
@@ -77,7 +71,7 @@ static weft__task *tfree_take(weft_runtime *rt, unsigned *got)
 static void tfree_give(weft_runtime *rt, weft__task *head, weft__task *tail, unsigned n)
 {
     tail->free_next = NULL;
-    __atomic_store_n(&head->id, n, __ATOMIC_RELAXED); /* a dump may read id (relaxed) */
+    head->id = n;
     pthread_mutex_lock(&rt->tfree_lock);
     head->next = rt->tfree;
     rt->tfree = head;
@@ -147,7 +141,7 @@ static void tcb_free(weft_runtime *rt, weft__worker *w, weft__task *t)
 }
 
 weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *arg,
-                           const weft_spawn_opts *opts, const void *site, int *err)
+                           const weft_spawn_opts *opts, int *err)
 {
     unsigned cls = rt->default_cls;
     if (opts && opts->stack_size) {
@@ -165,14 +159,10 @@ weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *
     t->next = NULL;
     t->worker = w;
     t->stack = NULL;
-    /* fn, id and spawn_site are read by a dump (and debug mode's long-slice
-     * check) with relaxed atomic loads while the block may be reused
-     * (obs.c): relaxed atomic stores here. */
-    __atomic_store_n(&t->fn, fn, __ATOMIC_RELAXED);
-    __atomic_store_n(&weft__obs_of(t)->spawn_site, site, __ATOMIC_RELAXED);
+    t->fn = fn;
     t->arg = arg;
     t->action = ACT_NONE;
-    __atomic_store_n(&t->stack_cls, (uint8_t)cls, __ATOMIC_RELAXED); /* a dump reads it */
+    t->stack_cls = (uint8_t)cls;
     t->pinned = 0;
     t->budget = WEFT_BUDGET;
     atomic_store_explicit(&t->cancel, 0, memory_order_relaxed);
@@ -183,16 +173,10 @@ weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *
     atomic_store_explicit(&t->refs, 2, memory_order_relaxed);
     atomic_store_explicit(&t->live, 1, memory_order_relaxed);
     t->rt = rt;
-    uint64_t id;
-    if (w) {
-        /* next_id doubles as the worker's spawn count (metrics read it). */
-        uint64_t n = w->next_id;
-        __atomic_store_n(&w->next_id, n + 1, __ATOMIC_RELAXED);
-        id = (n * 64 + w->index) * 2;
-    } else {
-        id = atomic_fetch_add_explicit(&rt->ext_ids, 1, memory_order_relaxed) * 2 + 1;
-    }
-    __atomic_store_n(&t->id, id, __ATOMIC_RELAXED);
+    if (w)
+        t->id = (w->next_id++ * 64 + w->index) * 2;
+    else
+        t->id = atomic_fetch_add_explicit(&rt->ext_ids, 1, memory_order_relaxed) * 2 + 1;
     /* Names are rare: a heap copy (first 31 bytes) only when given. */
     weft__free(t->name);
     t->name = NULL;
@@ -301,9 +285,11 @@ weft__task *weft__task_new_external(weft_runtime *rt, weft_fn fn, void *arg, int
     weft__worker *w = weft__cur_worker();
     if (w && w->rt != rt)
         w = NULL;
-    weft__task *t = weft__task_new(rt, w, fn, arg, NULL, NULL, err);
-    if (t)
-        __atomic_store_n(&t->stack_cls, (uint8_t)WEFT_EXTERNAL_CLS, __ATOMIC_RELAXED);
+    weft__task *t = weft__task_new(rt, w, fn, arg, NULL, err);
+    if (t) {
+        t->stack_cls = WEFT_EXTERNAL_CLS;
+        t->obs.site = NULL; /* a job's dump line shows no spawn site */
+    }
     return t;
 }
 
@@ -345,7 +331,11 @@ void weft__waiter_fire(weft__waiter *wt)
 
 /* ------------------------------------------------------ public API */
 
-static weft_task *spawn_here(weft_fn fn, void *arg, const weft_spawn_opts *opts, const void *site)
+/* The spawns take the site a dump shows (their caller's return address) as
+ * an argument: always inlined into each public entry, so each records its
+ * own caller, at the cost of one store. */
+static inline __attribute__((always_inline)) weft_task *
+spawn_here(weft_fn fn, void *arg, const weft_spawn_opts *opts, const void *site)
 {
     weft__worker *w = weft__cur_worker();
     if (!w || !w->current) {
@@ -362,17 +352,16 @@ static weft_task *spawn_here(weft_fn fn, void *arg, const weft_spawn_opts *opts,
         return NULL;
     }
     int err = 0;
-    weft__task *t = weft__task_new(rt, w, fn, arg, opts, site, &err);
+    weft__task *t = weft__task_new(rt, w, fn, arg, opts, &err);
     if (!t) {
         errno = err;
         return NULL;
     }
+    t->obs.site = site;
     weft__schedule(rt, t);
     return t;
 }
 
-/* The spawn site a dump shows is the caller's return address (cheap: no
- * clock, no lookup; obs.c symbolizes it when asked). */
 weft_task *weft_spawn_ex(weft_fn fn, void *arg, const weft_spawn_opts *opts)
 {
     return spawn_here(fn, arg, opts, __builtin_return_address(0));
@@ -380,8 +369,8 @@ weft_task *weft_spawn_ex(weft_fn fn, void *arg, const weft_spawn_opts *opts)
 
 weft_task *weft_spawn(weft_fn fn, void *arg) { return spawn_here(fn, arg, NULL, __builtin_return_address(0)); }
 
-static weft_task *spawn_on(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts,
-                           const void *site)
+static inline __attribute__((always_inline)) weft_task *
+spawn_on(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts, const void *site)
 {
     if (!rt || !fn) {
         errno = EINVAL;
@@ -395,11 +384,12 @@ static weft_task *spawn_on(weft_runtime *rt, weft_fn fn, void *arg, const weft_s
     if (w && (w->rt != rt || !w->current))
         w = NULL;
     int err = 0;
-    weft__task *t = weft__task_new(rt, w, fn, arg, opts, site, &err);
+    weft__task *t = weft__task_new(rt, w, fn, arg, opts, &err);
     if (!t) {
         errno = err;
         return NULL;
     }
+    t->obs.site = site;
     weft__schedule(rt, t);
     return t;
 }
@@ -412,6 +402,12 @@ weft_task *weft_spawn_on_ex(weft_runtime *rt, weft_fn fn, void *arg, const weft_
 weft_task *weft_spawn_on(weft_runtime *rt, weft_fn fn, void *arg)
 {
     return spawn_on(rt, fn, arg, NULL, __builtin_return_address(0));
+}
+
+/* create.c's spawns, with their own caller as the site. */
+weft_task *weft__spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts, const void *site)
+{
+    return rt ? spawn_on(rt, fn, arg, opts, site) : spawn_here(fn, arg, opts, site);
 }
 
 void weft_detach(weft_task *t)

@@ -80,7 +80,7 @@ static void drain_cancels(weft__wheel *w)
     while (t) {
         weft__timer *next = t->cancel_next;
         unlink_entry(w, t);
-        __atomic_store_n(&w->count, w->count - 1, __ATOMIC_RELAXED); /* metrics read it */
+        w->count--;
         entry_free(w, t);
         t = next;
     }
@@ -131,7 +131,7 @@ int weft__timer_add(weft__wheel *w, uint64_t deadline, struct weft_task *task, u
     uint64_t gen = atomic_load_explicit(&t->state, memory_order_relaxed) >> 2;
     atomic_store_explicit(&t->state, gen << 2 | TIMER_ARMED, memory_order_release);
     link_entry(w, t);
-    __atomic_store_n(&w->count, w->count + 1, __ATOMIC_RELAXED); /* metrics read it */
+    w->count++;
     ref->t = t;
     ref->gen = gen;
     return 0;
@@ -150,7 +150,7 @@ void weft__timer_cancel(weft__timer_ref ref, int on_owner)
         if (atomic_load_explicit(&t->state, memory_order_relaxed) != armed)
             return;
         unlink_entry(w, t);
-        __atomic_store_n(&w->count, w->count - 1, __ATOMIC_RELAXED); /* metrics read it */
+        w->count--;
         entry_free(w, t);
         return;
     }
@@ -252,7 +252,7 @@ unsigned weft__wheel_poll(weft__wheel *w, uint64_t now, unsigned max, weft__time
                                                             (s >> 2) << 2 | TIMER_FIRED,
                                                             memory_order_acq_rel,
                                                             memory_order_acquire)) {
-                    __atomic_store_n(&w->count, w->count - 1, __ATOMIC_RELAXED); /* metrics read it */
+                    w->count--;
                     struct weft_task *task = t->task;
                     uint64_t token = t->token;
                     entry_free(w, t);

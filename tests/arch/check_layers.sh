@@ -9,7 +9,7 @@ ORDER="version switch_x86_64 switch_aarch64 context symbol stack timer poller_ep
        tls clock queue idle ready task rescue sched suspend
        wait
        time blocking fs dns io net stream sync chan group proc signal
-       obs runtime create"
+       metrics dump runtime create"
 ranks=$(mktemp)
 trap 'rm -f "$ranks"' EXIT
 rank=0
