@@ -57,13 +57,20 @@ static weft__task *tfree_take(weft_runtime *rt, unsigned *got)
         *got = 0;
         return NULL;
     }
+    /* Initialized before it is linked: a dump (dump.c) walks rt->chunks
+     * from the head it reads under tfree_lock, and reads each block's
+     * `live` and state. Block by block, in pieces of constant size the
+     * compiler writes inline (one 12 KiB memset became a library call). */
+    atomic_init(&c->orphans, 0);
+    for (unsigned i = WEFT_TASK_CHUNK; i-- > 0;) {
+        weft__task *t = &c->tasks[i];
+        memset(t, 0, offsetof(weft__task, obs));
+        memset(&t->obs, 0, sizeof t->obs);
+        t->free_next = i + 1 < WEFT_TASK_CHUNK ? &c->tasks[i + 1] : NULL;
+    }
     c->next = rt->chunks;
     rt->chunks = c;
     pthread_mutex_unlock(&rt->tfree_lock);
-    memset(c->tasks, 0, sizeof c->tasks);
-    atomic_init(&c->orphans, 0);
-    for (unsigned i = WEFT_TASK_CHUNK; i-- > 0;)
-        c->tasks[i].free_next = i + 1 < WEFT_TASK_CHUNK ? &c->tasks[i + 1] : NULL;
     *got = WEFT_TASK_CHUNK;
     return &c->tasks[0];
 }
