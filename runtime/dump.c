@@ -104,6 +104,13 @@ static void u_load(void)
     *(void **)&U.step = dlsym(h, STR(unw_step));
     *(void **)&U.get_reg = dlsym(h, STR(unw_get_reg));
     U.ok = U.init && U.step && U.get_reg;
+    /* The global cache takes a lock with every signal blocked, two
+     * sigprocmask calls per frame: per-thread caching has no lock. */
+    int (*policy)(unw_addr_space_t, unw_caching_policy_t);
+    *(void **)&policy = dlsym(h, STR(unw_set_caching_policy));
+    unw_addr_space_t *local = dlsym(h, STR(unw_local_addr_space));
+    if (U.ok && policy && local)
+        policy(*local, UNW_CACHE_PER_THREAD);
 }
 #endif
 
@@ -126,7 +133,84 @@ static const char *walk_missing(void)
  * that return address with those callee-saved registers, which is all the
  * unwinder needs (the rest are dead across the call). The walk stops at the
  * trampoline (its CFI marks the outermost frame) or when the stack pointer
- * leaves the task's stack. Reads another task's stack: out of ASan's view. */
+ * leaves the task's stack.
+ *
+ * libunwind costs microseconds a frame (it blocks signals around each
+ * lookup of the unwind tables), too slow for 10,000 tasks in 100 ms, and
+ * suspended tasks share a handful of call chains. So each walk also
+ * records, per return address, how far the caller's stack pointer is above
+ * the callee's (the frame's size: constant at a call site unless the
+ * function has a variable-sized frame); later walks follow those deltas,
+ * reading each return address at sp + delta - 8, and fall back to libunwind
+ * at the first address not in the table. One walk in CHECK_EVERY is done by
+ * libunwind anyway and compared: an address whose delta disagrees (alloca,
+ * a VLA) is marked, and always goes to libunwind. Every read is bounded by
+ * the task's stack, so a wrong delta can give a wrong frame, never a fault.
+ * The table is dump_lock's (dumps are serialized). */
+#define SHAPE_SLOTS 4096 /* a power of two */
+#define CHECK_EVERY 64
+enum { SHAPE_EMPTY = 0, SHAPE_STEP, SHAPE_LAST, SHAPE_VARIES };
+typedef struct shape {
+    uintptr_t pc;
+    uint32_t delta;
+    uint8_t kind;
+} shape;
+static shape *shapes;
+static unsigned walks;
+static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static shape *shape_slot(uintptr_t pc, int insert)
+{
+    if (!shapes && (!insert || !(shapes = weft__calloc(SHAPE_SLOTS, sizeof *shapes))))
+        return NULL;
+    uintptr_t h = (pc * 0x9e3779b97f4a7c15ull) >> 40;
+    for (unsigned i = 0; i < 16; i++) {
+        shape *e = &shapes[(h + i) & (SHAPE_SLOTS - 1)];
+        if (e->pc == pc)
+            return e;
+        if (e->kind == SHAPE_EMPTY)
+            return insert ? e : NULL;
+    }
+    return NULL; /* full around here: uncached */
+}
+
+static void shape_learn(uintptr_t pc, uintptr_t delta, int last)
+{
+    shape *e = shape_slot(pc, 1);
+    if (!e || e->kind == SHAPE_VARIES)
+        return;
+    unsigned kind = last ? SHAPE_LAST : SHAPE_STEP;
+    if (e->kind != SHAPE_EMPTY && (e->kind != kind || e->delta != delta)) {
+        e->kind = SHAPE_VARIES;
+        return;
+    }
+    e->pc = pc;
+    e->delta = (uint32_t)delta;
+    e->kind = (uint8_t)kind;
+}
+
+/* The walk by the table; -1 when an address is not in it. */
+__attribute__((no_sanitize_address)) static int walk_cached(uintptr_t pc, uintptr_t sp, uintptr_t lo,
+                                                            uintptr_t hi, const void **out, int max)
+{
+    int n = 0;
+    for (;;) {
+        shape *e = shape_slot(pc, 0);
+        if (!e || (e->kind != SHAPE_STEP && e->kind != SHAPE_LAST))
+            return -1;
+        out[n++] = (const void *)pc;
+        if (e->kind == SHAPE_LAST || n == max)
+            return n;
+        uintptr_t nsp = sp + e->delta;
+        if (nsp < lo + 8 || nsp > hi || (nsp & 7))
+            return n;
+        pc = *(const uintptr_t *)(nsp - 8);
+        sp = nsp;
+        if (!pc)
+            return n;
+    }
+}
+
 __attribute__((noinline, no_sanitize_address)) static int walk_frames(weft__task *t, const void **pc, int max)
 {
 #ifdef WALK_LIBUNWIND
@@ -137,6 +221,12 @@ __attribute__((noinline, no_sanitize_address)) static int walk_frames(weft__task
     if (sp < lo || sp + 64 > hi)
         return 0;
     const uint64_t *f = (const uint64_t *)sp;
+    int check = ++walks % CHECK_EVERY == 0;
+    if (!check) {
+        int n = walk_cached((uintptr_t)f[7], sp + 64, lo, hi, pc, max);
+        if (n >= 0)
+            return n;
+    }
     ucontext_t uc;
     memset(&uc, 0, sizeof uc);
     greg_t *g = uc.uc_mcontext.gregs;
@@ -152,15 +242,27 @@ __attribute__((noinline, no_sanitize_address)) static int walk_frames(weft__task
     if (U.init(&c, (unw_context_t *)&uc) < 0)
         return 0;
     int n = 0;
-    for (;;) {
-        unw_word_t ip = 0, rsp = 0;
-        if (U.get_reg(&c, UNW_REG_IP, &ip) < 0 || !ip || U.get_reg(&c, UNW_REG_SP, &rsp) < 0)
-            break;
-        if (rsp < lo || rsp > hi)
-            break;
+    unw_word_t ip = 0, rsp = 0;
+    if (U.get_reg(&c, UNW_REG_IP, &ip) < 0 || U.get_reg(&c, UNW_REG_SP, &rsp) < 0)
+        return 0;
+    while (ip && rsp >= lo && rsp <= hi) {
         pc[n++] = (const void *)ip;
-        if (n == max || U.step(&c) <= 0)
+        if (n == max)
             break;
+        int more = U.step(&c) > 0;
+        unw_word_t nip = 0, nrsp = 0;
+        if (more && (U.get_reg(&c, UNW_REG_IP, &nip) < 0 || U.get_reg(&c, UNW_REG_SP, &nrsp) < 0))
+            more = 0;
+        /* Learnt only where the caller's return address sits where the
+         * table's walk will look for it. */
+        if (!more || !nip || nrsp < lo || nrsp > hi)
+            shape_learn(ip, 0, 1);
+        else if (nrsp > rsp && nrsp - rsp < (1u << 30) && *(const uintptr_t *)(nrsp - 8) == nip)
+            shape_learn(ip, nrsp - rsp, 0);
+        if (!more)
+            break;
+        ip = nip;
+        rsp = nrsp;
     }
     return n;
 #else
@@ -332,6 +434,7 @@ int weft_runtime_dump(weft_runtime *rt, FILE *out)
     const char *no_bt = walk_missing();
     fprintf(out, "weft: dump of runtime %llu (%u workers) at %.3f s since start\n",
             (unsigned long long)rt->id, rt->nworkers, (double)(t0 - rt->start_ns) / 1e9);
+    pthread_mutex_lock(&dump_lock); /* one dump at a time: the walk's table is its */
     int listed = 0;
     unsigned by_state[4] = {0, 0, 0, 0}, changing = 0;
     snap s;
@@ -354,6 +457,7 @@ int weft_runtime_dump(weft_runtime *rt, FILE *out)
     fprintf(out, "weft: %d tasks (%u parked, %u queued, %u running, %u changing); dump took %.2f ms\n", listed,
             by_state[T_PARKED], by_state[T_QUEUED], by_state[T_RUNNING] + by_state[T_NOTIFIED], changing,
             (double)(weft__clock_ns() - t0) / 1e6);
+    pthread_mutex_unlock(&dump_lock);
     fflush(out);
     return listed;
 }
