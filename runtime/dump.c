@@ -403,7 +403,7 @@ static void print_snap(const snap *s, weft_runtime *rt, uint64_t now_tick, int64
     }
     weft__symbolize(s->fn, buf, sizeof buf);
     fprintf(out, "task %llu%s%s%s: %s\n", (unsigned long long)s->id, s->name[0] ? " \"" : "", s->name,
-            s->name[0] ? "\":" : "", buf);
+            s->name[0] ? "\"" : "", buf);
     print_state(s, rt, now_tick, now_ns, out);
     if (s->site) {
         weft__symbolize((const char *)s->site - 1, buf, sizeof buf);
