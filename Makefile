@@ -249,6 +249,10 @@ $(BUILD)/tests/lto_%: tests/lto_%.c $(LIB_SRC) $(LIB_ASM) $(CRITERION_DEPS) $(CR
 	$(CC) $(CRITERION_INC) $(CSTD) $(WARN) -O2 -flto -g $(SANFLAGS) $(ASSERTS) -pthread -D_GNU_SOURCE $(DEPFLAGS) \
 	  -Iinclude -Iruntime $< $(LIB_SRC) $(LIB_ASM) -o $@ $(CRITERION_LIB) $(LDLIBS_APP)
 
+$(BUILD)/tests/gdb_target: tests/gdb_target.c $(BUILD)/libweft.a | build-deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_APP) $(DEPFLAGS) $< -o $@ $(BUILD)/libweft.a $(LDLIBS_APP)
+
 # The register-level switch check (tests/arch/switch_check.c) for this machine.
 $(BUILD)/tests/switch_check: tests/arch/switch_check.c runtime/context.c $(LIB_ASM) runtime/context.h | build-deps
 	@mkdir -p $(dir $@)
@@ -258,6 +262,8 @@ TEST_ENV ?=
 CRITERION_FLAGS ?= --jobs 2
 # The example servers are built too: the signal tests run them (graceful stop).
 TEST_EXAMPLES := $(BUILD)/examples/echo_server $(BUILD)/examples/http_server
+# ... tests/test_dump.c makes a core file of tests/gdb_target for the gdb extension ...
+TEST_EXAMPLES += $(BUILD)/tests/gdb_target
 # ... and tests/test_pg.c runs examples/pg_query.
 TEST_EXAMPLES += $(if $(HAVE_LIBPQ),$(BUILD)/examples/pg_query) $(if $(HAVE_LIBCURL),$(BUILD)/examples/http_get)
 # Two steps: deps may install packages, and which tests and programs link

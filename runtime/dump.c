@@ -368,7 +368,7 @@ static void print_state(const snap *s, weft_runtime *rt, uint64_t now_tick, int6
             snprintf(what, sizeof what, "joining any of %u tasks", (unsigned)s->ev);
         else
             snprintf(what, sizeof what, "joining task %llu%s", (unsigned long long)s->obj,
-                     (s->obj & 1) ? " (a blocking/compute job)" : "");
+                     (s->ev & 1) ? " (a blocking/compute job)" : ""); /* ev: the joinee is a job */
         break;
     case WEFT__WAIT_BLOCKING:
         snprintf(what, sizeof what, "waiting for blocking job %llu", (unsigned long long)s->obj);

@@ -283,7 +283,7 @@ static int task_wait_done(weft_task *t, weft__deadline deadline)
         return rc;
     weft__waiter wt;
     weft__waiter_init(&wt);
-    weft__wait_note(wt.task, WEFT__WAIT_JOIN, t->id, 0);
+    weft__wait_note(wt.task, WEFT__WAIT_JOIN, t->id, t->stack_cls == WEFT_EXTERNAL_CLS);
     if (!weft__join_install(t, &wt, &j))
         return j > JOIN_DISCARDED ? -EBUSY : 0;
     /* Withdrawn on an error: the handle is as it was. */
