@@ -59,14 +59,20 @@ static weft__task *tfree_take(weft_runtime *rt, unsigned *got)
     }
     /* Initialized before it is linked: a dump (dump.c) walks rt->chunks
      * from the head it reads under tfree_lock, and reads each block's
-     * `live` and state. Block by block, in pieces of constant size the
-     * compiler writes inline (one 12 KiB memset became a library call). */
+     * `live` and state. A cache line at a time, which the compiler writes
+     * as vector stores (a 12 KiB memset is a library call, 128 bytes a
+     * rep stos). */
     atomic_init(&c->orphans, 0);
     for (unsigned i = WEFT_TASK_CHUNK; i-- > 0;) {
-        weft__task *t = &c->tasks[i];
-        memset(t, 0, offsetof(weft__task, obs));
-        memset(&t->obs, 0, sizeof t->obs);
-        t->free_next = i + 1 < WEFT_TASK_CHUNK ? &c->tasks[i + 1] : NULL;
+        char *b = (char *)&c->tasks[i];
+        _Static_assert(sizeof c->tasks[i] % 64 == 0 && sizeof c->tasks[i] <= 256, "whole lines, four at most");
+        memset(b, 0, 64);
+        memset(b + 64, 0, 64);
+        if (sizeof c->tasks[i] > 128)
+            memset(b + 128, 0, 64);
+        if (sizeof c->tasks[i] > 192)
+            memset(b + 192, 0, 64);
+        c->tasks[i].free_next = i + 1 < WEFT_TASK_CHUNK ? &c->tasks[i + 1] : NULL;
     }
     c->next = rt->chunks;
     rt->chunks = c;
