@@ -312,6 +312,7 @@ typedef struct weft_metrics {
     unsigned compute_threads, compute_idle;
     uint64_t compute_queued;
     uint64_t timers_pending; /* armed timers on all workers' wheels */
+    uint64_t descriptors;    /* descriptors registered with the workers' pollers */
     uint64_t uptime_ns;
     /* Log-scale histograms: bucket i counts durations in [2^i, 2^(i+1)) ns
      * (bucket 0 also below 1 ns, the last also above). Sampled, so that no
@@ -328,8 +329,8 @@ typedef struct weft_metrics {
  * NULL); returns the number of workers, or -EINVAL (rt NULL). Always on:
  * hot paths only touch their own worker's counters. Read without stopping
  * anything: each counter is exact for some moment, the sums approximate
- * while tasks run (it also scans the control blocks for live_tasks). Any
- * thread; does not suspend. */
+ * while tasks run (it also scans the control blocks for live_tasks and the
+ * descriptor table for descriptors). Any thread; does not suspend. */
 WEFT_API int weft_runtime_metrics(const weft_runtime *rt, weft_metrics *m, weft_worker_metrics *w,
                                   unsigned n);
 

@@ -147,6 +147,9 @@ static const char *walk_missing(void)
  * a VLA) is marked, and always goes to libunwind. Every read is bounded by
  * the task's stack, so a wrong delta can give a wrong frame, never a fault.
  * The table is dump_lock's (dumps are serialized). */
+static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
+
+#ifdef WALK_LIBUNWIND
 #define SHAPE_SLOTS 4096 /* a power of two */
 #define CHECK_EVERY 64
 enum { SHAPE_EMPTY = 0, SHAPE_STEP, SHAPE_LAST, SHAPE_VARIES };
@@ -157,7 +160,6 @@ typedef struct shape {
 } shape;
 static shape *shapes;
 static unsigned walks;
-static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static shape *shape_slot(uintptr_t pc, int insert)
 {
@@ -210,6 +212,8 @@ __attribute__((no_sanitize_address)) static int walk_cached(uintptr_t pc, uintpt
             return n;
     }
 }
+
+#endif /* WALK_LIBUNWIND */
 
 __attribute__((noinline, no_sanitize_address)) static int walk_frames(weft__task *t, const void **pc, int max)
 {

@@ -6,7 +6,8 @@
  * for some moment, the sums are not one snapshot. The histograms are filled
  * on sampled runs only (sched.c: timed slices; ready.c: latency probes), so
  * no clock is read on an ordinary switch. live_tasks scans the control
- * blocks (their `live` flags, atomics), so it costs a walk of the chunks.
+ * blocks (their `live` flags, atomics), and descriptors the poller layer's
+ * table (poller_fd.c), so a call costs two walks; nothing on a hot path.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -63,6 +64,7 @@ int weft_runtime_metrics(const weft_runtime *crt, weft_metrics *m, weft_worker_m
              * word-sized and aligned, so a value that was true at some point. */
             m->tasks_spawned += weft__peek_word(&w->next_id);
             m->timers_pending += weft__peek_word(&w->wheel.count);
+            m->descriptors += weft__fd_count_poller(&w->poller);
             for (unsigned b = 0; b < WEFT_HIST_BUCKETS && b < WEFT__HIST_BUCKETS; b++) {
                 m->slice_ns[b] += atomic_load_explicit(&s->hist_slice[b], memory_order_relaxed);
                 m->latency_ns[b] += atomic_load_explicit(&s->hist_latency[b], memory_order_relaxed);
@@ -117,10 +119,12 @@ void weft_metrics_print(const weft_metrics *m, FILE *out)
     if (!m || !out)
         return;
     fprintf(out,
-            "weft metrics: %u workers, up %.3f s; tasks: %llu live, %llu spawned; timers pending %llu\n"
+            "weft metrics: %u workers, up %.3f s; tasks: %llu live, %llu spawned; timers pending %llu; "
+            "descriptors %llu\n"
             "  blocking pool: %u threads (%u idle), %llu queued; compute pool: %u threads (%u idle), %llu queued\n",
             m->workers, (double)m->uptime_ns / 1e9, (unsigned long long)m->live_tasks,
-            (unsigned long long)m->tasks_spawned, (unsigned long long)m->timers_pending, m->blocking_threads,
+            (unsigned long long)m->tasks_spawned, (unsigned long long)m->timers_pending,
+            (unsigned long long)m->descriptors, m->blocking_threads,
             m->blocking_idle, (unsigned long long)m->blocking_queued, m->compute_threads, m->compute_idle,
             (unsigned long long)m->compute_queued);
     char t[96];

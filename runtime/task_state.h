@@ -171,20 +171,9 @@ static inline int weft__state_hold(weft__task *t, uint64_t *seq)
  * state_park does after a switch. */
 static inline int weft__state_unhold(weft__task *t, uint64_t seq)
 {
-    uint64_t s = atomic_load_explicit(&t->state, memory_order_relaxed);
-    for (;;) {
-        WEFT__ASSERT(T_SEQ(s) == seq); /* nobody begins a wait for a held task */
-        (void)seq;
-        if (T_ST(s) == T_RUNNING) {
-            if (atomic_compare_exchange_weak_explicit(&t->state, &s, T_MAKE(T_SEQ(s), T_PARKED),
-                                                      memory_order_acq_rel, memory_order_relaxed))
-                return 0;
-        } else {
-            WEFT__ASSERT(T_ST(s) == T_NOTIFIED);
-            atomic_store_explicit(&t->state, T_MAKE(T_SEQ(s), T_QUEUED), memory_order_release);
-            return 1;
-        }
-    }
+    WEFT__ASSERT(T_SEQ(atomic_load_explicit(&t->state, memory_order_relaxed)) == seq); /* only the task begins a wait */
+    (void)seq;
+    return !weft__state_park(t);
 }
 
 /* The token of the wait t is in now (cancellation wakes whatever it waits

@@ -379,9 +379,31 @@ static void *yielder(void *a)
     return NULL;
 }
 
+static int metrics_pipe[2];
+static void *pipe_reader(void *a)
+{
+    (void)a;
+    return (void *)(intptr_t)weft_wait_fd(metrics_pipe[0], WEFT_READ, -1);
+}
+
 Test(dump, metrics_count_and_histograms_fill)
 {
     weft_runtime *rt = test_runtime(2);
+    /* A descriptor registered while a task waits on it. */
+    cr_assert_eq(pipe(metrics_pipe), 0);
+    weft_task *r = weft_spawn_on(rt, pipe_reader, NULL);
+    cr_assert_not_null(r);
+    weft_metrics dm;
+    for (int tries = 0; tries < 500; tries++) {
+        cr_assert_eq(weft_runtime_metrics(rt, &dm, NULL, 0), 2);
+        if (dm.descriptors >= 1)
+            break;
+        usleep(10000);
+    }
+    cr_expect_geq(dm.descriptors, 1);
+    cr_expect_geq(dm.live_tasks, 1);
+    cr_assert_eq(write(metrics_pipe[1], "x", 1), 1);
+    cr_assert_eq(weft_join(r, NULL), 0);
     weft_task *t = weft_spawn_on(rt, yielder, NULL);
     cr_assert_eq(weft_join(t, NULL), 0);
     weft_metrics m;
@@ -396,7 +418,7 @@ Test(dump, metrics_count_and_histograms_fill)
     cr_expect_geq(runs, 2000);
     cr_expect_gt(slices, 0, "no slice sampled in %llu runs", (unsigned long long)runs);
     cr_expect_gt(latencies, 0, "no schedule latency sampled in %llu runs", (unsigned long long)runs);
-    cr_expect_geq(m.tasks_spawned, 501);
+    cr_expect_geq(m.tasks_spawned, 502);
     cr_expect_eq(m.live_tasks, 0);
     cr_expect_geq(wm[0].spawned + wm[1].spawned, 500);
     cr_expect_gt(wm[0].polls + wm[1].polls, 0);
@@ -445,15 +467,31 @@ __attribute__((noinline)) void *polite_spinner(void *a)
     return NULL;
 }
 
+/* stderr into a fresh temporary file (unlinked at once): returns its
+ * descriptor, and the old stderr in *saved for stderr_restore. */
+static int stderr_capture(int *saved)
+{
+    fflush(stderr);
+    char path[] = "/tmp/weft-err-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    unlink(path);
+    *saved = dup(2);
+    dup2(fd, 2);
+    return fd;
+}
+
+static void stderr_restore(int saved)
+{
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+}
+
 /* Runs fn on a 2-worker debug runtime with stderr captured; returns it. */
 static char *run_debug(weft_fn fn, int leak_handle)
 {
-    fflush(stderr);
-    char path[] = "/tmp/weft-dbg-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0);
-    int saved = dup(2);
-    dup2(fd, 2);
+    int saved, fd = stderr_capture(&saved);
     weft_runtime *rt = test_runtime(2);
     cr_assert_eq(weft_runtime_set_debug(rt, 100), 0);
     weft_task *t = weft_spawn_on(rt, fn, NULL);
@@ -464,16 +502,13 @@ static char *run_debug(weft_fn fn, int leak_handle)
         cr_assert_eq(weft_join(t, NULL), 0);
     }
     weft_runtime_free(rt);
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
+    stderr_restore(saved);
     FILE *f = fdopen(fd, "r");
     fseek(f, 0, SEEK_SET);
     char *buf = calloc(1, 65536);
     size_t got = fread(buf, 1, 65535, f);
     buf[got] = 0;
     fclose(f);
-    unlink(path);
     if (leak_handle)
         weft_detach(t); /* orphaned by the free: dropped now */
     return buf;
@@ -541,12 +576,7 @@ static void *sigquit_waiter(void *a)
 
 Test(dump, sigquit_dumps_when_enabled)
 {
-    fflush(stderr);
-    char path[] = "/tmp/weft-quit-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0);
-    int saved = dup(2);
-    dup2(fd, 2);
+    int saved, fd = stderr_capture(&saved);
     weft_runtime *rt = test_runtime(2);
     cr_assert_eq(weft_runtime_dump_on_signal(rt, 1), 0);
     weft_spawn_opts o = {.name = "quit-sleeper"};
@@ -563,8 +593,7 @@ Test(dump, sigquit_dumps_when_enabled)
         if (strstr(buf, "quit-sleeper") && strstr(buf, "sleeping until"))
             break;
     }
-    dup2(saved, 2);
-    close(saved);
+    stderr_restore(saved);
     cr_expect_not_null(strstr(buf, "weft: dump of runtime"), "%s", buf);
     cr_expect_not_null(strstr(buf, "quit-sleeper"), "%s", buf);
     cr_expect_not_null(strstr(buf, "sleeping until"), "%s", buf);
@@ -572,7 +601,6 @@ Test(dump, sigquit_dumps_when_enabled)
     weft_join(t, NULL);
     weft_runtime_free(rt);
     close(fd);
-    unlink(path);
 }
 
 /* ------------------------------------------------------------ gdb */
