@@ -322,7 +322,7 @@ static void take_snap(weft_runtime *rt, weft__task *t, snap *o)
     o->site = (const void *)(uintptr_t)weft__peek_word(&t->obs.site);
     const weft__worker *w = (const weft__worker *)(uintptr_t)weft__peek_word(&t->worker);
     o->external = peek_u8(&t->stack_cls) == WEFT_EXTERNAL_CLS;
-    atomic_thread_fence(memory_order_acquire);
+    weft__fence(); /* orders the snapshot before the second read (a full fence: TSan has no acquire fence) */
     uint64_t s2 = atomic_load_explicit(&t->state, memory_order_relaxed);
     o->st = T_ST(s2);
     o->changing = s1 != s2;

@@ -218,7 +218,7 @@ static inline void weft__fence(void)
 
 /* Records what the running task t waits on, for the wait it has just
  * begun (weft__wait_prepare / waiter_init / wnode_init bumped its sequence):
- * three plain stores to t's own cold line (task.h's weft__task_obs). A dump
+ * three plain stores to t's own cold line (task.h's obs). A dump
  * reads them only after holding the task (weft__state_hold's acquire, which
  * the park's release publishes). A wait without a note shows as "waiting
  * (other)": the sequence in `wait` no longer matches. */

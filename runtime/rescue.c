@@ -31,7 +31,7 @@ static void check_long_slice(weft__worker *x, uint64_t now, uint32_t threshold)
     uint64_t id = weft__peek_word(&cur->id);
     const void *site = (const void *)(uintptr_t)weft__peek_word(&cur->obs.site);
     const void *fn = (const void *)(uintptr_t)weft__peek_word(&cur->fn);
-    atomic_thread_fence(memory_order_acquire);
+    weft__fence(); /* orders the snapshot before the second read (a full fence: TSan has no acquire fence) */
     if (atomic_load_explicit(&x->stats.tasks_run, memory_order_relaxed) != r1)
         return;
     if (r1 != x->obs_runs) {
