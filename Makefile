@@ -310,7 +310,7 @@ VALGRIND := valgrind --fair-sched=try --error-exitcode=99 --leak-check=full --sh
 # (tests/test_pg.c runs PostgreSQL's initdb and postgres, and rm: not traced; --vgdb=no:
 # its children change user before exec, and could not remove vgdb's FIFOs.)
 valgrind:
-	$(MAKE) $(BUILD)/valgrind/tests/weft_tests $(BUILD)/valgrind/examples/echo_server \
+	$(MAKE) $(BUILD)/valgrind/tests/weft_tests $(BUILD)/valgrind/tests/gdb_target $(BUILD)/valgrind/examples/echo_server \
 	  $(BUILD)/valgrind/examples/http_server $(if $(HAVE_LIBPQ),$(BUILD)/valgrind/examples/pg_query) \
 	  BUILD=$(BUILD)/valgrind ALLOC_LIB= OPT="-O1 -g" ASSERTS=-DWEFT_DEBUG_ASSERTS
 	WEFT_VALGRIND=1 WEFT_EXAMPLES_DIR=$(BUILD)/valgrind/examples \
