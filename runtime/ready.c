@@ -32,6 +32,7 @@ static void inbox_push(weft__worker *owner, weft__task *t)
 static __attribute__((noinline)) void latency_probe(weft__worker *w, weft__task *t)
 {
     w->latency_left = WEFT__LATENCY_EVERY;
+    WEFT__ASSERT(t->obs.ready_ns == 0 && t->obs.probe_stack == NULL); /* queued once: not a probe yet */
     int64_t now = weft__clock_ns();
     t->obs.ready_ns = now > 0 ? now : 1;
     if (t->stack) {

@@ -229,6 +229,7 @@ static inline unsigned hist_bucket(int64_t ns)
  * stack back (returns 1: it runs as it is, not as a first run). */
 static __attribute__((noinline)) int probe_runs(weft__worker *w, weft__task *t)
 {
+    WEFT__ASSERT(t->stack == NULL); /* a probe lends its stack until this moment */
     stat_inc(&w->stats.hist_latency[hist_bucket(weft__clock_ns() - t->obs.ready_ns)], 1);
     t->obs.ready_ns = 0;
     weft__stack *s = t->obs.probe_stack;

@@ -374,7 +374,7 @@ Test(dump, ten_thousand_waiting_tasks)
         weft_join(h[i], NULL);
     free(h);
     cr_assert_eq(weft_runtime_metrics(rt, &m, NULL, 0), 2);
-    cr_expect_geq(m.tasks_spawned, N);
+    cr_expect_geq(m.tasks_spawned, (uint64_t)N);
     weft_runtime_free(rt);
     weft_event_free(many_ev);
 }
