@@ -25,7 +25,12 @@ ASSERTS ?=
 ALLOC_LIB ?= -ljemalloc
 # -MMD -MP: every object and program also depends on the headers it includes.
 DEPFLAGS   = -MMD -MP -MF $@.d
-CFLAGS_LIB := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) $(ASSERTS) -fPIC -fvisibility=hidden -pthread \
+# Task dumps walk suspended stacks with libunwind (runtime/dump.c), loaded
+# with dlopen at the first dump: only its header is needed here, and a
+# build without it dumps without backtraces (make test installs it).
+HAVE_LIBUNWIND := $(if $(wildcard /usr/include/libunwind.h /usr/include/*/libunwind.h),1)
+UNWIND_CFLAGS  := $(if $(HAVE_LIBUNWIND),-DWEFT_HAVE_LIBUNWIND)
+CFLAGS_LIB := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) $(ASSERTS) $(UNWIND_CFLAGS) -fPIC -fvisibility=hidden -pthread \
               -D_GNU_SOURCE -Iinclude
 # common/: header-only code that examples, benchmarks and tests share (the HTTP
 # request parser); not part of libweft.
@@ -101,7 +106,9 @@ TEST_PKGS  := /usr/include/criterion/criterion.h:libcriterion-dev \
               /usr/include/openssl/ssl.h:libssl-dev \
               /usr/bin/openssl:openssl \
               /usr/bin/curl:curl \
-              /usr/bin/spin:spin
+              /usr/bin/spin:spin \
+              /usr/include/*/libunwind.h:libunwind-dev \
+              /usr/bin/gdb:gdb
 missing_pkgs = $(strip $(foreach d,$(1),$(if $(wildcard $(word 1,$(subst :, ,$(d)))),,$(word 2,$(subst :, ,$(d))))))
 MISSING_BUILD := $(call missing_pkgs,$(BUILD_PKGS))
 MISSING_TEST  := $(call missing_pkgs,$(BUILD_PKGS) $(TEST_PKGS))
@@ -233,7 +240,7 @@ $(BUILD)/tests/%.o: tests/%.c $(CRITERION_DEPS) | build-deps
 	$(CC) $(CRITERION_INC) $(CFLAGS_APP) $(PQ_CFLAGS) $(CURL_CFLAGS) $(TLS_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(BUILD)/tests/weft_tests: $(TEST_OBJ) $(TLS_LIBS) $(BUILD)/libweft.a $(CRITERION_OBJ)
-	$(CC) $(SANFLAGS) -o $@ $(TEST_OBJ) $(TLS_LIBS) $(BUILD)/libweft.a $(CRITERION_LIB) $(PQ_LIBS) $(CURL_LIBS) \
+	$(CC) $(SANFLAGS) -rdynamic -o $@ $(TEST_OBJ) $(TLS_LIBS) $(BUILD)/libweft.a $(CRITERION_LIB) $(PQ_LIBS) $(CURL_LIBS) \
 	  $(TLS_SYSLIBS) $(LDLIBS_APP)
 
 # The migration test compiles the runtime into itself under LTO, so the
@@ -244,6 +251,10 @@ $(BUILD)/tests/lto_%: tests/lto_%.c $(LIB_SRC) $(LIB_ASM) $(CRITERION_DEPS) $(CR
 	$(CC) $(CRITERION_INC) $(CSTD) $(WARN) -O2 -flto -g $(SANFLAGS) $(ASSERTS) -pthread -D_GNU_SOURCE $(DEPFLAGS) \
 	  -Iinclude -Iruntime $< $(LIB_SRC) $(LIB_ASM) -o $@ $(CRITERION_LIB) $(LDLIBS_APP)
 
+$(BUILD)/tests/gdb_target: tests/gdb_target.c $(BUILD)/libweft.a | build-deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_APP) $(DEPFLAGS) $< -o $@ $(BUILD)/libweft.a $(LDLIBS_APP)
+
 # The register-level switch check (tests/arch/switch_check.c) for this machine.
 $(BUILD)/tests/switch_check: tests/arch/switch_check.c runtime/context.c $(LIB_ASM) runtime/context.h | build-deps
 	@mkdir -p $(dir $@)
@@ -253,6 +264,8 @@ TEST_ENV ?=
 CRITERION_FLAGS ?= --jobs 2
 # The example servers are built too: the signal tests run them (graceful stop).
 TEST_EXAMPLES := $(BUILD)/examples/echo_server $(BUILD)/examples/http_server
+# ... tests/test_dump.c makes a core file of tests/gdb_target for the gdb extension ...
+TEST_EXAMPLES += $(BUILD)/tests/gdb_target
 # ... and tests/test_pg.c runs examples/pg_query.
 TEST_EXAMPLES += $(if $(HAVE_LIBPQ),$(BUILD)/examples/pg_query) $(if $(HAVE_LIBCURL),$(BUILD)/examples/http_get)
 # Two steps: deps may install packages, and which tests and programs link
@@ -322,7 +335,7 @@ VALGRIND := valgrind --fair-sched=try --error-exitcode=99 --leak-check=full --sh
 # (tests/test_pg.c runs PostgreSQL's initdb and postgres, and rm: not traced; --vgdb=no:
 # its children change user before exec, and could not remove vgdb's FIFOs.)
 valgrind:
-	$(MAKE) $(BUILD)/valgrind/tests/weft_tests $(BUILD)/valgrind/examples/echo_server \
+	$(MAKE) $(BUILD)/valgrind/tests/weft_tests $(BUILD)/valgrind/tests/gdb_target $(BUILD)/valgrind/examples/echo_server \
 	  $(BUILD)/valgrind/examples/http_server $(if $(HAVE_LIBPQ),$(BUILD)/valgrind/examples/pg_query) \
 	  BUILD=$(BUILD)/valgrind ALLOC_LIB= OPT="-O1 -g" ASSERTS=-DWEFT_DEBUG_ASSERTS
 	WEFT_VALGRIND=1 WEFT_EXAMPLES_DIR=$(BUILD)/valgrind/examples \

@@ -8,6 +8,8 @@
  *   4. build/bench/async_vs_threads --quick: the same request workloads as
  *      weft tasks, one pthread per request and fixed pthread pools
  *   5. a summary table
+ *   6. (step 5) build/examples/demo --inside: a dump of a few waiting tasks and the
+ *      metrics' histograms (weft_runtime_dump, weft_metrics_print)
  *
  * It finds its sibling programs next to its own binary (BUILD/examples and
  * BUILD/bench). Usage: tour [SECONDS_OF_HTTP_LOAD] (default 3).
@@ -115,7 +117,7 @@ static int finish(pid_t pid)
 
 static void step(int i, const char *what)
 {
-    printf("\n[%d/4] %s\n", i, what);
+    printf("\n[%d/5] %s\n", i, what);
     fflush(stdout);
 }
 
@@ -135,11 +137,11 @@ static double avt[MAXW][MAXM][NMET];
 static int avt_have[MAXW][MAXM];
 static char avt_skipped[1024];
 
-static int run_simple(const char *prog, const char *label, double *ms_out, const char *key)
+static int run_simple_arg(const char *prog, const char *arg, const char *label, double *ms_out, const char *key)
 {
     char path[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/%s", examples_dir, prog);
-    char *argv[] = {path, NULL};
+    char *argv[] = {path, (char *)arg, NULL};
     int fd;
     double t0 = now_s();
     pid_t pid = start(argv, &fd, 1);
@@ -162,6 +164,11 @@ static int run_simple(const char *prog, const char *label, double *ms_out, const
     if (rc != 0)
         printf("    %s exited with status %d\n", label, rc);
     return rc;
+}
+
+static int run_simple(const char *prog, const char *label, double *ms_out, const char *key)
+{
+    return run_simple_arg(prog, NULL, label, ms_out, key);
 }
 
 static int run_http(int seconds)
@@ -303,7 +310,7 @@ int main(int argc, char **argv)
     snprintf(bench_dir, sizeof bench_dir, "%s/../bench", examples_dir);
 
     double t0 = now_s();
-    printf("weft tour: four short steps, about 20 s in all\n");
+    printf("weft tour: five short steps, about 20 s in all\n");
     int failures = 0;
 
     step(1, "tasks: 100,000 tasks that sleep, yield and hand back results (examples/demo.c)");
@@ -350,6 +357,9 @@ int main(int argc, char **argv)
         printf("\n  (%s)\n", avt_skipped);
     printf("\nRSS is each model's own forked process (peak); CPU is user + system time.\n");
     printf("Full sizes: make bench (results in bench/results/all.csv), charts: make charts.\n");
+    step(5, "inside a running program: a task dump and the metrics' histograms (examples/demo.c --inside)");
+    double inside_ms = 0;
+    failures += run_simple_arg("demo", "--inside", "demo --inside", &inside_ms, NULL) != 0;
     printf("tour took %.1f s%s\n", now_s() - t0, failures ? ", WITH FAILURES" : "");
     return failures ? 1 : 0;
 }

@@ -40,6 +40,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -275,6 +276,90 @@ WEFT_API unsigned weft_runtime_stats(const weft_runtime *rt, weft_worker_stats *
  * for monitoring (make soak-net samples it every second), not for a hot
  * path. Any thread. Does not suspend. */
 WEFT_API size_t weft_runtime_live_tasks(const weft_runtime *rt);
+
+/* ---------------------------------------------------------- observability */
+
+/* Writes every live task of rt to out: id, name, function, state (queued;
+ * running on worker N; waiting on fd N to read/write, sleeping until T,
+ * joining task M, on a channel, mutex, condition, semaphore, event, wait
+ * group, group, signal, or a blocking job), how long it has been in that
+ * wait, the worker it last ran on, its spawn site, and, for a suspended
+ * (parked) task, a symbolized backtrace of its stack, walked by libunwind
+ * from the registers the switch saved (no frame pointers needed; loaded
+ * with dlopen when a dump first needs it: without libunwind the dump says
+ * so and has no backtraces). Names come from dladdr: link the program with
+ * -rdynamic to see its own functions' names (else module+offset, for
+ * addr2line). The workers keep running: each parked task is held off the
+ * run path only while its stack is walked (a wake in that moment is
+ * delivered right after). Queued and running tasks are listed without a
+ * name or backtrace. From any thread, a task of rt included; does not
+ * suspend (it may block briefly on the runtime's control-block lock).
+ * Returns the number of tasks listed, or -EINVAL (rt or out NULL). Not from
+ * a signal handler (see weft_runtime_dump_on_signal). */
+WEFT_API int weft_runtime_dump(weft_runtime *rt, FILE *out);
+
+/* Makes SIGQUIT write weft_runtime_dump(rt, stderr) (on a helper thread,
+ * not in the handler), as Go does; WEFT_DUMP_SIGNAL=1 in the environment
+ * turns it on at weft_runtime_new. on = 0 turns it off for rt. Installs a
+ * SIGQUIT handler the first time (replacing the default, which would kill
+ * the process with a core). Returns 0, -EINVAL (rt NULL), or -errno when
+ * the helper thread cannot start. Does not suspend. */
+WEFT_API int weft_runtime_dump_on_signal(weft_runtime *rt, int on);
+
+/* Debug mode: slice_ms > 0 turns it on with that long-slice threshold
+ * (WEFT_DEBUG=1 in the environment turns it on at weft_runtime_new with
+ * 100 ms; WEFT_DEBUG=N for N ms). In debug mode weft writes to stderr,
+ * once per episode, when a task runs longer than the threshold without
+ * suspending (task, function, spawn site, time; found by the idle or
+ * passing worker that already rescues stuck peers, so it needs two or more
+ * workers), and, at weft_runtime_free, each handle never joined nor
+ * detached. 0 turns it off. Returns 0 or -EINVAL. Does not suspend. */
+WEFT_API int weft_runtime_set_debug(weft_runtime *rt, unsigned slice_ms);
+
+#define WEFT_HIST_BUCKETS 32
+typedef struct weft_worker_metrics {
+    weft_worker_stats stats; /* the counters of weft_runtime_stats */
+    uint64_t busy_ns;        /* time since start not spent asleep in the poller */
+    uint64_t parked_ns;      /* time asleep in the poller */
+    uint64_t polls;          /* descriptor polls (epoll_wait) by this worker */
+    uint64_t forced_yields;  /* yields forced by the cooperative budget */
+    uint64_t spawned;        /* tasks spawned from tasks on this worker */
+} weft_worker_metrics;
+
+typedef struct weft_metrics {
+    unsigned workers;
+    uint64_t live_tasks;     /* spawned and not finished (blocking jobs included) */
+    uint64_t tasks_spawned;  /* ever, blocking and compute jobs included */
+    unsigned blocking_threads, blocking_idle; /* blocking pool: threads, of which idle */
+    uint64_t blocking_queued;                 /* jobs waiting for a thread */
+    unsigned compute_threads, compute_idle;
+    uint64_t compute_queued;
+    uint64_t timers_pending; /* armed timers on all workers' wheels */
+    uint64_t descriptors;    /* descriptors registered with the workers' pollers */
+    uint64_t uptime_ns;
+    /* Log-scale histograms: bucket i counts durations in [2^i, 2^(i+1)) ns
+     * (bucket 0 also below 1 ns, the last also above). Sampled, so that no
+     * clock is read on an ordinary switch: about one slice in
+     * slice_sample_every runs is timed (a slice timed includes its two
+     * switches, tens of ns), and one wake-up or spawn in
+     * latency_sample_every on each worker (a yield's requeue is not). */
+    unsigned slice_sample_every, latency_sample_every;
+    uint64_t slice_ns[WEFT_HIST_BUCKETS];    /* task slice: run to suspension */
+    uint64_t latency_ns[WEFT_HIST_BUCKETS];  /* schedule latency: ready to running */
+} weft_metrics;
+
+/* Fills *m (if not NULL) and up to n per-worker entries of w (if not
+ * NULL); returns the number of workers, or -EINVAL (rt NULL). Always on:
+ * hot paths only touch their own worker's counters. Read without stopping
+ * anything: each counter is exact for some moment, the sums approximate
+ * while tasks run (it also scans the control blocks for live_tasks and the
+ * descriptor table for descriptors). Any thread; does not suspend. */
+WEFT_API int weft_runtime_metrics(const weft_runtime *rt, weft_metrics *m, weft_worker_metrics *w,
+                                  unsigned n);
+
+/* Writes m readably to out: totals and both histograms as bars. Nothing
+ * when m or out is NULL. Does not suspend. */
+WEFT_API void weft_metrics_print(const weft_metrics *m, FILE *out);
 
 /* ------------------------------------------------------------------ time */
 

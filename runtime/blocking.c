@@ -498,6 +498,7 @@ int weft__blocking_call(weft_fn fn, void *arg)
         return -err;
     weft__waiter wt;
     weft__waiter_init(&wt);
+    weft__wait_note(wt.task, WEFT__WAIT_BLOCKING, t->id, 0);
     uintptr_t seen;
     int why = -ECANCELED;
     if (weft__join_install(t, &wt, &seen)) { /* else it has finished already */
@@ -606,3 +607,17 @@ int weft_compute_configure(weft_runtime *rt, unsigned max_threads, unsigned keep
 }
 
 unsigned weft_compute_threads(weft_runtime *rt) { return threads_of(rt, POOL_COMPUTE); }
+
+void weft__blocking_metrics(weft_runtime *rt, int compute, unsigned *threads, unsigned *idle, size_t *queued)
+{
+    pool *p = pool_of(rt, compute ? POOL_COMPUTE : POOL_BLOCKING);
+    *threads = *idle = 0;
+    *queued = 0;
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    *threads = p->nthreads;
+    *idle = p->nidle;
+    *queued = p->nqueued;
+    pthread_mutex_unlock(&p->lock);
+}

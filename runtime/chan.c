@@ -229,6 +229,7 @@ static __attribute__((noinline)) int chan_wait(weft_chan *ch, int send, void *el
     weft__deadline deadline = timeout_ms == -1 ? WEFT__NO_DEADLINE : weft__deadline_from_ms(timeout_ms);
     cnode n = {.elem = elem};
     weft__waiter_init(&n.node.w);
+    weft__wait_note(n.node.w.task, send ? WEFT__WAIT_CHAN_SEND : WEFT__WAIT_CHAN_RECV, (uint64_t)(uintptr_t)ch, 0);
     weft__wqueue *q = send ? &ch->sendq : &ch->recvq;
     weft__wq_push(q, &n.node);
     weft__wlock_unlock(&ch->lk);
@@ -384,6 +385,7 @@ int weft_select(weft_select_case *cases, int n, int64_t timeout_ms)
 
     csel s;
     weft__waiter_init(&s.w);
+    weft__wait_note(s.w.task, WEFT__WAIT_SELECT, (uint64_t)n, 0);
     atomic_store_explicit(&s.claimed, 0, memory_order_relaxed);
     s.result = 0;
     cnode nodes[WEFT_SELECT_MAX];

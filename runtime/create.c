@@ -9,6 +9,10 @@
  */
 #include "weft.h"
 
+/* task.c (declared in internal.h, which this file does not include): the
+ * spawns with the spawn site a dump shows passed in. */
+weft_task *weft__spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts, const void *site);
+
 /* The reason a shorthand constructor gave, as -errno (ENOMEM if it gave none). */
 static int fail_code(void)
 {
@@ -30,11 +34,13 @@ WEFT_API int weft_runtime_create(const weft_config *cfg, weft_runtime **out)
     WEFT__CREATE(out, weft_runtime_new(cfg));
 }
 
-WEFT_API int weft_task_spawn(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts,
-                             weft_task **out)
+/* Each public spawn passes its own caller as the spawn site a dump shows. */
+static inline __attribute__((always_inline)) int task_spawn(weft_runtime *rt, weft_fn fn, void *arg,
+                                                            const weft_spawn_opts *opts, weft_task **out,
+                                                            const void *site)
 {
     errno = 0;
-    weft_task *t = rt ? weft_spawn_on_ex(rt, fn, arg, opts) : weft_spawn_ex(fn, arg, opts);
+    weft_task *t = weft__spawn_at(rt, fn, arg, opts, site);
     if (out)
         *out = t;
     if (!t)
@@ -44,13 +50,22 @@ WEFT_API int weft_task_spawn(weft_runtime *rt, weft_fn fn, void *arg, const weft
     return 0;
 }
 
-WEFT_API int weft_go(weft_fn fn, void *arg) { return weft_task_spawn(NULL, fn, arg, NULL, NULL); }
+WEFT_API int weft_task_spawn(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts,
+                             weft_task **out)
+{
+    return task_spawn(rt, fn, arg, opts, out, __builtin_return_address(0));
+}
+
+WEFT_API int weft_go(weft_fn fn, void *arg)
+{
+    return task_spawn(NULL, fn, arg, NULL, NULL, __builtin_return_address(0));
+}
 
 WEFT_API int weft_go_on(weft_runtime *rt, weft_fn fn, void *arg)
 {
     if (!rt)
         return -EINVAL;
-    return weft_task_spawn(rt, fn, arg, NULL, NULL);
+    return task_spawn(rt, fn, arg, NULL, NULL, __builtin_return_address(0));
 }
 
 static int spawn_pool(weft_runtime *rt, weft_fn fn, void *arg, weft_task **out, int compute)

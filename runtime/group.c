@@ -69,6 +69,7 @@ static int group_block(weft_group *g, weft__deadline deadline)
         return rc;
     weft__wnode n;
     weft__wnode_init(&n);
+    weft__wait_note(n.w.task, WEFT__WAIT_GROUP, (uint64_t)(uintptr_t)g, 0);
     weft__wq_push(&g->waiters, &n);
     return weft__wq_block(&g->waiters, &n, &g->lk, deadline);
 }
@@ -286,6 +287,7 @@ static int task_wait_done(weft__task *t, weft__deadline deadline)
         return rc;
     weft__waiter wt;
     weft__waiter_init(&wt);
+    weft__wait_note(wt.task, WEFT__WAIT_JOIN, t->id, t->stack_cls == WEFT_EXTERNAL_CLS);
     if (!weft__join_install(t, &wt, &j))
         return j > JOIN_DISCARDED ? -EBUSY : 0;
     /* Withdrawn on an error: the handle is as it was. */
@@ -353,6 +355,7 @@ static int join_any_task(weft__task *self, weft_task **ts, int n, weft__deadline
     if (!wts)
         return -ENOMEM;
     weft__waiter_init(&wts[0]); /* one token for every waiter */
+    weft__wait_note(self, WEFT__WAIT_JOIN, UINT64_MAX, (unsigned)(n > 255 ? 255 : n)); /* any of n */
     int installed = 0, winner = -1, rc = 0;
     for (int i = 0; i < n; i++) {
         wts[i].task = self;

@@ -32,10 +32,29 @@
 #define WEFT_TASK_POOL_MAX 1024   /* control blocks cached per worker */
 #define WEFT_TASK_CHUNK 64        /* control blocks per allocation */
 
+#define WEFT__HIST_BUCKETS 32 /* log2 buckets of ns: [2^i, 2^(i+1)), the last open */
+/* Metrics sampling (sched.c, ready.c): no clock is read on the direct
+ * task-to-task switch. A slice is timed at one maintenance pass in
+ * WEFT__SLICE_PASSES (about one run in 61 * 4), and a schedule latency on one
+ * wake-up or spawn in WEFT__LATENCY_EVERY per worker. */
+#define WEFT__SLICE_PASSES 4
+#define WEFT__LATENCY_EVERY 64
+
 typedef struct weft__stats {
     _Atomic uint64_t tasks_run, steals, tasks_stolen, parks, global_pulls, overflows, lifo_capped,
         timers_rescued, events_rescued;
+    /* Metrics (metrics.c reads them), the same rule: */
+    _Atomic uint64_t polls, forced_yields, parked_ns;
+    _Atomic uint64_t hist_slice[WEFT__HIST_BUCKETS], hist_latency[WEFT__HIST_BUCKETS];
 } weft__stats;
+
+/* What a task waits on (weft__wait_note; dump.c names them). */
+enum {
+    WEFT__WAIT_NONE = 0, WEFT__WAIT_FD, WEFT__WAIT_SLEEP, WEFT__WAIT_JOIN, WEFT__WAIT_CHAN_SEND,
+    WEFT__WAIT_CHAN_RECV, WEFT__WAIT_SELECT, WEFT__WAIT_MUTEX, WEFT__WAIT_COND, WEFT__WAIT_SEM,
+    WEFT__WAIT_EVENT, WEFT__WAIT_WG, WEFT__WAIT_ONCE, WEFT__WAIT_GROUP, WEFT__WAIT_BLOCKING,
+    WEFT__WAIT_SIGNAL, WEFT__WAIT_KINDS
+};
 
 /* A worker: one thread, its queues, its poller and timer wheel. The fields
  * fall in two parts. The first only the worker's own thread touches (its
@@ -67,6 +86,11 @@ typedef struct weft__worker {
         uint64_t now_tick;      /* ms since runtime start, cached per loop iteration */
         weft__task *pinned_head, *pinned_tail; /* runnable pinned tasks */
         int64_t wake_due;       /* clock ns: a poll's small batch wakes a peer if still queued then (0: none) */
+        /* Metrics sampling (owner-only; internal.h's WEFT__SLICE_PASSES):
+         * latency_left counts schedules down to the next latency probe
+         * (ready.c), slice_pass counts maintenance passes (sched.c). */
+        uint32_t latency_left;
+        uint32_t slice_pass;
     };
 
     /* ---- Shared with other threads. */
@@ -108,6 +132,10 @@ typedef struct weft__worker {
         /* Written by the owner alone (stat_inc: a relaxed load and store),
          * read with relaxed loads by weft_runtime_stats on any thread. */
         weft__stats stats;
+        /* Debug mode's long-slice check's memory of this worker, written by a peer
+         * while it holds this worker's poll_busy (rescue.c): the run count
+         * it last saw, when it first saw it, and the run it warned for. */
+        uint64_t obs_runs, obs_tick, obs_warned;
         /* Written by pthread_create in weft_runtime_new, read by
          * pthread_join in weft_runtime_free (the creating and the freeing
          * thread; the worker itself never reads it). */
@@ -155,6 +183,10 @@ struct weft_runtime {
     pthread_mutex_t services_lock;           /* guards making `blocking` and friends */
 
     int64_t start_ns;
+    /* Debug mode (WEFT_DEBUG=1 or weft_runtime_set_debug): the long-slice
+     * threshold in ms, 0 when off. Relaxed: workers copy it per loop. */
+    _Atomic uint32_t debug_ms;
+    int dump_signal;            /* SIGQUIT dumps this runtime (dump.c) */
     pthread_mutex_t start_lock;
     pthread_cond_t start_cond;
     unsigned started;
@@ -185,6 +217,29 @@ static inline void weft__fence(void)
     atomic_thread_fence(memory_order_seq_cst);
 #endif
 }
+
+/* Records what the running task t waits on, for the wait it has just
+ * begun (weft__wait_prepare / waiter_init / wnode_init bumped its sequence):
+ * three plain stores to t's own cold line (task.h's obs). A dump
+ * reads them only after holding the task (weft__state_hold's acquire, which
+ * the park's release publishes). A wait without a note shows as "waiting
+ * (other)": the sequence in `wait` no longer matches. */
+static inline void weft__wait_note(weft__task *t, unsigned kind, uint64_t obj, unsigned ev)
+{
+    if (!t)
+        return;
+    uint64_t seq = T_SEQ(atomic_load_explicit(&t->state, memory_order_relaxed));
+    t->obs.wait = seq << 16 | (uint64_t)(ev & 0xff) << 8 | kind;
+    t->obs.wait_obj = obj;
+    t->obs.wait_tick = t->worker->now_tick;
+}
+
+/* ---- symbol.c: "name+0xoff (module)", or "module+0xoff", into buf; the
+ * length snprintf reports. weft__peek_word: an aligned word of another
+ * thread's data read as a snapshot outside the tools' view (a debugging
+ * read that may race by design: the caller validates what it read). */
+int weft__symbolize(const void *pc, char *buf, size_t n);
+uint64_t weft__peek_word(const void *p);
 
 /* ---- tls.c */
 
@@ -226,6 +281,9 @@ weft__task *weft__spawn_with_stack(weft_fn fn, void *arg);
 weft__task *weft__task_new(weft_runtime *rt, weft__worker *w, weft_fn fn, void *arg,
                            const weft_spawn_opts *opts, int *err);
 void weft__task_finish(weft__worker *w, weft__task *t);
+/* weft_spawn_on_ex (rt given) or weft_spawn_ex (rt NULL) with `site` as the
+ * spawn site a dump shows (create.c's spawns pass their caller's). */
+weft_task *weft__spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts, const void *site);
 void weft__task_release(weft__worker *w, weft__task *t);
 /* A control block for work that runs outside the workers (the blocking
  * pool): it has a handle and a join state like any task, but never gets a
@@ -348,7 +406,16 @@ int weft__fd_is_blocking(int fd);
  * the caller was cancelled before the job started (it then never runs).
  * weft__blocking_remove withdraws a queued job (1 if it did). */
 int weft__blocking_call(weft_fn fn, void *arg);
+/* Pool sizes for weft_runtime_metrics: threads, idle threads, queued jobs. */
+void weft__blocking_metrics(weft_runtime *rt, int compute, unsigned *threads, unsigned *idle, size_t *queued);
 int weft__blocking_remove(weft__task *t);
+
+/* ---- dump.c: debug mode and SIGQUIT from the environment, and the list
+ * of runtimes the gdb extension reads, at weft_runtime_new; the
+ * never-joined check at weft_runtime_free. */
+void weft__obs_runtime_new(weft_runtime *rt);
+void weft__obs_runtime_leave(weft_runtime *rt);
+void weft__obs_runtime_free(weft_runtime *rt);
 
 /* Cooperative budget: every service operation that completes without
  * suspending calls this; when the slice's budget is spent it yields. */

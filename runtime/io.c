@@ -100,6 +100,7 @@ int weft__wait_fd(int fd, int events, weft__deadline deadline, int level)
     static const int bit[2] = {WEFT_READ, WEFT_WRITE};
     for (;;) {
         uint64_t token = weft__wait_prepare(self);
+        weft__wait_note(self, WEFT__WAIT_FD, (uint64_t)fd, (unsigned)events);
         int ready = 0, installed[2] = {0, 0};
         uint32_t gen = 0;
         for (int d = 0; d < 2; d++) {

@@ -110,6 +110,9 @@ int weft__fd_owned(int fd);
  * weft__poller_destroy(p), whose kernel objects are going away. */
 void weft__fd_forget_poller(weft__poller *p);
 /* Frees the descriptor table (at process exit; for leak checkers). */
+/* How many descriptors are registered with p (metrics; a walk of the
+ * table, each entry under its lock). */
+uint64_t weft__fd_count_poller(const weft__poller *p);
 void weft__fd_table_free(void);
 
 #endif

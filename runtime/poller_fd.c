@@ -394,6 +394,22 @@ void weft__fd_forget_poller(weft__poller *p)
     }
 }
 
+uint64_t weft__fd_count_poller(const weft__poller *p)
+{
+    uint64_t n = 0;
+    for (unsigned c = 0; c < MAX_CHUNKS; c++) {
+        fdstate *ch = atomic_load_explicit(&chunks[c], memory_order_acquire);
+        if (!ch)
+            continue;
+        for (unsigned i = 0; i < CHUNK; i++) {
+            lock(&ch[i]);
+            n += ch[i].poller == p;
+            unlock(&ch[i]);
+        }
+    }
+    return n;
+}
+
 void weft__fd_table_free(void)
 {
     pthread_mutex_lock(&chunk_lock);

@@ -23,6 +23,24 @@ static void inbox_push(weft__worker *owner, weft__task *t)
     weft__poller_wake(&owner->poller);
 }
 
+/* A sampled schedule (metrics): t becomes a latency probe. Its queue time
+ * goes on its cold line; a task that has run before lends its stack to
+ * obs.probe_stack, so that the scheduler's existing check for a task
+ * without a stack (first_run, sched.c) is where its run is noticed, and
+ * the direct switch pays nothing. Safe: t is queued by nobody but us yet,
+ * and the push below publishes these stores to whoever pops it. */
+static __attribute__((noinline)) void latency_probe(weft__worker *w, weft__task *t)
+{
+    w->latency_left = WEFT__LATENCY_EVERY;
+    WEFT__ASSERT(t->obs.ready_ns == 0 && t->obs.probe_stack == NULL); /* queued once: not a probe yet */
+    int64_t now = weft__clock_ns();
+    t->obs.ready_ns = now > 0 ? now : 1;
+    if (t->stack) {
+        t->obs.probe_stack = t->stack;
+        t->stack = NULL;
+    }
+}
+
 void weft__schedule(weft_runtime *rt, weft__task *t)
 {
     WEFT__ASSERT(t->stack_cls != WEFT_EXTERNAL_CLS); /* blocking-pool jobs never queue */
@@ -43,6 +61,8 @@ void weft__schedule(weft_runtime *rt, weft__task *t)
         weft__notify_parked(rt);
         return;
     }
+    if (weft__unlikely(--w->latency_left == 0))
+        latency_probe(w, t);
     if (w->current) {
         /* Woken or spawned by the running task: it runs next here (a message
          * hand-off or a spawn chain stays on this core, warm in its cache).

@@ -9,6 +9,49 @@
 #endif
 #include "scheduler.h"
 
+#include <stdio.h>
+
+/* Debug mode's long-slice check (Go's sysmon, asyncio's slow-callback
+ * warning): x has not polled for RESCUE_AFTER_MS, so it is in a long task or
+ * in a blocking call; the caller holds x's poll_busy, which makes the obs_*
+ * fields its own. The run count (stats.tasks_run, a relaxed atomic) tells
+ * one slice from the next without a clock read per switch: the same count
+ * on two passes `threshold` ms apart is one slice at least that long. One
+ * warning per slice (the episode). The running task and its fields are read
+ * as snapshots (weft__peek_word: the owner stores them plainly, and the
+ * block may be reused meanwhile), between two reads of the count: a count
+ * that moved means the snapshot may mix two tasks, and it is dropped. */
+static void check_long_slice(weft__worker *x, uint64_t now, uint32_t threshold)
+{
+    uint64_t r1 = atomic_load_explicit(&x->stats.tasks_run, memory_order_acquire);
+    weft__task *cur = (weft__task *)(uintptr_t)weft__peek_word(&x->current);
+    if (!cur || r1 == 0)
+        return;
+    /* Blocks are never freed while the runtime lives. */
+    uint64_t id = weft__peek_word(&cur->id);
+    const void *site = (const void *)(uintptr_t)weft__peek_word(&cur->obs.site);
+    const void *fn = (const void *)(uintptr_t)weft__peek_word(&cur->fn);
+    weft__fence(); /* orders the snapshot before the second read (a full fence: TSan has no acquire fence) */
+    if (atomic_load_explicit(&x->stats.tasks_run, memory_order_relaxed) != r1)
+        return;
+    if (r1 != x->obs_runs) {
+        x->obs_runs = r1;
+        x->obs_tick = now;
+        return;
+    }
+    if (x->obs_warned == r1 || now - x->obs_tick < threshold)
+        return;
+    x->obs_warned = r1;
+    char fs[160], ss[160];
+    weft__symbolize(fn, fs, sizeof fs);
+    weft__symbolize(site ? (const char *)site - 1 : NULL, ss, sizeof ss);
+    fprintf(stderr,
+            "weft: debug: task %llu (%s, spawned at %s) has run on worker %u for at least %llu ms "
+            "without suspending (threshold %u ms; at %.3f s since the runtime started)\n",
+            (unsigned long long)id, fs, ss, x->index, (unsigned long long)(now - x->obs_tick), threshold,
+            (double)now / 1000.0);
+}
+
 /* Room left in the local queue: what a poll may wake without spilling. */
 static inline unsigned lq_room(weft__worker *w)
 {
@@ -39,6 +82,7 @@ void weft__poll_timers(weft__worker *w)
 void weft__poll_events(weft__worker *w, int timeout_ms)
 {
     weft__fired fired[WEFT__POLL_MAX];
+    stat_inc(&w->stats.polls, 1);
     weft__poll_lock(w);
     int n = weft__poller_poll(&w->poller, timeout_ms, (int)lq_room(w), fired);
     w->polling = 1;
@@ -72,6 +116,9 @@ void weft__rescue_stuck_peers(weft__worker *w)
         if (atomic_load_explicit(&x->poll_busy, memory_order_relaxed) ||
             atomic_exchange_explicit(&x->poll_busy, 1, memory_order_acquire))
             continue;
+        uint32_t dbg = atomic_load_explicit(&rt->debug_ms, memory_order_relaxed);
+        if (weft__unlikely(dbg != 0))
+            check_long_slice(x, now, dbg);
         unsigned n = 0, room = lq_room(w);
         if (room) {
             weft__fired fired[WEFT__POLL_MAX];

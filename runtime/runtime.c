@@ -100,6 +100,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
         if (!w)
             goto fail;
         memset(w, 0, sizeof *w);
+        w->latency_left = WEFT__LATENCY_EVERY; /* metrics sampling (ready.c) */
         w->index = made;
         w->rt = rt;
         w->until_event = WEFT_EVENT_INTERVAL;
@@ -139,6 +140,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
     while (rt->started < n)
         pthread_cond_wait(&rt->start_cond, &rt->start_lock);
     pthread_mutex_unlock(&rt->start_lock);
+    weft__obs_runtime_new(rt);
     return rt;
 fail:
     free_workers(rt, made);
@@ -164,6 +166,7 @@ void weft_runtime_free(weft_runtime *rt)
         (void)r;
         abort();
     }
+    weft__obs_runtime_leave(rt);
     atomic_store_explicit(&rt->shutdown, 1, memory_order_seq_cst);
     weft__wake_sleepers(rt);
     for (unsigned i = 0; i < rt->nworkers; i++)
@@ -188,7 +191,7 @@ void weft_runtime_free(weft_runtime *rt)
             if (!atomic_load(&t->live))
                 continue;
             atomic_store(&t->live, 0);
-            if (t->stack)
+            if (t->stack || t->obs.probe_stack) /* a latency probe lends its stack (ready.c) */
                 weft__ctx_destroy(&t->ctx);
             atomic_fetch_sub(&t->refs, 1); /* the task's own reference */
             uintptr_t j = atomic_exchange(&t->join, JOIN_DISCARDED);
@@ -197,6 +200,7 @@ void weft_runtime_free(weft_runtime *rt)
                 fire = (weft__waiter *)j;
             }
         }
+    weft__obs_runtime_free(rt);
     weft__task_orphan_handles(rt);
     while (fire) {
         /* Read the link first: once fired, the waiter's frame may be gone. */

@@ -243,9 +243,34 @@ static void drop_unstarted(weft__task *t)
     weft__task_release(NULL, t);
 }
 
+/* Log2 bucket of a duration in ns (the metrics histograms). */
+static inline unsigned hist_bucket(int64_t ns)
+{
+    unsigned b = ns <= 1 ? 0 : 63u - (unsigned)__builtin_clzll((uint64_t)ns);
+    return b < WEFT__HIST_BUCKETS ? b : WEFT__HIST_BUCKETS - 1;
+}
+
+/* A latency probe (ready.c's latency_probe) is about to run: its schedule
+ * latency goes in the histogram, and a task that had run before gets its
+ * stack back (returns 1: it runs as it is, not as a first run). */
+static __attribute__((noinline)) int probe_runs(weft__worker *w, weft__task *t)
+{
+    WEFT__ASSERT(t->stack == NULL); /* a probe lends its stack until this moment */
+    stat_inc(&w->stats.hist_latency[hist_bucket(weft__clock_ns() - t->obs.ready_ns)], 1);
+    t->obs.ready_ns = 0;
+    weft__stack *s = t->obs.probe_stack;
+    if (!s)
+        return 0;
+    t->obs.probe_stack = NULL;
+    t->stack = s;
+    return 1;
+}
+
 /* Gives a task its stack for its first run; 0 when it can run. */
 static int first_run(weft__worker *w, weft__task *t)
 {
+    if (weft__unlikely(t->obs.ready_ns != 0) && probe_runs(w, t))
+        return 0;
     if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {
         drop_unstarted(t);
         return -ECANCELED;
@@ -394,8 +419,25 @@ void weft__after_switch(weft__worker *w)
     }
 }
 
+/* A timed slice (metrics), at one maintenance pass in WEFT__SLICE_PASSES:
+ * until_event is set to 1 for the slice, so the task's switch away comes
+ * back here (switch_out's existing countdown) instead of going straight to
+ * the next task, and the direct switch path reads no clock. The time
+ * includes the two switches (tens of ns). The countdown is restored. */
+static __attribute__((noinline)) void run_timed(weft__worker *w, weft__task *t)
+{
+    uint32_t left = w->until_event;
+    w->until_event = 1;
+    int64_t t0 = weft__clock_ns();
+    weft__worker *nw = weft__ctx_jump(&w->sched_ctx, &t->ctx, w, 0);
+    WEFT__ASSERT(nw == w); /* the scheduler's own context resumes on its thread */
+    stat_inc(&nw->stats.hist_slice[hist_bucket(weft__clock_ns() - t0)], 1);
+    nw->until_event = left;
+    weft__after_switch(nw);
+}
+
 /* Runs t from the scheduler loop. */
-static void run_task(weft__worker *w, weft__task *t, int from_lifo)
+static void run_task(weft__worker *w, weft__task *t, int from_lifo, int timed)
 {
     if (weft__unlikely(!t->stack) && first_run(w, t) < 0)
         return;
@@ -405,6 +447,10 @@ static void run_task(weft__worker *w, weft__task *t, int from_lifo)
         w->until_event--;
     mark_running(w, t, from_lifo);
     prefetch_following(w);
+    if (weft__unlikely(timed)) {
+        run_timed(w, t);
+        return;
+    }
     weft__worker *nw = weft__ctx_jump(&w->sched_ctx, &t->ctx, w, 0);
     weft__after_switch(nw);
 }
@@ -485,7 +531,9 @@ static void park(weft__worker *w)
     if (!atomic_load_explicit(&rt->shutdown, memory_order_acquire) &&
         !atomic_load_explicit(&w->inbox_n, memory_order_relaxed)) {
         stat_inc(&w->stats.parks, 1);
+        int64_t t0 = weft__clock_ns(); /* parked time (metrics): a sleep is a system call anyway */
         weft__poll_events(w, timeout);
+        stat_inc(&w->stats.parked_ns, (uint64_t)(weft__clock_ns() - t0));
     }
     if (watching)
         atomic_store_explicit(&rt->watcher, 0, memory_order_release);
@@ -511,13 +559,17 @@ static void worker_loop(weft__worker *w)
         /* until_event counts task runs down (here and in weft__switch_out,
          * which comes back to this loop when it reaches zero). */
         weft__task *t = NULL;
-        int from_lifo = 0;
+        int from_lifo = 0, timed = 0;
         if (w->until_event == 0) {
             w->until_event = WEFT_EVENT_INTERVAL;
             weft__poll_events(w, 0);
             poll_backlog_wake(w);
             weft__rescue_stuck_peers(w);
             give_global_turn(w);
+            if (++w->slice_pass == WEFT__SLICE_PASSES) {
+                w->slice_pass = 0;
+                timed = 1;
+            }
         } else {
             weft__poll_timers(w);
             poll_backlog_wake(w);
@@ -546,7 +598,7 @@ static void worker_loop(weft__worker *w)
         }
         if (t) {
             weft__from_searching(w);
-            run_task(w, t, from_lifo);
+            run_task(w, t, from_lifo, timed);
             continue;
         }
         park(w);

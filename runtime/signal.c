@@ -260,6 +260,7 @@ int weft_signal_wait(const sigset_t *set, int64_t timeout_ms)
     if (rc == 0) {
         swaiter n;
         weft__wnode_init(&n.node);
+        weft__wait_note(n.node.w.task, WEFT__WAIT_SIGNAL, 0, 0);
         n.set = *set;
         weft__wq_push(&S.waiters, &n.node);
         rc = weft__wq_block(&S.waiters, &n.node, &S.lk, deadline);

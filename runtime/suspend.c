@@ -62,8 +62,10 @@ void weft__waiter_wait_nocancel(weft__waiter *wt)
 void weft__coop_consume(void)
 {
     weft__task *t = weft__cur_task();
-    if (t && --t->budget == 0)
+    if (t && --t->budget == 0) {
+        stat_inc(&t->worker->stats.forced_yields, 1);
         weft_yield();
+    }
 }
 
 /* ------------------------------------------------------ public API */

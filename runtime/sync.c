@@ -76,6 +76,7 @@ int weft_mutex_lock(weft_mutex *m, int64_t timeout_ms)
     }
     snode n;
     snode_init(&n, NULL);
+    weft__wait_note(n.node.w.task, WEFT__WAIT_MUTEX, (uint64_t)(uintptr_t)m, 0);
     weft__wq_push(&m->q, &n.node);
     rc = weft__wq_block(&m->q, &n.node, &m->lk, deadline);
     pthread_mutex_unlock(&m->lk);
@@ -157,6 +158,7 @@ int weft_cond_wait(weft_cond *c, weft_mutex *m, int64_t timeout_ms)
         return rc;
     snode n;
     snode_init(&n, NULL);
+    weft__wait_note(n.node.w.task, WEFT__WAIT_COND, (uint64_t)(uintptr_t)c, 0);
     pthread_mutex_lock(&c->lk);
     weft__wq_push(&c->q, &n.node);
     pthread_mutex_unlock(&c->lk);
@@ -242,6 +244,7 @@ int weft_sem_acquire(weft_sem *s, int64_t timeout_ms)
     }
     snode n;
     snode_init(&n, NULL);
+    weft__wait_note(n.node.w.task, WEFT__WAIT_SEM, (uint64_t)(uintptr_t)s, 0);
     weft__wq_push(&s->q, &n.node);
     rc = weft__wq_block(&s->q, &n.node, &s->lk, deadline);
     pthread_mutex_unlock(&s->lk);
@@ -358,6 +361,7 @@ int weft_event_wait(weft_event *e, int64_t timeout_ms)
         if (rc == 0) {
             snode n;
             snode_init(&n, NULL);
+            weft__wait_note(n.node.w.task, WEFT__WAIT_EVENT, (uint64_t)(uintptr_t)e, 0);
             weft__wq_push(&e->q, &n.node);
             rc = weft__wq_block(&e->q, &n.node, &e->lk, deadline);
         }
@@ -425,6 +429,7 @@ int weft_wg_wait(weft_wg *wg, int64_t timeout_ms)
         if (rc == 0) {
             snode n;
             snode_init(&n, NULL);
+            weft__wait_note(n.node.w.task, WEFT__WAIT_WG, (uint64_t)(uintptr_t)wg, 0);
             weft__wq_push(&wg->q, &n.node);
             rc = weft__wq_block(&wg->q, &n.node, &wg->lk, deadline);
         }
@@ -471,6 +476,7 @@ int weft_once(weft_once_flag *once, void (*fn)(void *arg), void *arg)
         if (rc == 0) {
             snode n;
             snode_init(&n, once);
+            weft__wait_note(n.node.w.task, WEFT__WAIT_ONCE, (uint64_t)(uintptr_t)once, 0);
             weft__wq_push(&once_tab[b].q, &n.node);
             rc = weft__wq_block(&once_tab[b].q, &n.node, &once_tab[b].lk, WEFT__NO_DEADLINE);
         }

@@ -66,13 +66,26 @@ static weft__task *tfree_take(weft_runtime *rt, unsigned *got)
                         "their generation on this system\n", (void *)c);
         abort();
     }
+    /* Initialized before it is linked: a dump (dump.c) walks rt->chunks
+     * from the head it reads under tfree_lock, and reads each block's
+     * `live` and state. A cache line at a time, which the compiler writes
+     * as vector stores (a 12 KiB memset is a library call, 128 bytes a
+     * rep stos). */
+    atomic_init(&c->orphans, 0);
+    for (unsigned i = WEFT_TASK_CHUNK; i-- > 0;) {
+        char *b = (char *)&c->tasks[i];
+        _Static_assert(sizeof c->tasks[i] % 64 == 0 && sizeof c->tasks[i] <= 256, "whole lines, four at most");
+        memset(b, 0, 64);
+        memset(b + 64, 0, 64);
+        if (sizeof c->tasks[i] > 128)
+            memset(b + 128, 0, 64);
+        if (sizeof c->tasks[i] > 192)
+            memset(b + 192, 0, 64);
+        c->tasks[i].free_next = i + 1 < WEFT_TASK_CHUNK ? &c->tasks[i + 1] : NULL;
+    }
     c->next = rt->chunks;
     rt->chunks = c;
     pthread_mutex_unlock(&rt->tfree_lock);
-    memset(c->tasks, 0, sizeof c->tasks);
-    atomic_init(&c->orphans, 0);
-    for (unsigned i = WEFT_TASK_CHUNK; i-- > 0;)
-        c->tasks[i].free_next = i + 1 < WEFT_TASK_CHUNK ? &c->tasks[i + 1] : NULL;
     *got = WEFT_TASK_CHUNK;
     return &c->tasks[0];
 }
@@ -308,8 +321,10 @@ weft__task *weft__task_new_external(weft_runtime *rt, weft_fn fn, void *arg, int
     if (w && w->rt != rt)
         w = NULL;
     weft__task *t = weft__task_new(rt, w, fn, arg, NULL, err);
-    if (t)
+    if (t) {
         t->stack_cls = WEFT_EXTERNAL_CLS;
+        t->obs.site = NULL; /* a job's dump line shows no spawn site */
+    }
     return t;
 }
 
@@ -351,7 +366,11 @@ void weft__waiter_fire(weft__waiter *wt)
 
 /* ------------------------------------------------------ public API */
 
-weft_task *weft_spawn_ex(weft_fn fn, void *arg, const weft_spawn_opts *opts)
+/* The spawns take the site a dump shows (their caller's return address) as
+ * an argument: always inlined into each public entry, so each records its
+ * own caller, at the cost of one store. */
+static inline __attribute__((always_inline)) weft_task *
+spawn_here(weft_fn fn, void *arg, const weft_spawn_opts *opts, const void *site)
 {
     weft__worker *w = weft__cur_worker();
     if (!w || !w->current) {
@@ -374,13 +393,20 @@ weft_task *weft_spawn_ex(weft_fn fn, void *arg, const weft_spawn_opts *opts)
         return NULL;
     }
     weft_task *h = weft__handle(t);
+    t->obs.site = site;
     weft__schedule(rt, t);
     return h;
 }
 
-weft_task *weft_spawn(weft_fn fn, void *arg) { return weft_spawn_ex(fn, arg, NULL); }
+weft_task *weft_spawn_ex(weft_fn fn, void *arg, const weft_spawn_opts *opts)
+{
+    return spawn_here(fn, arg, opts, __builtin_return_address(0));
+}
 
-weft_task *weft_spawn_on_ex(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts)
+weft_task *weft_spawn(weft_fn fn, void *arg) { return spawn_here(fn, arg, NULL, __builtin_return_address(0)); }
+
+static inline __attribute__((always_inline)) weft_task *
+spawn_on(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts, const void *site)
 {
     if (!rt || !fn) {
         errno = EINVAL;
@@ -400,13 +426,25 @@ weft_task *weft_spawn_on_ex(weft_runtime *rt, weft_fn fn, void *arg, const weft_
         return NULL;
     }
     weft_task *h = weft__handle(t);
+    t->obs.site = site;
     weft__schedule(rt, t);
     return h;
 }
 
+weft_task *weft_spawn_on_ex(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts)
+{
+    return spawn_on(rt, fn, arg, opts, __builtin_return_address(0));
+}
+
 weft_task *weft_spawn_on(weft_runtime *rt, weft_fn fn, void *arg)
 {
-    return weft_spawn_on_ex(rt, fn, arg, NULL);
+    return spawn_on(rt, fn, arg, NULL, __builtin_return_address(0));
+}
+
+/* create.c's spawns, with their own caller as the site. */
+weft_task *weft__spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts, const void *site)
+{
+    return rt ? spawn_on(rt, fn, arg, opts, site) : spawn_here(fn, arg, opts, site);
 }
 
 void weft_detach(weft_task *h)

@@ -76,6 +76,20 @@ struct weft_task {
     _Atomic uint16_t refs;         /* 1 for the running task + 1 for the handle */
     _Atomic uint16_t live;         /* spawned and not yet finished */
     _Atomic uint32_t gen;          /* handle generation: moves on when the handle is released */
+
+    /* Observability (dump.c, metrics.c): a third line, off the switch path.
+     * site is stored at spawn before the task is queued; the wait fields by
+     * the task itself (weft__wait_note), read by a dump only while it holds
+     * the task (task_state.h's hold); the probe fields by whoever queues a
+     * sampled task, before the push, read by the worker that runs it. */
+    struct {
+        const void *site;          /* return address of the spawn call */
+        uint64_t wait;             /* seq << 16 | ev << 8 | WEFT__WAIT_* kind */
+        uint64_t wait_obj;         /* fd, deadline (ns), task id, object address */
+        uint64_t wait_tick;        /* worker's now_tick when the wait began */
+        int64_t ready_ns;          /* latency probe: when it was queued; 0: not one */
+        weft__stack *probe_stack;  /* latency probe: its stack, while `stack` is NULL */
+    } obs __attribute__((aligned(64)));
 } __attribute__((aligned(64)));
 
 typedef struct weft_task weft__task;
@@ -145,7 +159,7 @@ static inline struct weft_task *weft__handle_get(const struct weft_task *h, cons
 
 #if !defined(WEFT_ASAN) && !defined(WEFT_TSAN) && defined(__x86_64__)
 _Static_assert(offsetof(struct weft_task, low_sp) == 64, "hot fields fill exactly one cache line");
-_Static_assert(sizeof(struct weft_task) == 128, "a task control block is two cache lines");
+_Static_assert(sizeof(struct weft_task) == 192, "a task control block is three cache lines (the third cold)");
 #endif
 
 #endif

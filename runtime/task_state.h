@@ -37,7 +37,13 @@
  *    takes the task from a queue (it is then the worker's alone);
  *  - any thread holding a token: state_wake (RUNNING -> NOTIFIED or PARKED ->
  *    QUEUED, only while seq == token; whoever moves it to QUEUED queues it);
- *  - spawn, before anyone else can see the block: state_init.
+ *  - spawn, before anyone else can see the block: state_init;
+ *  - a task dump (dump.c), to read a parked task's stack: state_hold
+ *    (PARKED -> RUNNING, seq kept) and state_unhold (RUNNING -> PARKED, or
+ *    NOTIFIED -> QUEUED and the dump queues it). While held the task is, to
+ *    every waker, between registering and parking: a wake makes it NOTIFIED
+ *    and queues nothing, so no worker resumes it on the stack being read.
+ *    Only the task itself begins a wait, so the seq cannot move meanwhile.
  * No other transition exists; a task that exits leaves the word as it is
  * (the next life's state_init moves on from there). The transitions are inline:
  * they are on every switch and every wake-up.
@@ -142,6 +148,32 @@ static inline int weft__state_wake(weft__task *t, uint64_t token)
             return 0; /* already queued or notified */
         }
     }
+}
+
+/* A dump holds a parked task: PARKED -> RUNNING, seq kept. Returns 1 and
+ * the seq if it held it; 0 if t is not parked now. The acquire pairs with
+ * state_park's release: what the task wrote before it parked (its saved
+ * context, its stack, its wait note) is visible to the holder. */
+static inline int weft__state_hold(weft__task *t, uint64_t *seq)
+{
+    uint64_t s = atomic_load_explicit(&t->state, memory_order_acquire);
+    if (T_ST(s) != T_PARKED)
+        return 0;
+    if (!atomic_compare_exchange_strong_explicit(&t->state, &s, T_MAKE(T_SEQ(s), T_RUNNING),
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return 0;
+    *seq = T_SEQ(s);
+    return 1;
+}
+
+/* The end of a hold: RUNNING -> PARKED (returns 0), or, when a wake came
+ * meanwhile, NOTIFIED -> QUEUED (returns 1: the caller queues t), as
+ * state_park does after a switch. */
+static inline int weft__state_unhold(weft__task *t, uint64_t seq)
+{
+    WEFT__ASSERT(T_SEQ(atomic_load_explicit(&t->state, memory_order_relaxed)) == seq); /* only the task begins a wait */
+    (void)seq;
+    return !weft__state_park(t);
 }
 
 /* The token of the wait t is in now (cancellation wakes whatever it waits

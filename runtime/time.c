@@ -27,7 +27,9 @@ int weft_sleep_until(weft_time deadline)
      * deadline with -ETIMEDOUT (weft__park_until). A sleep whose end has
      * passed does not suspend, so it completes. */
     while (weft__clock_ns() < deadline) {
-        int pr = weft__park_until(self, weft__wait_prepare(self), deadline);
+        uint64_t token = weft__wait_prepare(self);
+        weft__wait_note(self, WEFT__WAIT_SLEEP, (uint64_t)deadline, 0);
+        int pr = weft__park_until(self, token, deadline);
         if (pr < 0)
             return pr;
     }

@@ -109,6 +109,7 @@ int weft__join(weft__task *t, void **result)
         }
         weft__waiter wt;
         weft__waiter_init(&wt);
+        weft__wait_note(wt.task, WEFT__WAIT_JOIN, t->id, t->stack_cls == WEFT_EXTERNAL_CLS);
         if (weft__join_install(t, &wt, &j)) {
             /* Cancelled: withdrawn, unless the task is finishing right now
              * and has taken our waiter (then its finish is honoured). Cut
