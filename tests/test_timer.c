@@ -298,6 +298,6 @@ Test(timer, a_due_sleeper_is_not_held_back_by_a_flood, .timeout = 60)
     /* Not vacuous: the flood ran on both sides of the wake-up. */
     cr_assert_gt(before, 0, "the flood had not started at the deadline");
     cr_assert_gt(after, 100, "the flood was over when the sleeper woke (%d after)", after);
-    cr_assert_leq(between, WEFT_LQ_SIZE / 2 + WEFT_EVENT_INTERVAL + 2,
+    cr_assert_leq(between, (int)(WEFT_LQ_SIZE / 2 + WEFT_EVENT_INTERVAL + 2),
                   "%d queued tasks started between the timer's poll and the sleeper's wake-up", between);
 }
