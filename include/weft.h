@@ -311,8 +311,10 @@ WEFT_API int weft_runtime_dump_on_signal(weft_runtime *rt, int on);
  * 100 ms; WEFT_DEBUG=N for N ms). In debug mode weft writes to stderr,
  * once per episode, when a task runs longer than the threshold without
  * suspending (task, function, spawn site, time; found by the idle or
- * passing worker that already rescues stuck peers, so it needs two or more
- * workers), and, at weft_runtime_free, each handle never joined nor
+ * passing worker that already rescues stuck peers, or, for a runtime of a
+ * single worker, by a watchdog thread that debug mode starts once per
+ * process and that checks every 20 ms), and, at weft_runtime_free, each
+ * handle never joined nor
  * detached. 0 turns it off. Returns 0 or -EINVAL. Does not suspend. */
 WEFT_API int weft_runtime_set_debug(weft_runtime *rt, unsigned slice_ms);
 

@@ -46,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -484,11 +485,53 @@ int weft_runtime_dump(weft_runtime *rt, FILE *out)
 
 /* ------------------------------------------------------------ debug mode */
 
+/* A runtime of several workers has its long slices noticed by the peers
+ * that pass by (rescue.c). A single worker has no peer: one watchdog thread
+ * per process, started with the first debug mode and sleeping 20 ms between
+ * rounds, makes the same check for the single-worker runtimes on the list
+ * (under rts_lock, which weft__obs_runtime_leave takes before a runtime is
+ * torn down, so none is freed under it). */
+#define SLICE_WATCH_NS (20 * 1000000L)
+static pthread_once_t slice_watch_once = PTHREAD_ONCE_INIT;
+
+static void *slice_watch_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct timespec ts = {0, SLICE_WATCH_NS};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&rts_lock);
+        for (int i = 0; i < MAX_RTS; i++)
+            if (weft__runtimes[i] && weft__runtimes[i]->nworkers == 1)
+                weft__check_long_slices(weft__runtimes[i]);
+        pthread_mutex_unlock(&rts_lock);
+    }
+    return NULL;
+}
+
+static void slice_watch_start(void)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* signals stay for the program's threads */
+    pthread_attr_t a;
+    pthread_t th;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&th, &a, slice_watch_main, NULL) != 0)
+        fprintf(stderr, "weft: debug: no watchdog thread; long slices of single-worker runtimes "
+                        "go unreported\n");
+    pthread_attr_destroy(&a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 int weft_runtime_set_debug(weft_runtime *rt, unsigned slice_ms)
 {
     if (!rt)
         return -EINVAL;
     atomic_store_explicit(&rt->debug_ms, slice_ms, memory_order_relaxed);
+    if (slice_ms)
+        pthread_once(&slice_watch_once, slice_watch_start);
     return 0;
 }
 
@@ -505,6 +548,7 @@ void weft__obs_runtime_new(weft_runtime *rt)
     if (e && *e && strcmp(e, "0") != 0) {
         long v = strtol(e, NULL, 10);
         atomic_store_explicit(&rt->debug_ms, (uint32_t)(v > 1 ? v : 100), memory_order_relaxed);
+        pthread_once(&slice_watch_once, slice_watch_start);
     }
     e = getenv("WEFT_DUMP_SIGNAL");
     if (e && strcmp(e, "1") == 0)

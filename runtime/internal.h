@@ -414,6 +414,11 @@ int weft__blocking_remove(weft__task *t);
  * of runtimes the gdb extension reads, at weft_runtime_new; the
  * never-joined check at weft_runtime_free. */
 void weft__obs_runtime_new(weft_runtime *rt);
+/* Debug mode's long-slice check of every worker of rt that has not polled
+ * for RESCUE_AFTER_MS (the check a passing peer makes, rescue.c), for a
+ * runtime with no peer to pass by: dump.c's watchdog thread calls it for
+ * single-worker runtimes. Any thread; rt must stay alive meanwhile. */
+void weft__check_long_slices(weft_runtime *rt);
 void weft__obs_runtime_leave(weft_runtime *rt);
 void weft__obs_runtime_free(weft_runtime *rt);
 

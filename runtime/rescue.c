@@ -52,6 +52,26 @@ static void check_long_slice(weft__worker *x, uint64_t now, uint32_t threshold)
             (double)now / 1000.0);
 }
 
+void weft__check_long_slices(weft_runtime *rt)
+{
+    uint32_t dbg = atomic_load_explicit(&rt->debug_ms, memory_order_relaxed);
+    if (!dbg)
+        return;
+    uint64_t now = weft__now_tick(rt, weft__clock_ns());
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        weft__worker *x = rt->workers[i];
+        if (now < atomic_load_explicit(&x->polled_tick, memory_order_relaxed) + RESCUE_AFTER_MS)
+            continue;
+        /* Only tried, as a peer does: a worker polling or asleep in its
+         * poller holds it and is not in a long slice. */
+        if (atomic_load_explicit(&x->poll_busy, memory_order_relaxed) ||
+            atomic_exchange_explicit(&x->poll_busy, 1, memory_order_acquire))
+            continue;
+        check_long_slice(x, now, dbg);
+        weft__poll_unlock(x);
+    }
+}
+
 /* Room left in the local queue: what a poll may wake without spilling. */
 static inline unsigned lq_room(weft__worker *w)
 {

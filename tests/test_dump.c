@@ -506,11 +506,11 @@ static void stderr_restore(int saved)
     close(saved);
 }
 
-/* Runs fn on a 2-worker debug runtime with stderr captured; returns it. */
-static char *run_debug(weft_fn fn, int leak_handle)
+/* Runs fn on a debug runtime of `workers` with stderr captured; returns it. */
+static char *run_debug_on(unsigned workers, weft_fn fn, int leak_handle)
 {
     int saved, fd = stderr_capture(&saved);
-    weft_runtime *rt = test_runtime(2);
+    weft_runtime *rt = test_runtime(workers);
     cr_assert_eq(weft_runtime_set_debug(rt, 100), 0);
     weft_task *t = weft_spawn_on(rt, fn, NULL);
     cr_assert_not_null(t);
@@ -530,6 +530,36 @@ static char *run_debug(weft_fn fn, int leak_handle)
     if (leak_handle)
         weft_detach(t); /* orphaned by the free: dropped now */
     return buf;
+}
+
+static char *run_debug(weft_fn fn, int leak_handle) { return run_debug_on(2, fn, leak_handle); }
+
+static void expect_one_long_slice_warning(char *out)
+{
+    cr_expect_not_null(strstr(out, "without suspending"), "no warning in: %s", out);
+    cr_expect_not_null(strstr(out, "long_spinner"), "the task function is not named in: %s", out);
+    cr_expect_not_null(strstr(out, "spawned at"), "%s", out);
+    const char *first = strstr(out, "without suspending"); /* once per episode */
+    cr_expect(first == NULL || strstr(first + 1, "without suspending") == NULL, "warned twice: %s", out);
+}
+
+/* A single worker has no peer passing by: the watchdog thread notices. */
+Test(debug, long_slice_warns_for_a_200ms_spin_on_one_worker)
+{
+    char *out = run_debug_on(1, long_spinner, 0);
+    expect_one_long_slice_warning(out);
+    free(out);
+}
+
+Test(debug, long_slice_silent_on_one_worker_for_a_task_yielding_every_10ms)
+{
+    char *out = run_debug_on(1, polite_spinner, 0);
+    int64_t gap = atomic_load(&polite_max_gap);
+    if (gap < 75 * 1000000LL)
+        cr_expect_null(strstr(out, "without suspending"), "warned (longest slice %.1f ms): %s", gap / 1e6, out);
+    else
+        cr_log_warn("longest slice seen by the task itself was %.1f ms: silence not checked", gap / 1e6);
+    free(out);
 }
 
 Test(debug, long_slice_warns_for_a_200ms_spin)
