@@ -47,9 +47,9 @@
  * the store would fall between its read and its write). Two threads that
  * each held an RMW behind a plain store to the other's location would wait
  * for each other here, which real machines don't; the models issue their
- * only such mix (wake_pending: the waker's exchange after notify_parked's
- * fence, the poller's plain clear) with an empty buffer before the RMW, so
- * it cannot happen, except in a mutant that removes that fence.
+ * only such mix with an empty buffer before the RMW, so it cannot happen,
+ * except in a mutant that removes a fence. (wake_pending was one, with the
+ * poller's plain clear, until that clear became an exchange on 2026-12-04.)
  */
 #ifndef MEMT
 #define MEMT short /* a location's value */

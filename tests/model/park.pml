@@ -99,12 +99,12 @@ inline POLLER_WAKE(me, v, old)
 }
 
 /* poller_epoll.c poll_epoll, the EVFD_DATA branch: read(evfd), then
- * store wake_pending = 0 (release). */
-inline POLLER_CONSUME(me)
+ * exchange(wake_pending, 0, acq_rel). */
+inline POLLER_CONSUME(me, old)
 {
     evfd[me] = 0;
     FENCE(me);
-    STORE(me, L_WAKEP(me), 0, REL)
+    RMW(me, L_WAKEP(me), old, 0, REL)
 }
 
 /* idle.c weft__notify_parked */
@@ -366,7 +366,7 @@ inline PARK(me, s, v, old, h, tl, last, nobody, found)
     inpoll[me] = 1;
 end_sleep:
     if
-    :: evfd[me] -> inpoll[me] = 0; POLLER_CONSUME(me)
+    :: evfd[me] -> inpoll[me] = 0; POLLER_CONSUME(me, old)
     :: spur < NSPUR -> spur++; inpoll[me] = 0
     fi;
     /* idle_leave (then sched.c:443 poll_backlog_wake, which only wakes a
