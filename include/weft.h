@@ -568,9 +568,10 @@ WEFT_API int weft_chan_recv(weft_chan *ch, void *elem_out);
 WEFT_API int weft_chan_recv_timeout(weft_chan *ch, void *elem_out, int64_t timeout_ms);
 WEFT_API int weft_chan_try_recv(weft_chan *ch, void *elem_out);
 WEFT_API int weft_chan_close(weft_chan *ch);
-/* Elements buffered now (a snapshot); 0 for NULL, which the unsigned type
- * cannot tell apart from an empty channel: check ch first where it matters. */
-WEFT_API size_t weft_chan_len(weft_chan *ch);
+/* Elements buffered now (a snapshot), or -EINVAL for NULL. (Before
+ * 2026-12-04 it returned size_t, and 0 for NULL, which could not be told
+ * apart from an empty channel.) Does not suspend. */
+WEFT_API ssize_t weft_chan_len(weft_chan *ch);
 
 /* Select: performs exactly one ready operation among cases and returns its
  * index. A case with chan NULL never becomes ready. When several are ready

@@ -305,14 +305,14 @@ int weft_chan_close(weft_chan *ch)
     return 0;
 }
 
-size_t weft_chan_len(weft_chan *ch)
+ssize_t weft_chan_len(weft_chan *ch)
 {
     if (!ch)
-        return 0;
+        return -EINVAL;
     weft__wlock_lock(&ch->lk);
     size_t n = ch->count;
     weft__wlock_unlock(&ch->lk);
-    return n;
+    return (ssize_t)n;
 }
 
 /* ------------------------------------------------------------ select */
