@@ -31,8 +31,8 @@
  *    DEFER_TASKRUN or COOP_TASKRUN: submissions do come from other threads,
  *    and a poll's completion work runs on the thread that submitted it.
  *  - cancellation: IORING_REGISTER_SYNC_CANCEL by cookie (kernel 6.0), a
- *    register call that uses no SQE, so any thread may make it, and the poll
- *    (and its reference to the file) is gone when it returns.
+ *    register call that uses no SQE, so any thread may make it, repeated
+ *    until the poll is gone (see weft__uring_unregister).
  * The owner's registrations stay in the SQ until its next poll (one enter
  * submits them and reaps); another thread's are submitted at once, as the
  * owner may be parked.
@@ -91,6 +91,7 @@ void weft__uring_unregister(weft__poller *p, int fd, uint64_t data) { (void)p, (
 #include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -263,7 +264,16 @@ void weft__uring_unregister(weft__poller *p, int fd, uint64_t data)
     struct io_uring_sync_cancel_reg reg = {.addr = data, .flags = IORING_ASYNC_CANCEL_ALL};
     reg.timeout.tv_sec = -1;
     reg.timeout.tv_nsec = -1;
-    (void)io_uring_register_sync_cancel(&u->ring, &reg); /* -ENOENT: ended already */
+    /* The cancel only kicks the poll: it completes, and drops its file, in
+     * task work run by the thread that submitted it (at once when that is
+     * this thread, at that thread's next kernel entry otherwise, which the
+     * kernel forces with a notification). Until then the request is still
+     * found, and each call counts it again: repeat until it is gone (-ENOENT),
+     * so that the close(fd) after this is the last reference and closes the
+     * socket synchronously, as under epoll. */
+    for (int tries = 0; io_uring_register_sync_cancel(&u->ring, &reg) > 0; tries++)
+        if (tries)
+            sched_yield();
 }
 
 void weft__uring_wake(weft__poller *p)
