@@ -288,6 +288,8 @@ run-tests: $(BUILD)/tests/weft_tests $(LTO_TESTS) $(BUILD)/tests/switch_check $(
 	@if [ "$(BUILD)" = build ] && [ "$(ARCH)" != aarch64 ]; then $(MAKE) --no-print-directory check-aarch64; fi
 	@echo "== $(BUILD)/tests/weft_tests"
 	@WEFT_EXAMPLES_DIR=$(BUILD)/examples $(TEST_ENV) $(BUILD)/tests/weft_tests $(CRITERION_FLAGS)
+	@echo "== $(BUILD)/tests/weft_tests (WEFT_BACKEND=uring: the io_uring poller, where the kernel allows it)"
+	@WEFT_BACKEND=uring WEFT_EXAMPLES_DIR=$(BUILD)/examples $(TEST_ENV) $(BUILD)/tests/weft_tests $(CRITERION_FLAGS)
 
 # Exhaustive checks of the park protocol and the local ring (spin models in
 # tests/model/, README "Testing"): the models must pass and every mutant,
