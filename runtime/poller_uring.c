@@ -269,8 +269,13 @@ void weft__uring_unregister(weft__poller *p, int fd, uint64_t data)
      * this thread, at that thread's next kernel entry otherwise, which the
      * kernel forces with a notification). Until then the request is still
      * found, and each call counts it again: repeat until it is gone (-ENOENT),
-     * so that the close(fd) after this is the last reference and closes the
-     * socket synchronously, as under epoll. */
+     * so that the close(fd) after this is, in practice, the last reference
+     * and closes the socket synchronously, as under epoll. Not strictly:
+     * when another thread submitted the poll, its task work unhashes the
+     * request a moment before it frees it (the end of that task-work batch),
+     * and a close() in between leaves the final release to that thread,
+     * microseconds later. A registration made and cancelled by the same
+     * worker, the common case, has no such window. */
     for (int tries = 0; io_uring_register_sync_cancel(&u->ring, &reg) > 0; tries++)
         if (tries)
             sched_yield();
