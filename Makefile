@@ -30,12 +30,17 @@ DEPFLAGS   = -MMD -MP -MF $@.d
 # build without it dumps without backtraces (make test installs it).
 HAVE_LIBUNWIND := $(if $(wildcard /usr/include/libunwind.h /usr/include/*/libunwind.h),1)
 UNWIND_CFLAGS  := $(if $(HAVE_LIBUNWIND),-DWEFT_HAVE_LIBUNWIND)
-CFLAGS_LIB := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) $(ASSERTS) $(UNWIND_CFLAGS) -fPIC -fvisibility=hidden -pthread \
+# The io_uring poller backend (runtime/poller_uring.c) needs liburing; a
+# build without it has epoll alone (make test installs it).
+HAVE_LIBURING  := $(if $(wildcard /usr/include/liburing.h),1)
+URING_CFLAGS   := $(if $(HAVE_LIBURING),-DWEFT_HAVE_URING)
+URING_LIBS     := $(if $(HAVE_LIBURING),-luring)
+CFLAGS_LIB := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) $(ASSERTS) $(UNWIND_CFLAGS) $(URING_CFLAGS) -fPIC -fvisibility=hidden -pthread \
               -D_GNU_SOURCE -Iinclude
 # common/: header-only code that examples, benchmarks and tests share (the HTTP
 # request parser); not part of libweft.
 CFLAGS_APP := $(CSTD) $(WARN) $(OPT) $(SANFLAGS) $(ASSERTS) -pthread -D_GNU_SOURCE -Iinclude -Iruntime -Icommon
-LDLIBS_APP := $(ALLOC_LIB) -pthread -lm
+LDLIBS_APP := $(ALLOC_LIB) $(URING_LIBS) -pthread -lm
 # The test framework: Criterion unless overridden (test-tsan swaps in tests/tsan).
 # CRITERION_INC goes first on the tests' include path, CRITERION_LIB on their
 # link line (its .o files are built by the rules below), CRITERION_DEPS are
@@ -108,7 +113,8 @@ TEST_PKGS  := /usr/include/criterion/criterion.h:libcriterion-dev \
               /usr/bin/curl:curl \
               /usr/bin/spin:spin \
               /usr/include/*/libunwind.h:libunwind-dev \
-              /usr/bin/gdb:gdb
+              /usr/bin/gdb:gdb \
+              /usr/include/liburing.h:liburing-dev
 missing_pkgs = $(strip $(foreach d,$(1),$(if $(wildcard $(word 1,$(subst :, ,$(d)))),,$(word 2,$(subst :, ,$(d))))))
 MISSING_BUILD := $(call missing_pkgs,$(BUILD_PKGS))
 MISSING_TEST  := $(call missing_pkgs,$(BUILD_PKGS) $(TEST_PKGS))
@@ -171,7 +177,7 @@ $(BUILD)/libweft.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/libweft.so: $(LIB_OBJ)
-	$(CC) -shared $(SANFLAGS) -Wl,-soname,$(WEFT_SONAME) -o $@ $^ $(ALLOC_LIB) -pthread
+	$(CC) -shared $(SANFLAGS) -Wl,-soname,$(WEFT_SONAME) -o $@ $^ $(ALLOC_LIB) $(URING_LIBS) -pthread
 
 # libweft_tls: runtime/tls/*.c, objects apart from libweft's (obj_tls/, not
 # part of tests/arch/check_layers.sh's runtime layers).
@@ -208,7 +214,7 @@ $(BUILD)/weft.pc: Makefile include/weft.h
 	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
 	  'Name: weft' 'Description: multithreaded work-stealing runtime of stackful tasks' \
 	  'Version: $(WEFT_VERSION)' 'Cflags: -I$${includedir} -pthread' \
-	  'Libs: -L$${libdir} -lweft -ljemalloc -pthread' 'Libs.private: -lm' > $@
+	  'Libs: -L$${libdir} -lweft -ljemalloc -pthread' 'Libs.private: -lm $(URING_LIBS)' > $@
 
 # ---------------------------------------------------------------- programs
 $(BUILD)/examples/%: examples/%.c $(BUILD)/libweft.a | build-deps
@@ -282,6 +288,8 @@ run-tests: $(BUILD)/tests/weft_tests $(LTO_TESTS) $(BUILD)/tests/switch_check $(
 	@if [ "$(BUILD)" = build ] && [ "$(ARCH)" != aarch64 ]; then $(MAKE) --no-print-directory check-aarch64; fi
 	@echo "== $(BUILD)/tests/weft_tests"
 	@WEFT_EXAMPLES_DIR=$(BUILD)/examples $(TEST_ENV) $(BUILD)/tests/weft_tests $(CRITERION_FLAGS)
+	@echo "== $(BUILD)/tests/weft_tests (WEFT_BACKEND=uring: the io_uring poller, where the kernel allows it)"
+	@WEFT_BACKEND=uring WEFT_EXAMPLES_DIR=$(BUILD)/examples $(TEST_ENV) $(BUILD)/tests/weft_tests $(CRITERION_FLAGS)
 
 # Exhaustive checks of the park protocol and the local ring (spin models in
 # tests/model/, README "Testing"): the models must pass and every mutant,

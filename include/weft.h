@@ -111,7 +111,17 @@ typedef struct weft_config {
      * at least 16 KiB). 0 = 256 KiB. Address space only: pages cost memory
      * when first touched. */
     size_t stack_size;
+    /* The kernel interface workers wait on descriptors with: WEFT_BACKEND_*.
+     * 0 (AUTO) = the WEFT_BACKEND environment variable ("epoll" or
+     * "uring") if set, else epoll. io_uring where the kernel refuses it
+     * (no io_uring, EPERM from kernel.io_uring_disabled or seccomp, an
+     * operation missing) falls back to epoll without an error; see
+     * weft_runtime_backend. */
+    int backend;
 } weft_config;
+
+/* Values of weft_config.backend and of weft_runtime_backend. */
+enum { WEFT_BACKEND_AUTO = 0, WEFT_BACKEND_EPOLL = 1, WEFT_BACKEND_URING = 2 };
 
 /* Fills cfg with the defaults (all zero = automatic). */
 WEFT_API void weft_config_init(weft_config *cfg);
@@ -146,6 +156,11 @@ WEFT_API int weft_main(weft_fn fn, void *arg, void **result);
 /* Number of worker threads of rt; 0 for NULL (a runtime always has at
  * least one, so 0 means no runtime). */
 WEFT_API unsigned weft_runtime_workers(const weft_runtime *rt);
+
+/* The poller backend rt's workers use: WEFT_BACKEND_EPOLL or
+ * WEFT_BACKEND_URING (only when every worker got a ring), -EINVAL for NULL.
+ * Does not suspend. */
+WEFT_API int weft_runtime_backend(const weft_runtime *rt);
 
 /* ------------------------------------------------------------------ tasks */
 

@@ -152,6 +152,7 @@ typedef struct weft__task_chunk {
 struct weft_runtime {
     uint64_t id;                /* unique per runtime made in this process */
     unsigned nworkers;
+    int backend;                /* WEFT_BACKEND_EPOLL or _URING (every worker's poller) */
     weft__worker **workers;
     weft__inject inject;
 

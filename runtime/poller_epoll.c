@@ -25,8 +25,14 @@
 
 #define EVFD_DATA UINT64_MAX
 
+/* A URING poller goes to poller_uring.c: the branch is predicted, so the
+ * epoll path pays a load and a compare per call. */
+#define URING(p) __builtin_expect((p)->kind != WEFT__BACKEND_EPOLL, 0)
+
 int weft__poller_init(weft__poller *p)
 {
+    if (URING(p))
+        return weft__uring_init(p);
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (p->epfd < 0)
         return -errno;
@@ -50,6 +56,10 @@ int weft__poller_init(weft__poller *p)
 
 void weft__poller_destroy(weft__poller *p)
 {
+    if (URING(p)) {
+        weft__uring_destroy(p);
+        return;
+    }
     close(p->evfd);
     close(p->epfd);
     p->epfd = p->evfd = -1;
@@ -57,6 +67,8 @@ void weft__poller_destroy(weft__poller *p)
 
 int weft__poller_register(weft__poller *p, int fd, uint64_t data)
 {
+    if (URING(p))
+        return weft__uring_register(p, fd, data);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.u64 = data};
     if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
         return 0;
@@ -65,14 +77,22 @@ int weft__poller_register(weft__poller *p, int fd, uint64_t data)
     return -errno;
 }
 
-void weft__poller_unregister(weft__poller *p, int fd)
+void weft__poller_unregister(weft__poller *p, int fd, uint64_t data)
 {
+    if (URING(p)) {
+        weft__uring_unregister(p, fd, data);
+        return;
+    }
     struct epoll_event ev = {0}; /* kernels before 2.6.9 wanted non-NULL */
     (void)epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, &ev);
 }
 
 void weft__poller_wake(weft__poller *p)
 {
+    if (URING(p)) {
+        weft__uring_wake(p);
+        return;
+    }
     if (atomic_exchange_explicit(&p->wake_pending, 1, memory_order_acq_rel))
         return; /* a wake is already on its way */
     uint64_t one = 1;
@@ -88,11 +108,15 @@ static int poll_epoll(weft__poller *p, int timeout_ms, int max_events, int skip_
 
 int weft__poller_poll(weft__poller *p, int timeout_ms, int max_events, weft__fired *fired)
 {
+    if (URING(p))
+        return weft__uring_poll(p, timeout_ms, max_events, fired);
     return poll_epoll(p, timeout_ms, max_events, 0, fired);
 }
 
 int weft__poller_poll_events(weft__poller *p, int max_events, weft__fired *fired)
 {
+    if (URING(p))
+        return weft__uring_poll_events(p, max_events, fired);
     return poll_epoll(p, 0, max_events, 1, fired);
 }
 

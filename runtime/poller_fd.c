@@ -69,6 +69,13 @@ static fdstate *lookup(int fd, int create)
     return &ch[(unsigned)fd & (CHUNK - 1)];
 }
 
+/* The cookie a registration's fired records carry: the generation it was
+ * made under, and the descriptor. */
+static inline uint64_t cookie_of(const fdstate *s, int fd)
+{
+    return ((uint64_t)s->gen << 32) | (uint32_t)fd;
+}
+
 static void lock(fdstate *s)
 {
     while (atomic_exchange_explicit(&s->lock, 1, memory_order_acquire))
@@ -77,6 +84,16 @@ static void lock(fdstate *s)
 }
 
 static void unlock(fdstate *s) { atomic_store_explicit(&s->lock, 0, memory_order_release); }
+
+/* Under the lock, before a reset or generation bump that drops a live
+ * registration: a backend whose registrations pin the file (io_uring)
+ * cancels it now, or close(fd) would leave the socket open behind a
+ * pending poll. Free under epoll (its entries die with the file). */
+static inline void release_locked(fdstate *s, int fd)
+{
+    if (s->poller && weft__poller_pins_files(s->poller))
+        weft__poller_unregister(s->poller, fd, cookie_of(s, fd));
+}
 
 /* Under the lock: forgets the registration (its events, carrying the old
  * generation, are dropped from now on) and hands back the waiters. */
@@ -114,7 +131,11 @@ static int bind_locked(fdstate *s, weft__poller *p, int fd)
     struct stat st;
     if (fstat(fd, &st) < 0)
         return -errno;
-    int rc = weft__poller_register(p, fd, ((uint64_t)s->gen << 32) | (uint32_t)fd);
+    /* epoll_ctl refuses these with EPERM; an io_uring poll would report
+     * them ready at once, forever: refuse them the same way. */
+    if (weft__poller_pins_files(p) && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)))
+        return -EPERM;
+    int rc = weft__poller_register(p, fd, cookie_of(s, fd));
     if (rc < 0)
         return rc;
     s->poller = p;
@@ -182,6 +203,18 @@ int weft__fd_unwait(int fd, int dir, uint32_t gen)
         s->task[dir] = NULL;
         rc = s->ready[dir];
         s->ready[dir] = 0;
+        /* A foreign descriptor on a backend that pins files: its library
+         * may close() it any time, and a pending poll would keep the
+         * socket open. So its registration lives only while a waiter
+         * waits: the last one out cancels it, and the next wait registers
+         * afresh (under a new generation, so a late record of this one is
+         * dropped). */
+        if (!s->owned && !s->waiting[dir ^ 1] && s->poller && weft__poller_pins_files(s->poller)) {
+            release_locked(s, fd);
+            s->gen++;
+            s->poller = NULL;
+            s->ready[0] = s->ready[1] = 0;
+        }
     }
     unlock(s);
     return rc;
@@ -204,6 +237,13 @@ static inline void fired_one(weft__poller *p, uint64_t data, uint32_t events, we
     if (s->gen != gen || s->poller != p) {
         unlock(s);
         return;
+    }
+    if (weft__unlikely(events & WEFT__FIRED_REARM) && weft__poller_register(p, fd, data) < 0) {
+        /* Cannot poll it any more (closed behind weft's back, out of
+         * memory): unbind, keeping the generation, and wake the waiters:
+         * they retry, and a wait registers afresh or reports the error. */
+        s->poller = NULL;
+        events |= WEFT__FIRED_RD | WEFT__FIRED_WR;
     }
     int fire[2] = {(events & WEFT__FIRED_RD) != 0, (events & WEFT__FIRED_WR) != 0};
     for (int d = 0; d < 2; d++) {
@@ -237,6 +277,7 @@ int weft__fd_close(int fd, weft__ready_fn fn, void *ctx)
     uint64_t tok[2] = {0, 0};
     if (s) {
         lock(s);
+        release_locked(s, fd);
         reset(s, t, tok);
         unlock(s);
     }
@@ -269,8 +310,10 @@ int weft__fd_check(int fd, int always, weft__ready_fn fn, void *ctx)
     struct weft_task *t[2] = {NULL, NULL};
     uint64_t tok[2] = {0, 0};
     lock(s);
-    if (s->gen == gen)
+    if (s->gen == gen) {
+        release_locked(s, fd); /* pins the old file, which nobody can name now */
         reset(s, t, tok);
+    }
     unlock(s);
     wake_both(t, tok, fn, ctx);
     return 1;
@@ -286,7 +329,7 @@ int weft__fd_forget(int fd, weft__ready_fn fn, void *ctx)
     lock(s);
     weft__poller *p = s->poller;
     if (p) /* under the lock: a concurrent first wait must not register in between */
-        weft__poller_unregister(p, fd);
+        weft__poller_unregister(p, fd, cookie_of(s, fd));
     int had = p != NULL || s->owned;
     reset(s, t, tok);
     unlock(s);
@@ -318,6 +361,7 @@ static int fresh(int fd, int stream)
         return stream && fd >= 0 ? -ENOMEM : 0;
     lock(s);
     if (s->poller || s->waiting[0] || s->waiting[1]) {
+        release_locked(s, fd); /* the old file, closed with plain close() */
         s->gen++;
         s->poller = NULL;
         s->waiting[0] = s->waiting[1] = 0;

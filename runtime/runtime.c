@@ -30,6 +30,21 @@ static unsigned default_workers(void)
     return c > 0 ? (unsigned)c : 1;
 }
 
+/* The backend asked for: the config field, else WEFT_BACKEND, else epoll
+ * (the default until sockets are operations on the ring: README,
+ * "Poller backends"). -1 for a value that names none. */
+static int wanted_backend(const weft_config *cfg)
+{
+    if (cfg->backend == WEFT_BACKEND_EPOLL || cfg->backend == WEFT_BACKEND_URING)
+        return cfg->backend;
+    if (cfg->backend != WEFT_BACKEND_AUTO)
+        return -1;
+    const char *e = getenv("WEFT_BACKEND");
+    if (!e || !*e || strcmp(e, "epoll") == 0)
+        return WEFT_BACKEND_EPOLL;
+    return strcmp(e, "uring") == 0 ? WEFT_BACKEND_URING : -1;
+}
+
 void weft_config_init(weft_config *cfg)
 {
     if (cfg)
@@ -67,6 +82,11 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
     unsigned cls;
     if (weft__stack_class(cfg->stack_size ? cfg->stack_size : 256 * 1024, &cls) < 0 ||
         cfg->stack_size > ((size_t)1 << 30)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    int backend = wanted_backend(cfg);
+    if (backend < 0) {
         errno = EINVAL;
         return NULL;
     }
@@ -109,7 +129,17 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
         weft__stack_cache_init(&w->stacks, &rt->stacks);
         weft__wheel_init(&w->wheel, 0);
         weft__lock_init(&w->inbox_lock);
+        /* A ring the kernel refuses (or one more it cannot make) leaves
+         * this worker on epoll, silently; the runtime reports uring only
+         * if every worker has one. */
+        w->poller.kind = backend == WEFT_BACKEND_URING ? WEFT__BACKEND_URING : WEFT__BACKEND_EPOLL;
         int rc = weft__poller_init(&w->poller);
+        if (rc < 0 && w->poller.kind == WEFT__BACKEND_URING) {
+            w->poller.kind = WEFT__BACKEND_EPOLL;
+            rc = weft__poller_init(&w->poller);
+        }
+        if (w->poller.kind != WEFT__BACKEND_URING)
+            backend = WEFT_BACKEND_EPOLL;
         if (rc < 0) {
             err = -rc;
             pthread_mutex_destroy(&w->inbox_lock);
@@ -118,6 +148,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
         }
         rt->workers[made] = w;
     }
+    rt->backend = backend;
     pthread_mutex_lock(&live_lock);
     live_runtimes++;
     pthread_mutex_unlock(&live_lock);
@@ -227,6 +258,8 @@ void weft_runtime_free(weft_runtime *rt)
 }
 
 unsigned weft_runtime_workers(const weft_runtime *rt) { return rt ? rt->nworkers : 0; }
+
+int weft_runtime_backend(const weft_runtime *rt) { return rt ? rt->backend : -EINVAL; }
 
 int weft_runtime_block_on(weft_runtime *rt, weft_fn fn, void *arg, void **result)
 {

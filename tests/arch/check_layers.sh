@@ -5,7 +5,7 @@
 # each other. Usage: check_layers.sh OBJDIR
 set -e
 objdir=${1:?usage: check_layers.sh OBJDIR}
-ORDER="version fault switch_x86_64 switch_aarch64 context symbol stack timer poller_epoll poller_fd
+ORDER="version fault switch_x86_64 switch_aarch64 context symbol stack timer poller_uring poller_epoll poller_fd
        tls clock queue idle ready task rescue sched suspend
        wait
        time blocking fs dns io net stream sync chan group proc signal
