@@ -66,11 +66,14 @@ typedef struct serve_loop {
  * the stop may not have run yet when the drain pass looks, and the process
  * must not exit (resetting its connection) before it has answered. */
 static atomic_int g_live;
-static weft_fn g_serve_fn;
+/* Written by the accept loop at each hand-off, read by connection tasks that
+ * may still be starting: atomic, and stored only when it changes. */
+static _Atomic(weft_fn) g_serve_fn;
 
 static void *serve_counted(void *arg)
 {
-    void *r = g_serve_fn(arg);
+    weft_fn fn = atomic_load_explicit(&g_serve_fn, memory_order_acquire);
+    void *r = fn(arg);
     atomic_fetch_sub(&g_live, 1);
     return r;
 }
@@ -79,7 +82,8 @@ static void *serve_counted(void *arg)
  * task could be made (the connection is closed). */
 static int serve_hand_off(serve_loop *l, int fd)
 {
-    g_serve_fn = l->serve; /* the same for every connection of a server */
+    if (atomic_load_explicit(&g_serve_fn, memory_order_relaxed) != l->serve) /* the same for every connection */
+        atomic_store_explicit(&g_serve_fn, l->serve, memory_order_release);
     atomic_fetch_add(&g_live, 1);
     int rc = weft_go(serve_counted, (void *)(intptr_t)fd);
     if (rc < 0) {
