@@ -35,12 +35,10 @@ WEFT_API int weft_runtime_create(const weft_config *cfg, weft_runtime **out)
 }
 
 /* Each public spawn passes its own caller as the spawn site a dump shows. */
-static inline __attribute__((always_inline)) int task_spawn(weft_runtime *rt, weft_fn fn, void *arg,
-                                                            const weft_spawn_opts *opts, weft_task **out,
-                                                            const void *site)
+/* What the _create spawns share: the handle to *out, or released when out is
+ * NULL (detached); 0, or the spawn's error. */
+static inline int hand_out(weft_task *t, weft_task **out)
 {
-    errno = 0;
-    weft_task *t = weft__spawn_at(rt, fn, arg, opts, site);
     if (out)
         *out = t;
     if (!t)
@@ -48,6 +46,14 @@ static inline __attribute__((always_inline)) int task_spawn(weft_runtime *rt, we
     if (!out)
         weft_detach(t);
     return 0;
+}
+
+static inline __attribute__((always_inline)) int task_spawn(weft_runtime *rt, weft_fn fn, void *arg,
+                                                            const weft_spawn_opts *opts, weft_task **out,
+                                                            const void *site)
+{
+    errno = 0;
+    return hand_out(weft__spawn_at(rt, fn, arg, opts, site), out);
 }
 
 WEFT_API int weft_task_spawn(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts,
@@ -73,13 +79,7 @@ static int spawn_pool(weft_runtime *rt, weft_fn fn, void *arg, weft_task **out, 
     errno = 0;
     weft_task *t = compute ? (rt ? weft_spawn_compute_on(rt, fn, arg) : weft_spawn_compute(fn, arg))
                            : (rt ? weft_spawn_blocking_on(rt, fn, arg) : weft_spawn_blocking(fn, arg));
-    if (out)
-        *out = t;
-    if (!t)
-        return fail_code();
-    if (!out)
-        weft_detach(t);
-    return 0;
+    return hand_out(t, out);
 }
 
 WEFT_API int weft_task_spawn_blocking(weft_runtime *rt, weft_fn fn, void *arg, weft_task **out)

@@ -38,16 +38,6 @@ static weft_runtime *uring_runtime(unsigned workers)
     return rt;
 }
 
-static void run_on(weft_runtime *rt, weft_fn fn, void *arg)
-{
-    void *res = NULL;
-    int rc = weft_runtime_block_on(rt, fn, arg, &res);
-    weft_runtime_free(rt);
-    cr_assert_eq(rc, 0, "block_on: %d", rc);
-    test_assert_no_failure();
-    cr_assert_null(res, "task failed at line %d", (int)(intptr_t)res);
-}
-
 Test(uring, backend_choice)
 {
     unsetenv("WEFT_BACKEND");
@@ -116,10 +106,10 @@ Test(uring, backend_fallback)
     cr_assert_eq(errno, EPERM, "the filter refuses io_uring_setup");
     weft_runtime *rt = backend_runtime(2, WEFT_BACKEND_URING);
     cr_assert_eq(weft_runtime_backend(rt), WEFT_BACKEND_EPOLL);
-    run_on(rt, pair_roundtrip, NULL);
+    test_run_on(rt, pair_roundtrip, NULL);
 }
 
-Test(uring, roundtrip) { run_on(uring_runtime(2), pair_roundtrip, NULL); }
+Test(uring, roundtrip) { test_run_on(uring_runtime(2), pair_roundtrip, NULL); }
 
 /* weft_close of a socket with a pending multishot poll (a reader waiting
  * on it), and of one registered by an earlier wait that ended: the poll
@@ -179,7 +169,7 @@ static void *close_cancels(void *arg)
     return NULL;
 }
 
-Test(uring, close_cancels_poll) { run_on(uring_runtime(2), close_cancels, NULL); }
+Test(uring, close_cancels_poll) { test_run_on(uring_runtime(2), close_cancels, NULL); }
 
 /* A foreign descriptor (made by a library, not by weft) that a library
  * closes with plain close() after weft_wait_fd: after a wait that saw
@@ -209,7 +199,7 @@ static void *foreign_close(void *arg)
     return NULL;
 }
 
-Test(uring, foreign_plain_close) { run_on(uring_runtime(1), foreign_close, NULL); }
+Test(uring, foreign_plain_close) { test_run_on(uring_runtime(1), foreign_close, NULL); }
 
 /* Cross-thread wake-ups: each block_on from this thread injects a task and
  * must wake a worker parked in its ring (an eventfd poll completion). */
@@ -295,5 +285,5 @@ Test(uring, full_queues)
             cr_skip_test("RLIMIT_NOFILE %lu is too small", (unsigned long)rl.rlim_cur);
     }
     static flood_ctx c;
-    run_on(uring_runtime(1), flood, &c);
+    test_run_on(uring_runtime(1), flood, &c);
 }

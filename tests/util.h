@@ -65,15 +65,20 @@ static inline void test_assert_no_failure(void)
 /* Runs fn(arg) as the root task of a fresh runtime of `workers` workers and
  * checks that block_on succeeded, that no TEST_EXPECT failed, and that the
  * task returned NULL (a TEST_EXPECT in the root task returns its line). */
-static inline void test_run(unsigned workers, weft_fn fn, void *arg)
+static inline void test_run_on(weft_runtime *rt, weft_fn fn, void *arg)
 {
-    weft_runtime *rt = test_runtime(workers);
     void *res = NULL;
     int rc = weft_runtime_block_on(rt, fn, arg, &res);
     weft_runtime_free(rt);
     cr_assert_eq(rc, 0, "block_on: %d", rc);
     test_assert_no_failure();
     cr_assert_null(res, "task failed at line %d", (int)(intptr_t)res);
+}
+
+/* test_run_on a fresh runtime of `workers`. */
+static inline void test_run(unsigned workers, weft_fn fn, void *arg)
+{
+    test_run_on(test_runtime(workers), fn, arg);
 }
 
 /* Resident set size of this process in bytes. */
